@@ -1,0 +1,112 @@
+"""Contracts between the control plane and the runners.
+
+Everything that crosses a process boundary (Celery message, result JSON on disk, `--json` output)
+is one of these models, so both sides validate the same shape. Keep them free of I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+#: Pipeline order. A rerun of stage S reuses the stored results of the stages before S.
+STAGES: tuple[str, ...] = (
+    "analyze",
+    "dummy-gate",
+    "real-gate",
+    "features",
+    "capacity",
+    "accuracy",
+    "deliver",
+)
+
+#: Stages a runner host executes (needs the model and the serve environment).
+RUNNER_STAGES: tuple[str, ...] = STAGES[:-1] + ("artifacts",)
+
+FEATURES: tuple[str, ...] = ("aclgraph", "expert_parallel", "flashcomm1", "mtp", "multimodal")
+
+StageStatus = Literal["passed", "failed", "skipped", "error"]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Evidence(BaseModel):
+    """One piece of proof: a log excerpt, a request/response, or a config fact."""
+
+    kind: str  # "log", "request", "response", "config", "command", "analysis", ...
+    text: str
+    log_path: str | None = None
+    line: int | None = None  # 1-based line number in log_path
+
+
+class StageResult(BaseModel):
+    """The JSON every stage writes (`results/<stage>.json`) and `adapt-bot gate --json` prints."""
+
+    stage: str
+    status: StageStatus
+    started_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+    #: Machine-readable failure class: false-ready, not-registered, timeout, crashed, cancelled, ...
+    reason: str | None = None
+    #: One or two sentences for a human: what went wrong.
+    diagnosis: str | None = None
+    #: What a human should do next (a command, a fix to try).
+    next_step: str | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    #: Stage-specific data (serve command, timings, feature matrix, capacity figures, ...).
+    data: dict[str, Any] = Field(default_factory=dict)
+    attempt: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("passed", "skipped")
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class FeatureStatus(StrEnum):
+    """The status vocabulary of the workflow, used verbatim in every report."""
+
+    SUPPORTED = "✅ supported and verified"
+    UNSUPPORTED = "❌ framework-level unsupported"
+    CHECKPOINT_MISSING = "⚠️ checkpoint missing"
+    NOT_APPLICABLE = "N/A not-applicable"
+
+
+class FeatureResult(BaseModel):
+    feature: str
+    status: FeatureStatus
+    reason: str
+    evidence: list[Evidence] = Field(default_factory=list)
+
+
+class FeatureMatrix(BaseModel):
+    """feature -> status + evidence; renders the issue comment, the report and the tutorial."""
+
+    features: dict[str, FeatureResult] = Field(default_factory=dict)
+
+
+class JobOptions(BaseModel):
+    """What a job was asked to do (from the issue, `/adapt run` options and repo config)."""
+
+    model: str  # validated hub id, hub URL or /models/<name> (see bot.model_ref)
+    hardware: Literal["a2", "a3"] = "a2"
+    tp: int | None = None
+    max_model_len: int | None = None
+    features: list[str] | None = None  # None = all applicable
+    profile: str = "cpu"
+    served_model_name: str | None = None
+    #: A local checkpoint directory given on the CLI (`adapt-bot run DIR`). Never set from
+    #: GitHub input: issue text only ever yields a validated `model` reference.
+    local_path: str | None = None
+    #: Issue number the job belongs to (names the branch `adapt/<slug>-<issue>`).
+    issue: int | None = None

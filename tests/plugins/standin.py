@@ -1,0 +1,1 @@
+"""Shared fixtures for tests (standin). Filled in by the area that owns it."""

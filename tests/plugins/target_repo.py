@@ -1,0 +1,1 @@
+"""Shared fixtures for tests (target_repo). Filled in by the area that owns it."""
