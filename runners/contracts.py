@@ -23,9 +23,6 @@ STAGES: tuple[str, ...] = (
     "deliver",
 )
 
-#: Stages a runner host executes (needs the model and the serve environment).
-RUNNER_STAGES: tuple[str, ...] = STAGES[:-1] + ("artifacts",)
-
 FEATURES: tuple[str, ...] = ("aclgraph", "expert_parallel", "flashcomm1", "mtp", "multimodal")
 
 StageStatus = Literal["passed", "failed", "skipped", "error"]
