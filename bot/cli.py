@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "serve": "bot.cmd_serve",
     "worker": "bot.cmd_worker",
     "run": "bot.cmd_run",
+    "demo": "bot.cmd_demo",
     "analyze": "runners.cmd_analyze",
     "gate": "runners.cmd_gate",
 }

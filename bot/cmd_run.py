@@ -1,17 +1,94 @@
-"""Placeholder until this subcommand lands (see the issue that owns it)."""
+"""`adapt-bot run MODEL --repo REPO`: the whole job locally, no GitHub, no external Redis."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-HELP = "(not built yet)"
+from runners.contracts import FEATURES, JobOptions
+from runners.model_ref import ModelRefError, parse_model_ref
+from runners.pipeline import PIPELINE
+
+HELP = "Run the whole adaptation job locally: analysis, gates, features, capacity, accuracy, one commit."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs="*")
+    parser.add_argument("model", help="checkpoint directory, hub id (org/name), hub URL or /models/<name>")
+    parser.add_argument("--repo", required=True, type=Path, help="target checkout (vllm-ascend layout)")
+    parser.add_argument("--profile", default="cpu", help="runner profile (cpu, ascend-a2, ascend-a3)")
+    parser.add_argument("--out", type=Path, default=Path("adapt-out"), help="report, runbook, results, logs")
+    parser.add_argument("--issue", type=int, default=None, help="issue number (names the branch)")
+    parser.add_argument("--hardware", choices=("a2", "a3"), default="a2")
+    parser.add_argument("--tp", type=int, default=None)
+    parser.add_argument("--max-model-len", type=int, default=None)
+    parser.add_argument("--features", default=None, help=f"comma list of {','.join(FEATURES)}")
+    parser.add_argument("--models-root", type=Path, default=None, help="root for hub ids (/models)")
+    parser.add_argument("--signoff", default=None, help='"Name <email>" for the Signed-off-by trailer')
+    parser.add_argument("--vllm", type=Path, default=None, help="vLLM checkout for the registry verdict")
+    parser.add_argument("--vllm-ascend", type=Path, default=None, help="vllm-ascend checkout")
+    parser.add_argument("--stop-after", choices=PIPELINE, default=None, help="stop after STAGE (no commit)")
+
+
+def options_from_args(args: argparse.Namespace) -> JobOptions:
+    """Validate CLI input into JobOptions; raises ValueError with a one-line reason."""
+    model = str(args.model)
+    local_path: str | None = None
+    if Path(model).is_dir() and not model.startswith("/models/"):
+        local_path = str(Path(model).resolve())
+        ref = f"local/{Path(local_path).name}"
+    else:
+        ref = parse_model_ref(model).display
+    features = None
+    if args.features:
+        features = [f.strip() for f in args.features.split(",") if f.strip()]
+        unknown = sorted(set(features) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown feature(s) {', '.join(unknown)}; choose from {', '.join(FEATURES)}")
+    if args.tp is not None and not 1 <= args.tp <= 64:
+        raise ValueError("--tp must be between 1 and 64")
+    if args.max_model_len is not None and not 16 <= args.max_model_len <= 1_048_576:
+        raise ValueError("--max-model-len must be between 16 and 1048576")
+    return JobOptions(
+        model=ref,
+        local_path=local_path,
+        profile=args.profile,
+        hardware=args.hardware,
+        tp=args.tp,
+        max_model_len=args.max_model_len,
+        features=features,
+        issue=args.issue,
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    print("this subcommand is not built yet", file=sys.stderr)
-    return 2
+    from bot.local_run import DEFAULT_SIGNOFF, LocalRunConfig, run_local
+
+    try:
+        options = options_from_args(args)
+    except (ValueError, ModelRefError) as exc:
+        print(f"adapt-bot run: {exc}", file=sys.stderr)
+        return 2
+    repo: Path = args.repo
+    if not (repo / ".git").exists():
+        print(f"adapt-bot run: {repo} is not a git checkout", file=sys.stderr)
+        return 2
+    cfg = LocalRunConfig(
+        options=options,
+        repo=repo.resolve(),
+        out=args.out,
+        models_root=args.models_root,
+        signoff=args.signoff or DEFAULT_SIGNOFF,
+        vllm_root=args.vllm,
+        vllm_ascend_root=args.vllm_ascend,
+        stop_after=args.stop_after,
+    )
+    outcome = run_local(cfg)
+    print(f"\n{outcome.state} in {outcome.total_s:.1f} s", file=sys.stderr)
+    for stage, seconds in outcome.timings.items():
+        print(f"  {stage:<11} {seconds:7.1f} s", file=sys.stderr)
+    if outcome.commit:
+        print(f"commit {outcome.commit['sha']} on {outcome.commit['branch']} in {cfg.repo}", file=sys.stderr)
+    for path in outcome.files.values():
+        print(f"wrote {path}", file=sys.stderr)
+    return 0 if outcome.ok else 1

@@ -52,10 +52,16 @@ def execute_stage(
     target_repo: Path | None = None,
     vllm_root: Path | None = None,
     vllm_ascend_root: Path | None = None,
+    workspace: Workspace | None = None,
 ) -> StageResult:
+    """Run `stage` for `job_id`, save its result in the workspace and return it.
+
+    `workspace` overrides `<work_root>/<job_id>` (the CLI writes straight into `--out`).
+    """
     if stage not in PIPELINE:
         raise ValueError(f"unknown stage {stage!r}; runner stages: {', '.join(PIPELINE)}")
-    ws = Workspace.for_job(job_id, work_root)
+    ws = workspace or Workspace.for_job(job_id, work_root)
+    ws.ensure()
     started = utcnow()
     try:
         from runners.profile import load_profile

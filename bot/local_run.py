@@ -1,0 +1,158 @@
+"""The whole job on one machine, no GitHub: what `adapt-bot run` and `adapt-bot demo` do.
+
+Runs the runner stages in order through `runners.pipeline.execute_stage` (the same entry the
+Celery task uses), stops at the first stage that fails, then delivers locally: one signed-off
+commit on `adapt/<slug>-<issue>` in the target checkout, and the report, runbook and
+result.json in the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.progress import StageProgress
+from runners.context import LocalCancel
+from runners.contracts import JobOptions, StageResult
+from runners.model_ref import parse_model_ref
+from runners.pipeline import PIPELINE, execute_stage
+from runners.workspace import Workspace
+
+DEFAULT_SIGNOFF = "adapt-bot <adapt-bot@users.noreply.github.com>"
+
+
+@dataclass
+class LocalRunConfig:
+    options: JobOptions
+    repo: Path
+    out: Path
+    models_root: Path | None = None
+    signoff: str = DEFAULT_SIGNOFF
+    vllm_root: Path | None = None
+    vllm_ascend_root: Path | None = None
+    stop_after: str | None = None
+
+
+@dataclass
+class LocalRunOutcome:
+    state: str  # succeeded | failed:<stage> | cancelled
+    results: dict[str, StageResult]
+    timings: dict[str, float]
+    total_s: float
+    commit: dict[str, Any] | None = None
+    files: dict[str, str] = field(default_factory=dict)  # name -> path written in out/
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "succeeded"
+
+
+def model_slug(options: JobOptions) -> str:
+    if options.local_path:
+        name = Path(options.local_path).name
+        return parse_model_ref(f"/models/{name}").slug if name else "model"
+    return parse_model_ref(options.model).slug
+
+
+def branch_name(options: JobOptions) -> str:
+    return f"adapt/{model_slug(options)}-{options.issue if options.issue is not None else 0}"
+
+
+def run_local(cfg: LocalRunConfig, progress: StageProgress | None = None) -> LocalRunOutcome:
+    ws = Workspace(cfg.out.resolve())
+    ws.ensure()
+    job_id = f"local-{model_slug(cfg.options)}"
+    cancel = LocalCancel()
+    stages = PIPELINE if cfg.stop_after is None else PIPELINE[: PIPELINE.index(cfg.stop_after) + 1]
+    progress = progress or StageProgress(total=len(stages) + 1)
+    results: dict[str, StageResult] = {}
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    state = "succeeded"
+    for stage in stages:
+        progress.begin(stage)
+        s0 = time.monotonic()
+        try:
+            result = execute_stage(
+                job_id,
+                stage,
+                cfg.options,
+                cancel=cancel,
+                progress=progress.update,
+                models_root=cfg.models_root,
+                target_repo=cfg.repo,
+                vllm_root=cfg.vllm_root,
+                vllm_ascend_root=cfg.vllm_ascend_root,
+                workspace=ws,
+            )
+        except KeyboardInterrupt:
+            cancel.set()
+            state = "cancelled"
+            progress.end("cancelled")
+            break
+        timings[stage] = time.monotonic() - s0
+        results[stage] = result
+        progress.end(result.status, result.diagnosis or result.reason or "")
+        if not result.ok:
+            state = f"failed:{stage}"
+            break
+
+    commit: dict[str, Any] | None = None
+    if state == "succeeded" and cfg.stop_after is None:
+        progress.begin("deliver")
+        s0 = time.monotonic()
+        commit = _deliver(cfg, ws)
+        timings["deliver"] = time.monotonic() - s0
+        progress.end("passed", f"{commit['sha'][:12]} on {commit['branch']}")
+    total = time.monotonic() - t0
+    outcome = LocalRunOutcome(state=state, results=results, timings=timings, total_s=total, commit=commit)
+    outcome.files = _write_outputs(cfg, ws, outcome)
+    return outcome
+
+
+def _deliver(cfg: LocalRunConfig, ws: Workspace) -> dict[str, Any]:
+    from runners.artifacts import commit_message
+    from runners.delivery_local import commit_local
+
+    analysis = ws.load_result("analyze")
+    message = commit_message(
+        options=cfg.options, analysis=analysis.data if analysis else {}, results=ws.load_results()
+    )
+    done = commit_local(
+        cfg.repo, ws.repo_files, branch=branch_name(cfg.options), message=message, signoff=cfg.signoff
+    )
+    return {"sha": done.sha, "branch": done.branch, "base": done.base, "files": list(done.files)}
+
+
+def _write_outputs(cfg: LocalRunConfig, ws: Workspace, outcome: LocalRunOutcome) -> dict[str, str]:
+    from runners.artifacts import render_report, render_runbook
+
+    results = ws.load_results()
+    written: dict[str, str] = {}
+    report = render_report(options=cfg.options, results=results, commit=outcome.commit, workspace=ws)
+    runbook = render_runbook(options=cfg.options, results=results)
+    for name, text in (("report.zh.md", report), ("runbook.zh.md", runbook)):
+        path = cfg.out / name
+        path.write_text(text, encoding="utf-8")
+        written[name] = str(path)
+    features = results.get("features")
+    doc = {
+        "job_id": f"local-{model_slug(cfg.options)}",
+        "state": outcome.state,
+        "options": cfg.options.model_dump(mode="json"),
+        "stages": {s: r.model_dump(mode="json") for s, r in results.items()},
+        "feature_matrix": (features.data.get("matrix") if features else None),
+        "commit": outcome.commit,
+        "timings": {
+            "total_s": round(outcome.total_s, 3),
+            "by_stage_s": {k: round(v, 3) for k, v in outcome.timings.items()},
+        },
+        "logs": sorted(str(p) for p in ws.logs.glob("*.log")),
+    }
+    path = cfg.out / "result.json"
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+    written["result.json"] = str(path)
+    return written
