@@ -1,0 +1,197 @@
+"""Checkpoint analysis without loading weights (issue 3; facts in reference/adaptation.md §5).
+
+`analyze(model_dir)` reads config and side JSON files, the safetensors index, and 8 + N header
+bytes per shard; it parses vLLM's / vllm-ascend's registries as source. It raises
+`AnalysisError` only when there is nothing to analyse (no directory, no usable config.json);
+every defect of the checkpoint itself is a `Problem` in the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runners.analysis import features as feat
+from runners.analysis import sizing
+from runners.analysis.checkpoint import CheckpointScan, list_dir, scan_checkpoint
+from runners.analysis.config import ConfigView, JsonFileError, quantization, read_json
+from runners.analysis.model import BLOCKING, AnalysisResult, Moe, Problem
+from runners.analysis.registry import (
+    Registries,
+    RegistryError,
+    is_multimodal_arch,
+    load_registries,
+    support_for,
+)
+from runners.analysis.safetensors_headers import Opener, open_unbuffered
+
+
+class AnalysisError(Exception):
+    """Nothing to analyse; the message is one line saying why and what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+GENERATION_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "do_sample")
+
+
+def analyze(
+    model_dir: Path,
+    *,
+    vllm_root: Path | None = None,
+    vllm_ascend_root: Path | None = None,
+    vllm_python: Path | None = None,
+    opener: Opener = open_unbuffered,
+    registries: Registries | None = None,
+) -> AnalysisResult:
+    """Analyse one checkpoint directory. `opener`/`registries` exist for tests and benchmarks."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise AnalysisError("not-a-directory", f"{model_dir} is not a directory")
+    try:
+        names = list_dir(model_dir)
+    except OSError as exc:
+        raise AnalysisError("unreadable", f"{model_dir}: cannot list ({exc})") from None
+    if "config.json" not in names:
+        raise AnalysisError(
+            "config-missing", f"{model_dir} has no config.json: not a Hugging Face checkpoint directory"
+        )
+    try:
+        raw_cfg = read_json(model_dir / "config.json")
+    except JsonFileError as exc:
+        code = "config-not-json" if exc.code == "not-json" else "config-invalid"
+        raise AnalysisError(code, f"cannot analyse: {exc.message}") from None
+    if not isinstance(raw_cfg, dict):
+        raise AnalysisError("config-invalid", "cannot analyse: config.json is JSON but not an object")
+    if registries is None:
+        try:
+            registries = load_registries(vllm_root, vllm_ascend_root, vllm_python)
+        except RegistryError as exc:
+            raise AnalysisError("bad-registry-root", str(exc)) from None
+    scan = scan_checkpoint(model_dir, names, opener)
+    return build_result(model_dir, ConfigView(raw_cfg), scan, registries)
+
+
+def build_result(model_dir: Path, cfg: ConfigView, scan: CheckpointScan, regs: Registries) -> AnalysisResult:
+    """Combine config, scan and registries into the result (pure apart from registry file reads)."""
+    problems: list[Problem] = []
+    arch = cfg.architecture
+    if arch is None:
+        problems.append(
+            Problem.of(
+                "architectures-missing",
+                "config.json has no `architectures` list: vLLM cannot pick a model class; add e.g. "
+                '"architectures": ["Qwen3ForCausalLM"]',
+            )
+        )
+    problems.extend(scan.problems)
+
+    moe_d = cfg.moe()
+    moe = Moe(**moe_d) if moe_d else None  # type: ignore[arg-type]
+    attention, attention_detail = cfg.attention()
+    quant = quantization(cfg.top, scan.side)
+
+    modalities = []
+    if cfg.has_vision:
+        modalities.append("image")
+    if cfg.has_audio:
+        modalities.append("audio")
+    mm_arch = is_multimodal_arch(arch, regs.vllm)
+    multimodal = bool(modalities) or bool(mm_arch)
+    if multimodal and not modalities:
+        modalities.append("image")
+
+    tensors_known = bool(scan.weight_map) or bool(scan.headers)
+    mtp_layers = cfg.mtp_layers()
+    has_mtp = feat.mtp_weights(scan.tensor_names, cfg.num_hidden_layers, tensors_known)
+    has_vision = feat.vision_weights(scan.tensor_names, tensors_known) if multimodal else None
+
+    if scan.headers_complete and scan.parameter_bytes is not None:
+        count: int | None = scan.parameter_count
+        nbytes: int | None = scan.parameter_bytes
+        estimated, source = False, "headers"
+    else:
+        count = sizing.estimate_parameters(cfg)
+        if scan.index_total_size:
+            nbytes, source = scan.index_total_size, "index"
+        else:
+            per = sizing.bytes_per_parameter(cfg, quant)
+            nbytes, source = (int(count * per) if count else None), "config"
+        estimated = True
+
+    tokenizer_cfg = scan.side.get("tokenizer_config.json")
+    chat_template = bool(scan.files.get("chat_template")) or (
+        isinstance(tokenizer_cfg, dict) and bool(tokenizer_cfg.get("chat_template"))
+    )
+    remote_files = list(scan.files.get("remote_code", []))
+    tok_auto = isinstance(tokenizer_cfg, dict) and isinstance(tokenizer_cfg.get("auto_map"), dict)
+    gen = scan.side.get("generation_config.json")
+    generation = {k: gen[k] for k in GENERATION_KEYS if isinstance(gen, dict) and k in gen}
+
+    auto_map = cfg.top.get("auto_map") if isinstance(cfg.top.get("auto_map"), dict) else None
+    support = support_for(arch, cfg.model_type, auto_map, regs)
+    files: dict[str, Any] = dict(scan.files)
+    files.update(
+        shards_expected=len(scan.shards_expected),
+        shards_missing=len(scan.shards_missing),
+        shards_read=len(scan.headers),
+        header_bytes=scan.header_bytes,
+        metadata_bytes=scan.metadata_bytes,
+    )
+    text = cfg.text
+    return AnalysisResult(
+        model_path=str(model_dir),
+        served_model_name=model_dir.name,
+        architecture=arch,
+        architectures=cfg.architectures,
+        model_type=cfg.model_type,
+        text_model_type=text.get("model_type") if text is not cfg.top else None,
+        nested_config=cfg.nested_key,
+        remote_code=cfg.remote_code or tok_auto,
+        remote_code_files=remote_files,
+        multimodal=multimodal,
+        modalities=modalities,
+        moe=moe,
+        mtp_layers=mtp_layers,
+        mtp_weights=has_mtp,
+        attention=attention,
+        attention_detail=attention_detail,
+        rope=cfg.rope(),
+        quantization=quant,
+        max_position_embeddings=cfg.max_position_embeddings(),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads,
+        head_dim=cfg.head_dim,
+        vocab_size=cfg.int_("vocab_size"),
+        dtype=cfg.torch_dtype,
+        tie_word_embeddings=cfg.get("tie_word_embeddings")
+        if isinstance(cfg.get("tie_word_embeddings"), bool)
+        else None,
+        chat_template=chat_template,
+        parameter_count=count,
+        parameter_bytes=nbytes,
+        parameter_estimated=estimated,
+        parameter_source=source if nbytes is not None else None,
+        dtypes=scan.dtypes,
+        support=support,
+        features=feat.decide(
+            moe=moe,
+            mtp_layers=mtp_layers,
+            has_mtp_weights=has_mtp,
+            multimodal=multimodal,
+            modalities=modalities,
+            has_vision_weights=has_vision,
+        ),
+        suggested_tp=sizing.suggest_tp(nbytes, cfg.num_attention_heads),
+        files=files,
+        generation_defaults=generation,
+        problems=problems,
+    )
+
+
+__all__ = ["BLOCKING", "AnalysisError", "AnalysisResult", "Problem", "analyze"]

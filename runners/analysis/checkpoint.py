@@ -1,0 +1,372 @@
+"""What is in a checkpoint directory: its files, its index, its shard headers, and its defects.
+
+Reads file names, small JSON side files, `model.safetensors.index.json` and the header of each
+shard — never tensor data. Defects become `Problem`s (see model.BLOCKING for which ones make the
+checkpoint unservable); nothing here raises for bad checkpoint content.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runners.analysis.config import JsonFileError, read_json
+from runners.analysis.model import Problem
+from runners.analysis.safetensors_headers import (
+    EXAMPLES,
+    FP8_DTYPES,
+    HeaderError,
+    Opener,
+    ShardHeader,
+    open_unbuffered,
+    read_header,
+)
+
+#: A directory with more entries than this is not a checkpoint (or is hostile).
+MAX_DIR_ENTRIES = 20_000
+INDEX_NAME = "model.safetensors.index.json"
+_SHARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}\.safetensors$")
+
+SIDE_JSON = (
+    "generation_config.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "video_preprocessor_config.json",
+    "chat_template.json",
+    "quantize_config.json",
+    "quant_config.json",
+    "hf_quant_config.json",
+    "quant_model_description.json",
+)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json")
+QUANT_FILES = (
+    "quantize_config.json",
+    "quant_config.json",
+    "hf_quant_config.json",
+    "quant_model_description.json",
+)
+
+
+@dataclass
+class CheckpointScan:
+    files: dict[str, Any] = field(default_factory=dict)
+    side: dict[str, Any] = field(default_factory=dict)
+    index_name: str | None = None
+    index_total_size: int | None = None
+    #: tensor name -> shard, from the index (empty without one)
+    weight_map: dict[str, str] = field(default_factory=dict)
+    shards_expected: list[str] = field(default_factory=list)
+    shards_missing: list[str] = field(default_factory=list)
+    headers: list[ShardHeader] = field(default_factory=list)
+    #: every tensor name known from the index or a header
+    tensor_names: set[str] = field(default_factory=set)
+    #: True when every expected shard's header was read
+    headers_complete: bool = False
+    dtypes: dict[str, int] = field(default_factory=dict)
+    parameter_count: int | None = None
+    parameter_bytes: int | None = None
+    #: bytes read from shards (8 + header length each) and from JSON metadata files
+    header_bytes: int = 0
+    metadata_bytes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _examples(items: list[str]) -> str:
+    shown = ", ".join(items[:EXAMPLES])
+    return shown + (f" (+{len(items) - EXAMPLES} more)" if len(items) > EXAMPLES else "")
+
+
+def list_dir(model_dir: Path) -> list[str]:
+    names: list[str] = []
+    with os.scandir(model_dir) as it:
+        for entry in it:
+            names.append(entry.name)
+            if len(names) > MAX_DIR_ENTRIES:
+                raise OSError(f"more than {MAX_DIR_ENTRIES} entries; not a checkpoint directory")
+    return sorted(names)
+
+
+def read_side_files(model_dir: Path, names: set[str], scan: CheckpointScan) -> None:
+    for name in SIDE_JSON:
+        if name not in names:
+            continue
+        path = model_dir / name
+        try:
+            scan.side[name] = read_json(path)
+            scan.metadata_bytes += path.stat().st_size
+        except JsonFileError as exc:
+            scan.problems.append(Problem.of(f"side-file-{exc.code}", exc.message))
+
+
+def scan_checkpoint(model_dir: Path, names: list[str], opener: Opener = open_unbuffered) -> CheckpointScan:
+    """Inspect everything but config.json (see analyze) without reading tensor data."""
+    scan = CheckpointScan()
+    name_set = set(names)
+    shards_on_disk = sorted(n for n in names if n.endswith(".safetensors"))
+    index_names = [n for n in names if n.endswith(".safetensors.index.json")]
+    scan.files = {
+        "config": [n for n in ("config.json", "generation_config.json") if n in name_set],
+        "tokenizer": [n for n in TOKENIZER_FILES if n in name_set]
+        + [n for n in names if n.endswith(".tiktoken")],
+        "processor": [n for n in PROCESSOR_FILES if n in name_set],
+        "chat_template": [n for n in names if n in ("chat_template.json", "chat_template.jinja")],
+        "remote_code": [n for n in names if n.endswith(".py")],
+        "quantization": [n for n in QUANT_FILES if n in name_set],
+        "index": None,
+        "shards": len(shards_on_disk),
+        "pytorch_bin": len([n for n in names if n.endswith((".bin", ".pt", ".pth"))]),
+    }
+    read_side_files(model_dir, name_set, scan)
+
+    index_name = INDEX_NAME if INDEX_NAME in name_set else (index_names[0] if len(index_names) == 1 else None)
+    if index_name:
+        scan.files["index"] = index_name
+        _read_index(model_dir / index_name, scan)
+
+    expected = sorted(set(scan.weight_map.values())) if scan.weight_map else shards_on_disk
+    good: list[str] = []
+    bad: list[str] = []
+    for s in expected:
+        (good if _SHARD_NAME.match(s) and ".." not in s else bad).append(s)
+    if bad:
+        scan.problems.append(
+            Problem.of(
+                "bad-shard-name",
+                f"{index_name} names shard files that are not plain *.safetensors names in this "
+                f"directory: {_examples(bad)}",
+            )
+        )
+    scan.shards_expected = expected
+    scan.shards_missing = [s for s in good if s not in name_set]
+    if scan.shards_missing:
+        missing_tensors = sum(1 for s in scan.weight_map.values() if s in set(scan.shards_missing))
+        scan.problems.append(
+            Problem.of(
+                "missing-shard",
+                f"{len(scan.shards_missing)} of {len(expected)} shards named in {index_name} are missing "
+                f"({missing_tensors} tensors): {_examples(scan.shards_missing)} — download the checkpoint "
+                "again or fix the index",
+            )
+        )
+    if scan.weight_map:
+        extra = [s for s in shards_on_disk if s not in set(expected)]
+        if extra:
+            scan.problems.append(
+                Problem.of(
+                    "shard-not-in-index",
+                    f"{len(extra)} *.safetensors files are not in {index_name}; vLLM ignores them: "
+                    f"{_examples(extra)}",
+                )
+            )
+
+    _read_headers(model_dir, [s for s in good if s in name_set], scan, opener)
+    scan.headers_complete = (
+        bool(expected) and not bad and not scan.shards_missing and (len(scan.headers) == len(expected))
+    )
+    scan.tensor_names = set(scan.weight_map)
+    for h in scan.headers:
+        scan.tensor_names.update(h.tensors)
+    _cross_check(scan, index_name or INDEX_NAME)
+    _check_scale_pairs(scan)
+    if not expected:
+        if scan.files["pytorch_bin"]:
+            scan.problems.append(
+                Problem.of(
+                    "no-safetensors",
+                    "only PyTorch *.bin/*.pt weights: headers cannot be inspected without loading them; "
+                    "convert to safetensors for a full analysis",
+                )
+            )
+        else:
+            scan.problems.append(
+                Problem.of(
+                    "no-weights",
+                    "no weight files: only `--load-format dummy` can start this checkpoint (the real gate "
+                    "needs the weights)",
+                )
+            )
+    return scan
+
+
+def _read_index(path: Path, scan: CheckpointScan) -> None:
+    try:
+        doc = read_json(path)
+        scan.metadata_bytes += path.stat().st_size
+    except JsonFileError as exc:
+        scan.problems.append(Problem.of("index-invalid", exc.message))
+        return
+    wm = doc.get("weight_map") if isinstance(doc, dict) else None
+    if not isinstance(wm, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):
+        scan.problems.append(
+            Problem.of("index-invalid", f"{path.name} has no weight_map of tensor name -> shard file name")
+        )
+        return
+    scan.weight_map = wm
+    meta = doc.get("metadata")
+    if isinstance(meta, dict):
+        total = meta.get("total_size")
+        if isinstance(total, int | float) and not isinstance(total, bool):
+            scan.index_total_size = int(total)
+
+
+def _read_headers(model_dir: Path, shards: list[str], scan: CheckpointScan, opener: Opener) -> None:
+    dtypes: Counter[str] = Counter()
+    count = 0
+    nbytes = 0
+    for shard in shards:
+        try:
+            header = read_header(model_dir / shard, opener)
+        except HeaderError as exc:
+            scan.problems.append(Problem.of(exc.code, exc.message))
+            continue
+        scan.header_bytes += header.bytes_read
+        scan.headers.append(header)
+        for code, message in header.problems:
+            scan.problems.append(Problem.of(code, message))
+        for t in header.tensors.values():
+            dtypes[t.dtype] += 1
+            count += t.numel
+            nbytes += t.nbytes
+    scan.dtypes = dict(sorted(dtypes.items()))
+    if scan.headers:
+        scan.parameter_count = count
+        scan.parameter_bytes = nbytes
+
+
+def _cross_check(scan: CheckpointScan, index_name: str) -> None:
+    if not scan.weight_map or not scan.headers:
+        return
+    where: dict[str, str] = {}
+    for h in scan.headers:
+        for name in h.tensors:
+            where[name] = h.path.name
+    read = {h.path.name for h in scan.headers}
+    absent: list[str] = []
+    moved: list[str] = []
+    for tensor, shard in scan.weight_map.items():
+        if shard not in read:
+            continue
+        found = where.get(tensor)
+        if found is None:
+            absent.append(f"{tensor} ({shard})")
+        elif found != shard:
+            moved.append(f"{tensor} ({shard} -> {found})")
+    if absent:
+        scan.problems.append(
+            Problem.of(
+                "tensor-not-in-header",
+                f"{len(absent)} tensors listed in {index_name} are in no shard header: {_examples(absent)}",
+            )
+        )
+    if moved:
+        scan.problems.append(
+            Problem.of(
+                "index-shard-mismatch",
+                f"{len(moved)} tensors are in a different shard than {index_name} says: {_examples(moved)}",
+            )
+        )
+    unlisted = sorted(n for n in where if n not in scan.weight_map)
+    if unlisted:
+        scan.problems.append(
+            Problem.of(
+                "tensor-not-in-index",
+                f"{len(unlisted)} tensors in shard headers are not in {index_name}: {_examples(unlisted)}",
+            )
+        )
+    if scan.headers_complete and scan.index_total_size and scan.parameter_bytes:
+        diff = abs(scan.index_total_size - scan.parameter_bytes)
+        if diff > 0.01 * scan.parameter_bytes:
+            scan.problems.append(
+                Problem.of(
+                    "index-total-size-mismatch",
+                    f"{index_name} says total_size {scan.index_total_size} but the headers hold "
+                    f"{scan.parameter_bytes} bytes of tensors",
+                )
+            )
+
+
+#: scale suffix -> the weight names it can belong to
+_SCALE_PARTNERS = {
+    ".weight_scale_inv": (".weight",),
+    ".weight_scale": (".weight", ".weight_packed"),
+}
+
+
+def _check_scale_pairs(scan: CheckpointScan) -> None:
+    """fp8 weights need their scale (and scales their weight); MXFP4 blocks need their scales."""
+    names = scan.tensor_names
+    no_scale: list[str] = []
+    for h in scan.headers:
+        for t in h.tensors.values():
+            if (
+                t.dtype in FP8_DTYPES
+                and t.name.endswith(".weight")
+                and f"{t.name}_scale_inv" not in names
+                and f"{t.name}_scale" not in names
+            ):
+                no_scale.append(t.name)
+    orphans: list[str] = []
+    mx_no_scales: list[str] = []
+    mx_no_blocks: list[str] = []
+    for name in names:
+        for suffix, partners in _SCALE_PARTNERS.items():
+            if name.endswith(suffix):
+                base = name[: -len(suffix)]
+                if not any(base + p in names for p in partners):
+                    orphans.append(name)
+                break
+        if name.endswith("_blocks") and name[: -len("_blocks")] + "_scales" not in names:
+            mx_no_scales.append(name)
+        elif (
+            name.endswith("_scales")
+            and not name.endswith(".scales")  # GPTQ/AWQ `.scales` pair with qweight, not blocks
+            and name[: -len("_scales")] + "_blocks" not in names
+        ):
+            mx_no_blocks.append(name)
+    if no_scale:
+        no_scale.sort()
+        scan.problems.append(
+            Problem.of(
+                "fp8-weight-without-scale",
+                f"{len(no_scale)} fp8 weights have no weight_scale_inv / weight_scale tensor: "
+                f"{_examples(no_scale)}",
+            )
+        )
+    if orphans:
+        orphans.sort()
+        scan.problems.append(
+            Problem.of(
+                "scale-without-weight",
+                f"{len(orphans)} scale tensors have no weight to scale: {_examples(orphans)}",
+            )
+        )
+    if mx_no_scales:
+        mx_no_scales.sort()
+        scan.problems.append(
+            Problem.of(
+                "mxfp4-blocks-without-scales",
+                f"{len(mx_no_scales)} *_blocks tensors have no *_scales: {_examples(mx_no_scales)}",
+            )
+        )
+    if mx_no_blocks:
+        mx_no_blocks.sort()
+        scan.problems.append(
+            Problem.of(
+                "mxfp4-scales-without-blocks",
+                f"{len(mx_no_blocks)} *_scales tensors have no *_blocks: {_examples(mx_no_blocks)}",
+            )
+        )
