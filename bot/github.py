@@ -1,0 +1,300 @@
+"""GitHub adapter (githubkit, App authentication): the only code that talks to GitHub.
+
+- App JWT -> installation token; githubkit caches tokens in process memory (never in Redis, which
+  runner hosts can reach: runners must not be able to read credentials).
+- Explicit timeouts. githubkit's own retry is off so that ONE policy applies to every call:
+  reads retry 5xx; writes go through `_write`, which spaces mutating requests across processes
+  with a Redis throttle and honours `retry-after` / `x-ratelimit-reset` on 403/429 and retries
+  502/503/504. Short waits happen inline; a long one raises `RetryLater` so a task can retry
+  with a countdown instead of sleeping.
+- Callers get plain dicts / ints / strings: the rest of the bot does not depend on githubkit.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+import redis
+from githubkit import AppAuthStrategy, GitHub
+from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
+
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_STATUSES = (502, 503, 504)
+THROTTLE_KEY = "adapt:gh:next-write"
+
+# Reserve the next write slot: returns how long (s) the caller waits before its write. Uses the
+# Redis server's clock so several hosts agree.
+_THROTTLE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local spacing = tonumber(ARGV[1])
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(now, nxt)
+redis.call('SET', KEYS[1], tostring(slot + spacing), 'PX', math.ceil((slot + spacing - now) * 1000) + 1000)
+return tostring(slot - now)
+"""
+
+
+class GitHubError(Exception):
+    """A GitHub call failed for good; the message is safe to log (no tokens, no bodies)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetryLater(Exception):
+    """GitHub asked us to wait longer than we wait inline; retry the task after `wait_s`."""
+
+    def __init__(self, wait_s: float, what: str) -> None:
+        super().__init__(f"{what}: retry in {wait_s:.0f}s")
+        self.wait_s = wait_s
+
+
+class WriteThrottle:
+    """Spacing of mutating requests shared by every process on the same Redis."""
+
+    def __init__(self, client: redis.Redis | None, spacing_s: float) -> None:
+        self.spacing_s = spacing_s
+        self._script = client.register_script(_THROTTLE_LUA) if client is not None and spacing_s > 0 else None
+
+    def reserve(self) -> float:
+        if self._script is None:
+            return 0.0
+        return float(self._script(keys=[THROTTLE_KEY], args=[self.spacing_s]))
+
+    def wait(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def _status(exc: RequestFailed) -> int:
+    return int(exc.response.status_code)
+
+
+def _wait_for(exc: RequestFailed) -> float | None:
+    """Seconds to wait before retrying a rate-limited response, or None if it is not one."""
+    if isinstance(exc, RateLimitExceeded):
+        return max(0.0, exc.retry_after.total_seconds())
+    if _status(exc) == 429:
+        headers = exc.response.headers
+        if "retry-after" in headers:
+            try:
+                return max(0.0, float(headers["retry-after"]))
+            except ValueError:
+                return 60.0
+        if "x-ratelimit-reset" in headers:
+            try:
+                return max(0.0, float(headers["x-ratelimit-reset"]) - time.time())
+            except ValueError:
+                return 60.0
+        return 60.0
+    return None
+
+
+class GitHubClient:
+    """App-level client; `installation(id)` gives the per-installation API the bot uses."""
+
+    def __init__(self, settings: Settings, redis_client: redis.Redis | None = None) -> None:
+        if settings.app_id is None:
+            raise RuntimeError("ADAPT_BOT_APP_ID is not set")
+        self.settings = settings
+        self._gh = GitHub(
+            AppAuthStrategy(settings.app_id, settings.private_key_pem()),
+            base_url=settings.github_api_url + "/",
+            timeout=httpx.Timeout(settings.github_timeout_s, connect=5.0),
+            auto_retry=False,
+            http_cache=False,
+            user_agent="adapt-bot",
+        )
+        self.throttle = WriteThrottle(redis_client, settings.write_spacing_s)
+        self._installations: dict[int, InstallationClient] = {}
+
+    def call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        *,
+        mutating: bool = False,
+        marker_check: Callable[[], T | None] | None = None,
+    ) -> T:
+        """The one request path. `marker_check` (for creates) finds an object a failed attempt
+        may have created anyway, so a retry after a 5xx never duplicates it."""
+        s = self.settings
+        attempt = 0
+        while True:
+            attempt += 1
+            if mutating:
+                self.throttle.wait()
+            try:
+                return fn()
+            except RequestFailed as exc:
+                status = _status(exc)
+                wait = _wait_for(exc)
+                if wait is None and status not in RETRY_STATUSES:
+                    raise GitHubError(f"{what}: HTTP {status}", status) from None
+                if attempt > s.write_retries:
+                    raise GitHubError(f"{what}: HTTP {status} after {attempt} attempts", status) from None
+                if wait is None:
+                    wait = min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311
+                if wait > s.max_inline_wait_s:
+                    raise RetryLater(wait, what) from None
+                log.warning("%s: HTTP %d, retrying in %.1fs (attempt %d)", what, status, wait, attempt)
+                time.sleep(wait)
+                if marker_check is not None and status in RETRY_STATUSES:
+                    found = marker_check()
+                    if found is not None:
+                        return found
+            except RequestTimeout:
+                if attempt > s.write_retries:
+                    raise GitHubError(f"{what}: timed out after {attempt} attempts") from None
+                time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
+                if marker_check is not None:
+                    found = marker_check()
+                    if found is not None:
+                        return found
+            except RequestError as exc:
+                raise GitHubError(f"{what}: {type(exc.exc).__name__}") from None
+
+    # -- app-level -------------------------------------------------------------------------------
+    def installation_id(self, repo: str) -> int:
+        owner, name = repo.split("/", 1)
+        resp = self.call(
+            f"GET installation of {repo}", lambda: self._gh.rest.apps.get_repo_installation(owner, name)
+        )
+        return int(resp.json()["id"])
+
+    def installation(self, installation_id: int) -> InstallationClient:
+        client = self._installations.get(installation_id)
+        if client is None:
+            gh = self._gh.with_auth(self._gh.auth.as_installation(installation_id))
+            client = InstallationClient(self, gh, installation_id)
+            self._installations[installation_id] = client
+        return client
+
+
+class InstallationClient:
+    """What the control plane does on one installation's repositories."""
+
+    def __init__(self, parent: GitHubClient, gh: GitHub[Any], installation_id: int) -> None:
+        self.parent = parent
+        self.gh = gh
+        self.installation_id = installation_id
+
+    @property
+    def app_id(self) -> int | None:
+        return self.parent.settings.app_id
+
+    def get_issue(self, repo: str, number: int) -> dict[str, Any]:
+        o, r = repo.split("/", 1)
+        resp = self.parent.call(f"GET issue {repo}#{number}", lambda: self.gh.rest.issues.get(o, r, number))
+        data: dict[str, Any] = dict(resp.json())
+        return data
+
+    def list_comments(self, repo: str, number: int, max_pages: int = 30) -> list[dict[str, Any]]:
+        o, r = repo.split("/", 1)
+        out: list[dict[str, Any]] = []
+        for page in range(1, max_pages + 1):
+            resp = self.parent.call(
+                f"GET comments {repo}#{number}",
+                functools.partial(self.gh.rest.issues.list_comments, o, r, number, per_page=100, page=page),
+            )
+            batch = resp.json()
+            out.extend(batch)
+            if len(batch) < 100:
+                break
+        return out
+
+    def create_comment(
+        self,
+        repo: str,
+        number: int,
+        body: str,
+        *,
+        find_existing: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> dict[str, Any]:
+        o, r = repo.split("/", 1)
+        resp = self.parent.call(
+            f"POST comment on {repo}#{number}",
+            lambda: self.gh.rest.issues.create_comment(o, r, number, data={"body": body}).json(),
+            mutating=True,
+            marker_check=find_existing,
+        )
+        return dict(resp)
+
+    def update_comment(self, repo: str, comment_id: int, body: str) -> dict[str, Any]:
+        o, r = repo.split("/", 1)
+        resp = self.parent.call(
+            f"PATCH comment {comment_id} on {repo}",
+            lambda: self.gh.rest.issues.update_comment(o, r, comment_id, data={"body": body}).json(),
+            mutating=True,
+        )
+        return dict(resp)
+
+    def add_reaction(self, repo: str, comment_id: int, content: str) -> None:
+        o, r = repo.split("/", 1)
+        self.parent.call(
+            f"POST reaction {content} on comment {comment_id}",
+            lambda: self.gh.rest.reactions.create_for_issue_comment(
+                o, r, comment_id, data={"content": content}
+            ),  # type: ignore[call-overload]
+            mutating=True,
+        )
+
+    def permission(self, repo: str, username: str) -> str:
+        """The user's permission on the repo: admin, maintain, write, triage, read or none."""
+        o, r = repo.split("/", 1)
+        try:
+            resp = self.parent.call(
+                f"GET permission of {username} on {repo}",
+                lambda: self.gh.rest.repos.get_collaborator_permission_level(o, r, username),
+            )
+        except GitHubError as exc:
+            if exc.status == 404:  # not a collaborator
+                return "none"
+            raise
+        data = resp.json()
+        # `role_name` distinguishes maintain/triage; `permission` folds them into write/read.
+        role = data.get("role_name") or data.get("permission") or "none"
+        return str(role)
+
+    def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None:
+        """A text file from the repo (default branch unless `ref`), None if it does not exist."""
+        o, r = repo.split("/", 1)
+        kwargs: dict[str, Any] = {"ref": ref} if ref else {}
+        try:
+            resp = self.parent.call(
+                f"GET contents {path} of {repo}", lambda: self.gh.rest.repos.get_content(o, r, path, **kwargs)
+            )
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = resp.json()
+        if not isinstance(data, dict) or data.get("type") != "file":
+            return None
+        if data.get("encoding") == "base64":
+            return base64.b64decode(str(data.get("content") or "")).decode("utf-8", "replace")
+        return str(data.get("content") or "")
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -1,0 +1,305 @@
+"""The one place that applies an `Intent` to jobs (runs in a control-plane Celery task).
+
+Whatever the source (label, issue comment, PR comment, check-run button), the same code checks
+permission, finds the job, applies the transition with compare-and-set, updates the status comment
+and answers the user. Redelivered intents change nothing: transitions are idempotent and a start
+that was interrupted resumes (the job remembers the intent that created it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+
+from bot import comments, permissions, repo_config
+from bot.commands import BY_NAME
+from bot.config import Settings
+from bot.events import Intent
+from bot.github import GitHubClient, InstallationClient
+from bot.jobs import machine
+from bot.jobs.machine import NoChange, TransitionError
+from bot.jobs.model import Job
+from bot.jobs.store import ActiveJobExists, JobStore
+from runners.contracts import JobOptions
+from runners.model_ref import ModelRefError, find_model_ref
+
+log = logging.getLogger(__name__)
+
+
+class Queue(Protocol):
+    """How the control plane enqueues work (Celery in production; plain ids only)."""
+
+    def run_stage(self, job: Job, stage: str, attempt: int) -> None: ...
+
+    def control(self, task: str, *args: Any, countdown: float | None = None) -> None: ...
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    redis: redis.Redis
+    store: JobStore
+    github: GitHubClient
+    queue: Queue
+
+
+# -- helpers shared with bot.tasks -----------------------------------------------------------------
+def installation_for(deps: Deps, repo: str, installation_id: int | None) -> InstallationClient:
+    return deps.github.installation(installation_id or deps.github.installation_id(repo))
+
+
+def status_url(job: Job) -> str | None:
+    if job.status_comment_id is None:
+        return None
+    return f"https://github.com/{job.repo}/issues/{job.issue}#issuecomment-{job.status_comment_id}"
+
+
+def refresh_status(deps: Deps, gh: InstallationClient, job_id: str) -> Job | None:
+    """Render the job as stored now and edit its status comment (create it once).
+
+    A per-job lock serialises publishers and the job is re-read inside it, so the last edit always
+    shows the latest state and two tasks never both create the comment.
+    """
+    with deps.redis.lock(f"adapt:lock:status:{job_id}", timeout=120, blocking_timeout=60):
+        job = deps.store.get(job_id)
+        if job is None:
+            return None
+        body = comments.render_status(job, deps.store.progress(job_id, 1), jobs_url=deps.settings.public_url)
+        comment_id = comments.publish_status(gh, job, body)
+        if job.status_comment_id != comment_id:
+
+            def set_id(j: Job) -> Job:
+                if j.status_comment_id == comment_id:
+                    raise NoChange("id already stored")
+                j = j.model_copy()
+                j.status_comment_id = comment_id
+                return j
+
+            with contextlib.suppress(NoChange):
+                job = deps.store.update(job_id, set_id)
+        return job
+
+
+def enqueue_stage(deps: Deps, job: Job) -> None:
+    """Send the job's current stage (running:<stage>) once per attempt."""
+    stage = job.stage
+    if job.phase != "running" or stage is None:
+        return
+    attempt = job.attempts.get(stage, 1)
+    if not deps.store.claim_enqueue(job.id, stage, attempt):
+        log.info("job %s: %s attempt %d already enqueued", job.id, stage, attempt)
+        return
+    if stage == "deliver":
+        deps.queue.control("bot.tasks.deliver", job.id)
+    else:
+        deps.queue.run_stage(job, stage, attempt)
+
+
+def _reply(gh: InstallationClient, intent: Intent, kind: str, **ctx: Any) -> None:
+    if intent.repo is None or intent.issue is None:
+        return
+    body = comments.render_reply(kind, user=intent.sender, command=intent.command_line, **ctx)
+    gh.create_comment(intent.repo, intent.issue, body)
+
+
+def _react(gh: InstallationClient, intent: Intent, content: str) -> None:
+    if intent.comment_id is not None and intent.repo is not None:
+        try:
+            gh.add_reaction(intent.repo, intent.comment_id, content)
+        except Exception:  # a missing reaction must not stop the command
+            log.warning("reaction %s on comment %s failed", content, intent.comment_id, exc_info=True)
+
+
+def _find_job(deps: Deps, intent: Intent) -> Job | None:
+    assert intent.repo is not None
+    if intent.job_id:
+        job = deps.store.get(intent.job_id)
+        if job is not None and job.repo == intent.repo:
+            return job
+    if intent.issue is not None:
+        job = deps.store.latest_for(intent.repo, intent.issue)
+        if job is not None:
+            return job
+        if intent.is_pull_request:
+            return deps.store.for_pr(intent.repo, intent.issue)
+    return None
+
+
+# -- entry point -------------------------------------------------------------------------------------
+def apply_intent(intent: Intent, deps: Deps) -> str:
+    """Apply one intent; returns a short outcome for logs and tests."""
+    if intent.kind == "installation":
+        deps.redis.hset("adapt:installations", str(intent.installation_id), json.dumps(intent.detail))
+        return f"installation {intent.detail.get('action')} recorded"
+    if intent.repo is None:
+        return "ignored: no repository"
+    gh = installation_for(deps, intent.repo, intent.installation_id)
+    if intent.kind == "pr_closed":
+        return _pr_closed(intent, deps)
+
+    _react(gh, intent, "eyes")
+    loaded = repo_config.load(gh, intent.repo, deps.settings, deps.redis)
+    cfg = loaded.config
+
+    if intent.kind == "invalid":
+        _reply(gh, intent, "invalid", error=intent.error, usage=comments.usage_for(intent.error_command))
+        _react(gh, intent, "confused")
+        return f"invalid command: {intent.error}"
+    if intent.kind == "help":
+        _reply(gh, intent, "help", usage=comments.render_help(intent.help_topic))
+        return "help sent"
+    if intent.kind == "start" and intent.via == "label":
+        if intent.label != cfg.label:
+            return f"ignored: label {intent.label!r} is not {cfg.label!r}"
+    elif BY_NAME[_command_name(intent)].needs_permission:
+        if intent.sender is None:
+            return "ignored: no sender"
+        level = permissions.permission_of(
+            gh, intent.repo, intent.sender, deps.redis, deps.settings.permission_cache_s
+        )
+        if not permissions.allows(level, cfg.permission):
+            _reply(gh, intent, "permission", needed=cfg.permission, level=level, detail=cfg.label)
+            _react(gh, intent, "confused")
+            return f"refused: {intent.sender} has {level}, needs {cfg.permission}"
+
+    handler = {"start": _start, "status": _status, "cancel": _cancel, "rerun": _rerun}[intent.kind]
+    return handler(intent, deps, gh, loaded)
+
+
+def _command_name(intent: Intent) -> str:
+    return {"start": "run"}.get(intent.kind, intent.kind)
+
+
+def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_config.LoadedConfig) -> str:
+    assert intent.repo is not None and intent.issue is not None
+    cfg = loaded.config
+    if intent.is_pull_request:
+        job = _find_job(deps, intent)
+        msg = (
+            f"this pull request belongs to job `{job.id}`; use `/adapt rerun <stage>` to run stages again"
+            if job
+            else "`/adapt run` works on issues that name a model, not on pull requests"
+        )
+        _reply(gh, intent, "refused", error=msg)
+        _react(gh, intent, "confused")
+        return "refused: run on a pull request"
+    try:
+        ref = find_model_ref(intent.issue_title, intent.issue_body)
+    except ModelRefError as exc:
+        _reply(gh, intent, "no-model", error=str(exc))
+        _react(gh, intent, "confused")
+        return f"no model: {exc}"
+    opts = intent.options
+    hardware = opts.get("hardware") or cfg.defaults.hardware
+    options = JobOptions(
+        model=ref.display,
+        hardware=hardware,
+        tp=opts.get("tp", cfg.defaults.tp),
+        max_model_len=opts.get("max_model_len", cfg.defaults.max_model_len),
+        features=opts.get("features"),
+        profile=cfg.profile_for(hardware),
+        issue=intent.issue,
+    )
+    job = Job(
+        repo=intent.repo,
+        installation_id=gh.installation_id,
+        issue=intent.issue,
+        options=options,
+        pool=cfg.pool_for(hardware),
+        trigger_comment_id=intent.comment_id,
+        requested_by=intent.sender if intent.via == "comment" else None,
+        origin=intent.dedupe_key,
+    )
+    job = machine.begin(job, machine.ORDER[0])
+    try:
+        deps.store.create(job)
+    except ActiveJobExists as exc:
+        existing = deps.store.get(exc.job_id)
+        if existing is None or existing.origin != intent.dedupe_key:
+            if existing is not None:
+                _reply(gh, intent, "already-active", job=existing, status_url=status_url(existing))
+                _react(gh, intent, "confused")
+            return f"refused: active job {exc.job_id}"
+        job = existing  # this intent created it before being interrupted: resume
+    if loaded.error:
+        _reply(gh, intent, "config-error", error=loaded.error)
+    try:
+        refresh_status(deps, gh, job.id)
+    finally:
+        current = deps.store.get(job.id) or job
+        enqueue_stage(deps, current)
+    _react(gh, intent, "rocket")
+    return f"started job {job.id}"
+
+
+def _status(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) -> str:
+    job = _find_job(deps, intent)
+    if job is None:
+        _reply(gh, intent, "no-job", detail="pull request" if intent.is_pull_request else None)
+        return "no job"
+    job = refresh_status(deps, gh, job.id) or job
+    _reply(gh, intent, "status", job=job, status_url=status_url(job))
+    return f"status of {job.id}: {job.state}"
+
+
+def _cancel(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) -> str:
+    job = _find_job(deps, intent)
+    if job is None:
+        _reply(gh, intent, "no-job", detail="pull request" if intent.is_pull_request else None)
+        return "no job"
+    deps.store.set_cancel(job.id)  # signal first: the running stage polls this flag
+    try:
+        job = deps.store.update(job.id, machine.request_cancel)
+    except NoChange:
+        job = deps.store.get(job.id) or job
+    except TransitionError as exc:
+        deps.store.clear_cancel(job.id)
+        _reply(gh, intent, "refused", error=str(exc))
+        _react(gh, intent, "confused")
+        return f"refused: {exc}"
+    refresh_status(deps, gh, job.id)
+    _reply(gh, intent, "cancel", job=job)
+    _react(gh, intent, "rocket")
+    return f"cancel {job.id}: {job.state}"
+
+
+def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) -> str:
+    stage = intent.stage or ""
+    job = _find_job(deps, intent)
+    if job is None:
+        _reply(gh, intent, "no-job", detail="pull request" if intent.is_pull_request else None)
+        return "no job"
+    try:
+        job = deps.store.update(job.id, lambda j: machine.rerun(j, stage))
+    except (TransitionError, ActiveJobExists) as exc:
+        msg = (
+            str(exc)
+            if isinstance(exc, TransitionError)
+            else f"another job ({exc.job_id}) is active on this issue"
+        )
+        _reply(gh, intent, "refused", error=msg)
+        _react(gh, intent, "confused")
+        return f"refused: {msg}"
+    deps.store.clear_cancel(job.id)
+    try:
+        refresh_status(deps, gh, job.id)
+    finally:
+        enqueue_stage(deps, job)
+    _reply(gh, intent, "rerun", job=job, detail=stage)
+    _react(gh, intent, "rocket")
+    return f"rerun {stage} of {job.id}"
+
+
+def _pr_closed(intent: Intent, deps: Deps) -> str:
+    assert intent.repo is not None
+    job = deps.store.for_pr(intent.repo, intent.pr or 0)
+    if job is None:
+        return "ignored: not a job's pull request"
+    with contextlib.suppress(NoChange):
+        deps.store.update(job.id, lambda j: machine.pr_closed(j, bool(intent.merged)))
+    return f"pr #{intent.pr} of {job.id} closed (merged={intent.merged})"

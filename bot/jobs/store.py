@@ -1,0 +1,186 @@
+"""Redis store for jobs, stage results, artifact files, progress lines and cancel flags.
+
+Every transition is compare-and-set (WATCH/MULTI): the transition function sees the job as stored
+and the write fails and retries if anyone changed it meanwhile. "One active job per issue" is a key
+claimed with SET NX inside the same transaction, so two concurrent starts create one job.
+Counters for /metrics (jobs by state) change in the same transaction as the job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from bot.jobs.machine import NoChange
+from bot.jobs.model import Job
+from runners.contracts import StageResult, utcnow
+
+P = "adapt"
+JOBS_INDEX = f"{P}:jobs"
+STATE_COUNTS = f"{P}:metrics:jobs_by_state"
+PROGRESS_KEEP = 50
+
+
+def _job_key(job_id: str) -> str:
+    return f"{P}:job:{job_id}"
+
+
+def _active_key(repo: str, issue: int) -> str:
+    return f"{P}:active:{repo}#{issue}"
+
+
+def _pr_key(repo: str, pr: int) -> str:
+    return f"{P}:pr:{repo}#{pr}"
+
+
+class ActiveJobExists(Exception):
+    """The issue already has an active job (its id is attached)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.r: Any = client  # decode_responses=True: str in, str out
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def create(self, job: Job) -> Job:
+        """Store a new job and claim its issue; raise ActiveJobExists if the issue has one."""
+        active = _active_key(job.repo, job.issue)
+
+        def txn(pipe: Any) -> None:
+            existing = pipe.get(active)
+            if existing and pipe.exists(_job_key(existing)):
+                raise ActiveJobExists(existing)
+            pipe.multi()
+            pipe.set(active, job.id)
+            pipe.set(_job_key(job.id), job.model_dump_json())
+            pipe.zadd(JOBS_INDEX, {job.id: job.created_at.timestamp()})
+            pipe.hincrby(STATE_COUNTS, job.phase, 1)
+
+        self.r.transaction(txn, active)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.r.get(_job_key(job_id))
+        return Job.model_validate_json(raw) if raw else None
+
+    def active_for(self, repo: str, issue: int) -> Job | None:
+        job_id = self.r.get(_active_key(repo, issue))
+        return self.get(job_id) if job_id else None
+
+    def latest_for(self, repo: str, issue: int) -> Job | None:
+        """The active job, else the most recent one for the issue (for status and reruns)."""
+        job = self.active_for(repo, issue)
+        if job:
+            return job
+        job_id = self.r.get(f"{P}:last:{repo}#{issue}")
+        return self.get(job_id) if job_id else None
+
+    def for_pr(self, repo: str, pr: int) -> Job | None:
+        job_id = self.r.get(_pr_key(repo, pr))
+        return self.get(job_id) if job_id else None
+
+    def update(self, job_id: str, fn: Callable[[Job], Job]) -> Job:
+        """Apply a pure transition with compare-and-set. `fn` may raise NoChange/TransitionError."""
+        key = _job_key(job_id)
+        result: dict[str, Job] = {}
+
+        def txn(pipe: Any) -> None:
+            raw = pipe.get(key)
+            if raw is None:
+                raise NoChange(f"job {job_id} does not exist")
+            old = Job.model_validate_json(raw)
+            new = fn(old)
+            active = _active_key(new.repo, new.issue)
+            holder = pipe.get(active)
+            if new.active and holder not in (None, new.id) and pipe.exists(_job_key(holder)):
+                raise ActiveJobExists(holder)
+            pipe.multi()
+            pipe.set(key, new.model_dump_json())
+            if old.phase != new.phase:
+                pipe.hincrby(STATE_COUNTS, old.phase, -1)
+                pipe.hincrby(STATE_COUNTS, new.phase, 1)
+            if new.active:
+                pipe.set(active, new.id)
+            elif holder == new.id:
+                pipe.delete(active)
+                pipe.set(f"{P}:last:{new.repo}#{new.issue}", new.id)
+            if new.pr_number is not None:
+                pipe.set(_pr_key(new.repo, new.pr_number), new.id)
+            result["job"] = new
+
+        # watch the active key of the job's issue too (read inside the transaction)
+        job = self.get(job_id)
+        watch = [key] + ([_active_key(job.repo, job.issue)] if job else [])
+        self.r.transaction(txn, *watch)
+        return result["job"]
+
+    def recent(self, limit: int = 100) -> list[Job]:
+        ids = self.r.zrevrange(JOBS_INDEX, 0, max(0, limit - 1))
+        if not ids:
+            return []
+        raws = self.r.mget([_job_key(i) for i in ids])
+        return [Job.model_validate_json(raw) for raw in raws if raw]
+
+    def state_counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(STATE_COUNTS).items()}
+
+    # -- stage results and files ----------------------------------------------------------------
+    def save_result(self, job_id: str, result: StageResult) -> None:
+        self.r.hset(f"{_job_key(job_id)}:results", result.stage, result.model_dump_json())
+
+    def get_result(self, job_id: str, stage: str) -> StageResult | None:
+        raw = self.r.hget(f"{_job_key(job_id)}:results", stage)
+        return StageResult.model_validate_json(raw) if raw else None
+
+    def results(self, job_id: str) -> dict[str, StageResult]:
+        raw = self.r.hgetall(f"{_job_key(job_id)}:results")
+        return {k: StageResult.model_validate_json(v) for k, v in raw.items()}
+
+    def save_files(self, job_id: str, files: dict[str, str]) -> None:
+        """Artifact files (repo-relative path -> text) the control plane commits; replaced whole."""
+        key = f"{_job_key(job_id)}:files"
+        pipe = self.r.pipeline()
+        pipe.delete(key)
+        if files:
+            pipe.hset(key, mapping=files)
+        pipe.execute()
+
+    def files(self, job_id: str) -> dict[str, str]:
+        return dict(self.r.hgetall(f"{_job_key(job_id)}:files"))
+
+    # -- progress, cancel, delivery counting -------------------------------------------------------
+    def add_progress(self, job_id: str, stage: str, line: str) -> None:
+        entry = json.dumps({"at": utcnow().isoformat(), "stage": stage, "line": line[:500]})
+        pipe = self.r.pipeline()
+        pipe.lpush(f"{_job_key(job_id)}:progress", entry)
+        pipe.ltrim(f"{_job_key(job_id)}:progress", 0, PROGRESS_KEEP - 1)
+        pipe.execute()
+
+    def progress(self, job_id: str, limit: int = 10) -> list[dict[str, str]]:
+        raw = self.r.lrange(f"{_job_key(job_id)}:progress", 0, limit - 1)
+        return [json.loads(x) for x in raw]
+
+    def set_cancel(self, job_id: str) -> None:
+        self.r.set(f"{_job_key(job_id)}:cancel", "1", ex=7 * 24 * 3600)
+
+    def clear_cancel(self, job_id: str) -> None:
+        self.r.delete(f"{_job_key(job_id)}:cancel")
+
+    def cancel_set(self, job_id: str) -> bool:
+        return bool(self.r.exists(f"{_job_key(job_id)}:cancel"))
+
+    def claim_enqueue(self, job_id: str, stage: str, attempt: int) -> bool:
+        """True once per (stage, attempt): a retried control task never sends a stage twice."""
+        key = f"{_job_key(job_id)}:enqueued:{stage}:{attempt}"
+        return bool(self.r.set(key, "1", nx=True, ex=30 * 24 * 3600))
+
+    def count_delivery(self, job_id: str, stage: str, attempt: int) -> int:
+        """How many times a runner received this (stage, attempt) message: caps redelivery loops."""
+        return int(self.r.hincrby(f"{_job_key(job_id)}:deliveries", f"{stage}:{attempt}", 1))

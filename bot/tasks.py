@@ -1,0 +1,200 @@
+"""Control-plane task bodies (queue `control`). Thin: load ids, call the logic, report.
+
+Registered with retry policy in `bot.celery_app`; callable directly in tests. Each is idempotent:
+a redelivered message finds the transition already applied and changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from typing import Any
+
+from bot import comments, intents, repo_config
+from bot.config import get_settings
+from bot.events import Intent
+from bot.intents import Deps
+from bot.jobs import machine
+from bot.jobs.machine import NoChange
+from bot.jobs.model import Job, StageSummary
+from bot.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+INTENT_TTL_S = 7 * 24 * 3600
+
+
+def intent_key(intent_id: str) -> str:
+    return f"adapt:intent:{intent_id}"
+
+
+@functools.cache
+def deps() -> Deps:
+    """Per-process dependencies, built on first use (never at import)."""
+    from bot.celery_app import CeleryQueue, get_celery
+    from bot.github import GitHubClient
+    from bot.redis_conn import client
+
+    settings = get_settings()
+    r = client(settings)
+    return Deps(
+        settings=settings,
+        redis=r,
+        store=JobStore(r),
+        github=GitHubClient(settings, r),
+        queue=CeleryQueue(get_celery(), settings),
+    )
+
+
+def apply_intent(intent_id: str) -> str:
+    d = deps()
+    raw = d.redis.get(intent_key(intent_id))
+    if raw is None:
+        log.warning("intent %s expired or unknown", intent_id)
+        return "missing"
+    intent = Intent.model_validate_json(raw)
+    outcome = intents.apply_intent(intent, d)
+    log.info(
+        "intent %s (%s via %s on %s#%s): %s",
+        intent_id,
+        intent.kind,
+        intent.via,
+        intent.repo,
+        intent.issue,
+        outcome,
+    )
+    return outcome
+
+
+def _gh(d: Deps, job: Job) -> Any:
+    return intents.installation_for(d, job.repo, job.installation_id)
+
+
+def stage_started(job_id: str, stage: str, attempt: int) -> None:
+    """A runner picked the stage up: show it running (and for how long) in the status comment."""
+    d = deps()
+    job = d.store.get(job_id)
+    if job is None or job.state != f"running:{stage}" or job.attempts.get(stage) != attempt:
+        return
+    intents.refresh_status(d, _gh(d, job), job_id)
+
+
+def refresh(job_id: str) -> None:
+    d = deps()
+    job = d.store.get(job_id)
+    if job is not None:
+        intents.refresh_status(d, _gh(d, job), job_id)
+
+
+def stage_finished(job_id: str, stage: str, attempt: int) -> str:
+    """Record a runner stage's stored result, move the job on, edit the status comment."""
+    d = deps()
+    result = d.store.get_result(job_id, stage)
+    if result is None or result.attempt != attempt:
+        log.warning("job %s: no stored result for %s attempt %d", job_id, stage, attempt)
+        return "no result"
+    summary = StageSummary(
+        status=result.status,
+        attempt=attempt,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        reason=result.reason,
+        diagnosis=result.diagnosis,
+        next_step=result.next_step,
+    )
+    try:
+        job = d.store.update(job_id, lambda j: machine.finish(j, stage, attempt, summary))
+    except NoChange as exc:
+        log.info("job %s: %s", job_id, exc)
+        return "stale"
+    intents.enqueue_stage(d, job)
+    gh = _gh(d, job)
+    intents.refresh_status(d, gh, job_id)
+    if not job.active:
+        _final_reaction(gh, job)
+    return job.state
+
+
+def _final_reaction(gh: Any, job: Job) -> None:
+    if job.trigger_comment_id is None:
+        return
+    content = {"succeeded": "hooray", "cancelled": "-1"}.get(job.phase, "confused")
+    try:
+        gh.add_reaction(job.repo, job.trigger_comment_id, content)
+    except Exception:
+        log.warning("final reaction on job %s failed", job.id, exc_info=True)
+
+
+def deliver(job_id: str) -> str:
+    """Commit the artifacts and open/update the PR through `bot.delivery.deliver`.
+
+    Until bot.delivery exists, the job waits with a clear status line (the artifacts stay stored
+    with the job; `/adapt rerun deliver` delivers them once delivery is connected).
+    """
+    d = deps()
+    job = d.store.get(job_id)
+    if job is None or job.state != "running:deliver":
+        return "stale"
+    gh = _gh(d, job)
+    try:
+        from bot.delivery import deliver as do_deliver
+    except ImportError:
+        with contextlib.suppress(NoChange):
+            d.store.update(
+                job_id,
+                lambda j: machine.wait(
+                    j,
+                    "All runner stages passed and the artifacts are stored with the job, but delivery "
+                    "(commit + pull request) is not connected in this deployment yet.",
+                    "`/adapt rerun deliver` once delivery is available",
+                ),
+            )
+        intents.refresh_status(d, gh, job_id)
+        return "waiting"
+    loaded = repo_config.load(gh, job.repo, d.settings, d.redis)
+    try:
+        outcome = do_deliver(
+            job=job,
+            results=d.store.results(job_id),
+            files=d.store.files(job_id),
+            github=gh,
+            config=loaded.config,
+            settings=d.settings,
+        )
+    except Exception as exc:
+        from bot.github import RetryLater
+
+        if isinstance(exc, RetryLater):
+            raise
+        log.exception("delivery of job %s failed", job_id)
+        summary = StageSummary(
+            status="error",
+            attempt=job.attempts.get("deliver", 1),
+            reason="delivery-error",
+            diagnosis=f"delivery failed: {type(exc).__name__}: {str(exc)[:300]}",
+            next_step="/adapt rerun deliver",
+        )
+        with contextlib.suppress(NoChange):
+            d.store.update(
+                job_id, lambda j: machine.finish(j, "deliver", j.attempts.get("deliver", 1), summary)
+            )
+        intents.refresh_status(d, gh, job_id)
+        return "failed"
+    pr = outcome.get("pr_number") if isinstance(outcome, dict) else getattr(outcome, "pr_number", None)
+    try:
+        job = d.store.update(job_id, lambda j: machine.succeed(j, "deliver", pr_number=pr))
+    except NoChange:
+        return "stale"
+    intents.refresh_status(d, gh, job_id)
+    _final_reaction(gh, job)
+    return "succeeded"
+
+
+def status_body(job_id: str) -> str | None:
+    """The status comment as it would be rendered now (used by the jobs page and tests)."""
+    d = deps()
+    job = d.store.get(job_id)
+    if job is None:
+        return None
+    return comments.render_status(job, d.store.progress(job_id, 1), jobs_url=d.settings.public_url)
