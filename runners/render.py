@@ -58,6 +58,23 @@ def md_code(text: Any, lang: str = "") -> str:
     return f"{fence}{lang}\n{s}\n{fence}"
 
 
+def no_macros(text: Any) -> str:
+    """Neutralise template syntax of the docs toolchains (MkDocs macros, MyST substitutions): text
+    from configs and logs must not be evaluated when the target repo builds its docs."""
+    s = "" if text is None else str(text)
+    return re.sub(r"([{])([{%#])", "\\1\u200b\\2", s)
+
+
+def md_doc(text: Any) -> str:
+    """Inline text in a docs page: `md_inline` + `no_macros`."""
+    return no_macros(md_inline(text))
+
+
+def md_doc_cell(text: Any) -> str:
+    """A table cell in a docs page: `md_cell` + `no_macros`."""
+    return no_macros(md_cell(text))
+
+
 def yaml_str(text: Any) -> str:
     # JSON strings are valid YAML double-quoted scalars.
     return json.dumps("" if text is None else str(text), ensure_ascii=False)
@@ -74,6 +91,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(clip=clip, md_inline=md_inline, md_cell=md_cell, md_code=md_code, yaml_str=yaml_str)
+    env.filters.update(no_macros=no_macros, md_doc=md_doc, md_doc_cell=md_doc_cell)
     return env
 
 
