@@ -1,0 +1,195 @@
+"""deploy/compose.yaml: checked against the compose-spec JSON schema (vendored by check-jsonschema,
+used here through its own CLI), then for what the schema cannot see: references resolve, Redis is
+append-only, secrets come from files, the runner gets none, and the commands are ones the CLI takes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy import manifests as m
+
+SERVICES = {"redis", "web", "control-worker", "cpu-runner", "flower"}
+
+
+def _check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise RuntimeError("check-jsonschema is missing: install the dev extra (pip install -e '.[dev]')")
+    return subprocess.run(
+        [exe, "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _svc(name: str) -> dict[str, Any]:
+    svc: dict[str, Any] = m.compose()["services"][name]
+    return svc
+
+
+def _env_files(svc: dict[str, Any]) -> list[str]:
+    out = []
+    for item in svc.get("env_file", []):
+        out.append(item if isinstance(item, str) else item["path"])
+    return out
+
+
+def _environment(svc: dict[str, Any]) -> dict[str, str]:
+    env = svc.get("environment", {})
+    if isinstance(env, list):
+        return dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def _effective_env_names(svc: dict[str, Any]) -> set[str]:
+    names = set(_environment(svc))
+    for path in _env_files(svc):
+        names.update(m.parse_env_file(m.example_env_file(path)))
+    return names
+
+
+def test_compose_file_passes_the_compose_spec_schema() -> None:
+    out = _check_jsonschema(m.COMPOSE)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_schema_check_catches_a_misspelled_key(tmp_path: Path) -> None:
+    doc = m.compose()
+    doc["services"]["web"]["comand"] = doc["services"]["web"].pop("command")
+    bad = tmp_path / "compose.yaml"
+    bad.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    out = _check_jsonschema(bad)
+    assert out.returncode != 0
+    assert "comand" in out.stdout + out.stderr
+
+
+def test_the_stack_has_the_five_services() -> None:
+    assert set(m.compose()["services"]) == SERVICES
+
+
+def test_redis_is_append_only_on_a_named_volume_with_a_healthcheck() -> None:
+    redis = _svc("redis")
+    argv = redis["command"]
+    assert argv[argv.index("--appendonly") + 1] == "yes"
+    data_dir = argv[argv.index("--dir") + 1]
+    volumes = {v.split(":")[1]: v.split(":")[0] for v in redis["volumes"]}
+    assert volumes.get(data_dir) in m.compose()["volumes"], f"{data_dir} is not on a named volume"
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+
+
+def test_references_resolve() -> None:
+    doc = m.compose()
+    declared_volumes = set(doc.get("volumes", {}))
+    declared_secrets = set(doc.get("secrets", {}))
+    for name, svc in doc["services"].items():
+        for dep in svc.get("depends_on", {}):
+            assert dep in doc["services"], f"{name} depends on unknown service {dep}"
+        for vol in svc.get("volumes", []):
+            source = vol.split(":")[0] if isinstance(vol, str) else vol["source"]
+            if not source.startswith((".", "/")):
+                assert source in declared_volumes, f"{name}: volume {source} not declared"
+        for sec in svc.get("secrets", []):
+            assert (sec if isinstance(sec, str) else sec["source"]) in declared_secrets, f"{name}: {sec}"
+        for path in _env_files(svc):
+            m.parse_env_file(m.example_env_file(path))  # a committed example exists and parses
+
+
+def test_real_env_and_secret_files_are_git_ignored() -> None:
+    real = sorted(
+        {f"deploy/{p}" for svc in m.compose()["services"].values() for p in _env_files(svc)}
+        | {f"deploy/{s['file'].removeprefix('./')}" for s in m.compose()["secrets"].values()}
+    )
+    ignored = subprocess.run(
+        ["git", "-C", str(m.REPO), "check-ignore", "--no-index", *real],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sorted(ignored.stdout.split()) == real, ignored.stdout + ignored.stderr
+
+
+def test_no_secret_is_written_inline() -> None:
+    for name, svc in m.compose()["services"].items():
+        for key, value in _environment(svc).items():
+            if key == "ADAPT_BOT_PRIVATE_KEY":
+                assert value.startswith("/run/secrets/"), f"{name}: the key must be a Docker secret file"
+            else:
+                secretish = ("SECRET", "TOKEN", "PASSWORD", "BASIC_AUTH")
+                assert not any(w in key for w in secretish), f"{name}: {key}"
+    for path in m.DEPLOY.glob("secrets.example/*.env"):
+        assert all(v == "" for v in m.parse_env_file(path).values()), f"{path} must not carry a value"
+
+
+@pytest.mark.parametrize("service", ["web", "control-worker"])
+def test_control_plane_key_path_is_its_docker_secret(service: str) -> None:
+    svc = _svc(service)
+    (secret,) = svc["secrets"]
+    assert _environment(svc)["ADAPT_BOT_PRIVATE_KEY"] == f"/run/secrets/{secret}"
+    assert "file" in m.compose()["secrets"][secret]
+
+
+def test_web_gets_the_webhook_secret_from_an_env_file() -> None:
+    assert "ADAPT_BOT_WEBHOOK_SECRET" in _effective_env_names(_svc("web"))
+    assert "ADAPT_BOT_WEBHOOK_SECRET" not in _environment(_svc("web"))
+
+
+def test_cpu_runner_gets_no_github_credentials() -> None:
+    runner = _svc("cpu-runner")
+    assert not runner.get("secrets")
+    assert not runner.get("env_file")
+    names = _effective_env_names(runner)
+    assert not (names & m.GITHUB_CREDENTIAL_ENV)
+    assert names <= {"ADAPT_BOT_REDIS_URL", "ADAPT_BOT_WORK_ROOT", "ADAPT_BOT_CACHE"}
+    assert runner["init"] is True
+    grace = runner["stop_grace_period"]
+    assert grace.endswith("m") and int(grace[:-1]) >= 5
+
+
+def test_every_adapt_bot_variable_set_is_one_the_bot_reads() -> None:
+    known = m.bot_env_names()
+    for name, svc in m.compose()["services"].items():
+        unknown = m.adapt_bot_names(dict.fromkeys(_effective_env_names(svc))) - known
+        assert not unknown, f"{name} sets {unknown}, which the bot never reads"
+
+
+@pytest.mark.parametrize(
+    ("service", "argv"),
+    [
+        ("web", ["serve", "--host", "0.0.0.0", "--port", "8080"]),
+        ("control-worker", ["worker", "--control"]),
+        ("cpu-runner", ["worker", "--pool", "cpu"]),
+    ],
+)
+def test_commands_are_ones_the_cli_accepts(service: str, argv: list[str]) -> None:
+    svc = _svc(service)
+    assert svc["command"] == argv
+    m.parse_cli(svc["command"])
+
+
+def test_web_publishes_the_port_it_serves_on() -> None:
+    web = _svc("web")
+    port = web["command"][web["command"].index("--port") + 1]
+    assert any(p.split(":")[-1] == port for p in web["ports"])
+
+
+def test_flower_watches_the_broker_and_is_local_only() -> None:
+    flower = _svc("flower")
+    assert flower["command"][:3] == ["celery", "--broker=redis://redis:6379/0", "flower"]
+    assert all(p.startswith("127.0.0.1:") for p in flower["ports"])
+    assert "FLOWER_BASIC_AUTH" in _effective_env_names(flower)
+
+
+def test_redis_url_points_at_the_redis_service() -> None:
+    for name, svc in m.compose()["services"].items():
+        url = _environment(svc).get("ADAPT_BOT_REDIS_URL")
+        if url is not None:
+            assert url == "redis://redis:6379/0", name
