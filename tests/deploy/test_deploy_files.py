@@ -47,8 +47,13 @@ def test_yaml_has_no_duplicate_keys() -> None:
         pass
 
     def construct(loader: Strict, node: yaml.MappingNode) -> dict[object, object]:
-        keys = [loader.construct_object(k, deep=True) for k, _v in node.value]
-        dupes = {k for k in keys if keys.count(k) > 1 and k != "<<"}
+        # Keys written in this mapping (a `<<` merge may be overridden on purpose; that is not a dupe).
+        keys = [
+            loader.construct_object(k, deep=True)
+            for k, _v in node.value
+            if k.tag != "tag:yaml.org,2002:merge"
+        ]
+        dupes = {k for k in keys if keys.count(k) > 1}
         if dupes:
             raise AssertionError(f"duplicate keys {dupes} at line {node.start_mark.line + 1}")
         loader.flatten_mapping(node)
