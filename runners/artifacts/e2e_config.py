@@ -22,7 +22,9 @@ VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 
 #: env variables worth carrying into the target repo's config (Ascend runtime switches); runner-host
 #: plumbing (cache dirs, CPU-build switches, tokens) never goes into a committed file
-PUBLISHED_ENV = re.compile(r"^(HCCL_|VLLM_ASCEND_|PYTORCH_NPU_|TASK_QUEUE_ENABLE$|TORCHDYNAMO_DISABLE$|OMP_)")
+PUBLISHED_ENV = re.compile(
+    r"^(HCCL_|VLLM_ASCEND_|PYTORCH_NPU_|OMP_|TASK_QUEUE_ENABLE$|TORCHDYNAMO_DISABLE$|VLLM_USE_V1$)"
+)
 
 
 _ENV_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
@@ -87,7 +89,8 @@ def build_e2e_config(facts: JobFacts) -> dict[str, Any]:
         {"name": t.name, "metrics": [{"name": m.name, "value": round(m.value, 4)} for m in t.metrics]}
         for t in acc.tasks
     ]
-    cfg["num_fewshot"] = acc.num_fewshot if acc.num_fewshot is not None else 0
+    if acc.num_fewshot is not None:  # unknown stays unsaid (the task's own default applied)
+        cfg["num_fewshot"] = acc.num_fewshot
     if acc.limit is not None:
         # measured on a subset: CI must compare on the same subset
         cfg["limit"] = acc.limit

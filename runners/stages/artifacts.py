@@ -84,13 +84,16 @@ def run(ctx: StageContext) -> StageResult:
         _write(ctx, rel, text)
         written.append(rel)
 
-    # e2e config: only from measured values
+    # e2e config: only from measured values; a maintainer's existing baseline is never replaced
     cfg_rel = config_path(facts)
-    try:
-        put(cfg_rel, render_e2e_config(facts))
-    except ArtifactError as exc:
-        missing.append(cfg_rel)
-        notes.append(f"{cfg_rel}: {exc}")
+    if (root / cfg_rel).exists():
+        notes.append(f"{cfg_rel} already exists in the checkout; left unchanged")
+    else:
+        try:
+            put(cfg_rel, render_e2e_config(facts))
+        except ArtifactError as exc:
+            missing.append(cfg_rel)
+            notes.append(f"{cfg_rel}: {exc}")
 
     # tutorial: never overwrite a page a human wrote
     tut_rel = tutorial_path(facts)
