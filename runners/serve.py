@@ -54,7 +54,7 @@ from runners.lease import Lease, LeaseError, acquire
 from runners.profile import Profile, ProfileError, cache_dir, fill
 
 #: Log lines after which the server should answer /v1/models (used for the notice-latency figure).
-READY_LINE_PATTERNS = ("Application startup complete", "Starting vLLM (?:API )?server on")
+READY_LINE_PATTERNS = ("Application startup complete",)
 SERVE_TAG_VAR = "ADAPT_BOT_SERVE_ID"
 PGID_FILE = "serve-pgids.json"
 
@@ -102,6 +102,16 @@ class ServePlan:
     devices: list[str] = field(default_factory=list)
 
 
+def _suggested_tp(ctx: StageContext, profile: Profile) -> int | None:
+    """The analysis' TP suggestion for this profile's hardware ({"a2": N, "a3": M, ...} or an int)."""
+    facts = ctx.previous.get("analyze")
+    raw = facts.data.get("suggested_tp") if facts is not None else None
+    if isinstance(raw, dict):
+        key = "a3" if "a3" in (profile.hardware or profile.name).lower() else "a2"
+        raw = raw.get(key)
+    return raw if isinstance(raw, int) and raw > 0 else None
+
+
 def template_values(
     ctx: StageContext,
     profile: Profile,
@@ -110,8 +120,7 @@ def template_values(
     scratch: Mapping[str, Path],
     overrides: Mapping[str, Any],
 ) -> dict[str, Any]:
-    facts = ctx.previous.get("analyze")
-    suggested_tp = facts.data.get("suggested_tp") if facts is not None else None
+    suggested_tp = _suggested_tp(ctx, profile)
     values: dict[str, Any] = dict(profile.serve.defaults)
     if ctx.options.max_model_len:
         values["max_model_len"] = ctx.options.max_model_len

@@ -1,0 +1,457 @@
+"""Shared gate logic: one serve + smoke attempt, the fallback ladder around it, model facts.
+
+`attempt()` starts a server (runners.serve), waits for READY, sends the smoke request(s) and, for
+multimodal models, one text+image request. A server that was ready and then fails its first
+request (or whose engine dies) is a FALSE-READY: reported with the first error signature logged
+after the ready point. `run_gate()` wraps attempts in the fallback ladder (runners.ladder) and
+returns the stage result of the dummy or real gate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runners import evidence as ev
+from runners.context import StageContext
+from runners.contracts import Evidence, StageResult, utcnow
+from runners.ladder import LadderState, Rung, RungRecord, Stop, next_step
+from runners.profile import Profile
+from runners.serve import (
+    TINY_PNG_DATA_URL,
+    ChatReply,
+    RunningServer,
+    ServeError,
+    chat_completion,
+    served,
+    server_error_evidence,
+)
+
+# --------------------------------------------------------------------------- model facts
+
+
+_MOE_KEYS = ("num_experts", "moe_num_experts", "n_routed_experts", "num_local_experts")
+_TOPK_KEYS = ("num_experts_per_tok", "moe_topk")
+_MTP_KEYS = ("num_nextn_predict_layers", "mtp_num_hidden_layers")
+
+
+def facts_from_config(config: Mapping[str, Any], weight_names: Sequence[str] | None) -> dict[str, Any]:
+    """The subset of the analysis the gates need, from config.json (+ index tensor names). Pure.
+
+    Used when no analysis result is stored (e.g. `adapt-bot gate` on a bare folder)."""
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else None
+    cfg: Mapping[str, Any] = {**config, **(text or {})}
+    experts = next((int(cfg[k]) for k in _MOE_KEYS if isinstance(cfg.get(k), int) and cfg[k] > 0), 0)
+    topk = next((int(cfg[k]) for k in _TOPK_KEYS if isinstance(cfg.get(k), int)), None)
+    moe = (
+        {"experts": experts, "experts_per_token": topk, "shared_experts": cfg.get("n_shared_experts")}
+        if experts
+        else None
+    )
+    mtp_layers = next((int(cfg[k]) for k in _MTP_KEYS if isinstance(cfg.get(k), int)), 0)
+    n_layers = cfg.get("num_hidden_layers")
+    mtp_weights: bool | None = None
+    if weight_names is not None:
+        mtp_weights = False
+        for name in weight_names:
+            low = name.lower()
+            if "mtp" in low or "nextn" in low or ".eh_proj." in low or ".enorm." in low:
+                mtp_weights = True
+                break
+            parts = name.split(".")
+            if isinstance(n_layers, int) and "layers" in parts:
+                i = parts.index("layers")
+                if i + 1 < len(parts) and parts[i + 1].isdigit() and int(parts[i + 1]) >= n_layers:
+                    mtp_weights = True
+                    break
+    multimodal = any(k in config for k in ("vision_config", "audio_config", "visual"))
+    features: dict[str, dict[str, str]] = {
+        "aclgraph": {"status": "applicable", "reason": "graph mode is on by default for every model"},
+        "expert_parallel": {"status": "applicable", "reason": f"MoE with {experts} experts"}
+        if moe
+        else {"status": "not-applicable", "reason": "dense model: config declares no experts"},
+        "flashcomm1": {"status": "applicable", "reason": "MoE: applies with TP>1 where the version has it"}
+        if moe
+        else {"status": "not-applicable", "reason": "dense model: flashcomm1 only applies to MoE with TP>1"},
+        "multimodal": {"status": "applicable", "reason": "config has a vision/audio part"}
+        if multimodal
+        else {"status": "not-applicable", "reason": "text-only: no vision_config/audio_config"},
+    }
+    if mtp_layers > 0 and mtp_weights is False:
+        features["mtp"] = {
+            "status": "checkpoint-missing",
+            "reason": f"config declares {mtp_layers} MTP layer(s) but the weights have no MTP tensors",
+        }
+    elif mtp_layers > 0:
+        features["mtp"] = {"status": "applicable", "reason": f"config declares {mtp_layers} MTP layer(s)"}
+    else:
+        features["mtp"] = {"status": "not-applicable", "reason": "config declares no MTP layers"}
+    archs = config.get("architectures") or []
+    return {
+        "architecture": archs[0] if archs else None,
+        "model_type": config.get("model_type"),
+        "multimodal": multimodal,
+        "moe": moe,
+        "mtp_layers": mtp_layers,
+        "mtp_weights": mtp_weights,
+        "max_position_embeddings": cfg.get("max_position_embeddings"),
+        "features": features,
+        "source": "config.json",
+    }
+
+
+def weight_names_of(model_dir: Path) -> list[str] | None:
+    """Tensor names from model.safetensors.index.json, or from single-file safetensors headers."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            return list(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}))
+        except (OSError, ValueError):
+            return None
+    names: list[str] = []
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return None
+    for f in files:
+        try:
+            with f.open("rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                if n > 100_000_000:
+                    return None
+                names.extend(k for k in json.loads(fh.read(n)) if k != "__metadata__")
+        except (OSError, ValueError):
+            return None
+    return names
+
+
+def has_weights(model_dir: Path) -> bool:
+    return any(model_dir.glob("*.safetensors")) or any(model_dir.glob("*.bin"))
+
+
+def model_facts(ctx: StageContext) -> dict[str, Any]:
+    """The analysis result when stored; otherwise the config-only fallback."""
+    prev = ctx.previous.get("analyze")
+    if prev is not None and prev.data.get("features"):
+        return dict(prev.data)
+    try:
+        config = json.loads((ctx.model_path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    return facts_from_config(config, weight_names_of(ctx.model_path))
+
+
+# --------------------------------------------------------------------------- one attempt
+
+
+@dataclass
+class Attempt:
+    ok: bool
+    log_name: str
+    reason: str | None = None
+    diagnosis: str | None = None
+    next_step: str | None = None
+    evidence: list[Evidence] = field(default_factory=list)
+    signature: str | None = None
+    hint: str = "none"
+    meaning: str = ""
+    sig_next_step: str = ""
+    argv: list[str] = field(default_factory=list)
+    command: str = ""
+    log_path: str | None = None
+    ready_after_s: float | None = None
+    notice_latency_s: float | None = None
+    duration_s: float = 0.0
+    smoke: dict[str, Any] | None = None
+    image_smoke: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "argv": self.argv,
+            "command": self.command,
+            "log_path": self.log_path,
+            "ready_after_s": self.ready_after_s,
+            "notice_latency_s": self.notice_latency_s,
+            "smoke": self.smoke,
+            "image_smoke": self.image_smoke,
+            "signature": self.signature,
+            "duration_s": round(self.duration_s, 2),
+            **self.extra,
+        }
+
+
+def _reply_data(reply: ChatReply) -> dict[str, Any]:
+    return {
+        "request": reply.request,
+        "status": reply.status,
+        "content": ev.clip_line(reply.content, 300),
+        "elapsed_s": round(reply.elapsed_s, 3),
+        "ok": reply.ok,
+        "error": reply.error,
+        "response_excerpt": reply.body_excerpt if not reply.ok else "",
+    }
+
+
+def _sig_fields(att: Attempt, sig: ev.SignatureHit | None) -> None:
+    if sig is not None:
+        att.signature = sig.signature.id
+        att.hint = sig.signature.ladder
+        att.meaning = sig.signature.meaning
+        att.sig_next_step = sig.signature.next_step
+
+
+def attempt(
+    ctx: StageContext,
+    *,
+    log_name: str,
+    load_format: str | None,
+    multimodal: bool,
+    extra_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+    devices: Sequence[str] | None = None,
+    profile: Profile | None = None,
+    requests: int = 1,
+    on_ready: Callable[[RunningServer, Attempt], None] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Attempt:
+    """Start + READY + smoke (+ image smoke). Never raises for server failures: they become an Attempt."""
+    prof: Profile = profile or ctx.profile
+    real = load_format != "dummy"
+    t0 = time.monotonic()
+    att = Attempt(ok=False, log_name=log_name, log_path=str(ctx.workspace.log_path(log_name)))
+    try:
+        with served(
+            ctx,
+            load_format=load_format,
+            extra_args=extra_args,
+            extra_env=extra_env,
+            log_name=log_name,
+            devices=devices,
+            profile=prof,
+            overrides=overrides,
+        ) as srv:
+            att.argv = srv.argv
+            att.command = srv.argv_display()
+            att.ready_after_s = srv.ready_after_s
+            att.notice_latency_s = srv.notice_latency_s
+            ready_line = len(srv.log_lines())
+            replies: list[ChatReply] = []
+            for _ in range(max(1, requests)):
+                reply = chat_completion(srv, prof.smoke.prompt, prof.smoke.max_tokens)
+                replies.append(reply)
+                if not reply.ok:
+                    break
+            att.smoke = _reply_data(replies[0])
+            bad = next((r for r in replies if not r.ok), None)
+            if bad is None and multimodal:
+                img = chat_completion(
+                    srv, "describe the image", prof.smoke.max_tokens, image_url=TINY_PNG_DATA_URL
+                )
+                att.image_smoke = _reply_data(img)
+                bad = None if img.ok else img
+            if bad is not None:
+                _false_ready(att, srv, bad, ready_line, real)
+            else:
+                att.ok = True
+                if on_ready is not None:
+                    on_ready(srv, att)
+    except ServeError as exc:
+        att.ok = False
+        att.reason = exc.reason
+        att.diagnosis = exc.diagnosis
+        att.next_step = exc.next_step
+        att.evidence = list(exc.evidence)
+        att.argv = att.argv or exc.argv
+        att.signature = exc.signature
+        if exc.signature:
+            sig = next((s for s in ev.SIGNATURES if s.id == exc.signature), None)
+            if sig is not None:
+                att.hint, att.meaning, att.sig_next_step = sig.ladder, sig.meaning, sig.next_step
+        elif exc.reason == "timeout":
+            att.meaning = exc.diagnosis
+    att.duration_s = time.monotonic() - t0
+    return att
+
+
+def _false_ready(att: Attempt, srv: RunningServer, bad: ChatReply, ready_line: int, real: bool) -> None:
+    """Ready, then the request failed: wait briefly for the engine to die / log, then explain."""
+    deadline = time.monotonic() + 3.0
+    while srv.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    evs, sig, err = server_error_evidence(srv, since_line=ready_line, real_weights=real)
+    _sig_fields(att, sig)
+    first = err.text.strip() if err else (sig.hit.text.strip() if sig else "no error line in the log")
+    engine = "and the engine died" if not srv.alive() else "(the process is still up)"
+    att.reason = "false-ready"
+    att.diagnosis = (
+        f"ready after {srv.ready_after_s:.1f} s (/v1/models 200), then the smoke request failed "
+        f"({bad.error}) {engine}: {ev.clip_line(first, 300)}"
+    )
+    att.next_step = (
+        sig.signature.next_step if sig else None
+    ) or "read the first error signature; run the ladder"
+    req = Evidence(kind="request", text=json.dumps(bad.request)[:500])
+    resp = Evidence(kind="response", text=f"HTTP {bad.status}: {bad.body_excerpt or bad.error}")
+    att.evidence = [*evs, req, resp]
+
+
+# --------------------------------------------------------------------------- gate with ladder
+
+
+def _attempt_record(name: str, att: Attempt, env: Mapping[str, str], note: str) -> RungRecord:
+    return RungRecord(
+        rung=name,
+        status="passed" if att.ok else "failed",
+        note=note,
+        reason=att.reason,
+        signature=att.signature,
+        argv=att.argv,
+        env=dict(env),
+        log_path=att.log_path,
+        ready_after_s=att.ready_after_s,
+        duration_s=round(att.duration_s, 2),
+    )
+
+
+def run_ladder(
+    ctx: StageContext,
+    first: Attempt,
+    *,
+    base_log: str,
+    run: Callable[[str, Rung], Attempt],
+    multimodal: bool,
+    profile: Profile | None = None,
+) -> tuple[list[RungRecord], Attempt | None, Stop | None]:
+    """Walk the ladder after a failed `first` attempt. Returns (records, passing attempt, stop)."""
+    prof: Profile = profile or ctx.profile
+    records: list[RungRecord] = []
+    seen = {first.signature} if first.signature else set()
+    last = first
+    while True:
+        if ctx.cancel.is_set() or last.reason == "cancelled":
+            return records, None, Stop("cancelled", "rerun the stage when ready")
+        base_argv = first.argv
+        state = LadderState(
+            rungs=prof.ladder.rungs,
+            done=records,
+            base_argv=base_argv,
+            eager_args=prof.serve.eager_args,
+            text_only_args=prof.serve.text_only_args,
+            multimodal=multimodal,
+            signature=last.signature,
+            hint=last.hint,
+            meaning=last.meaning,
+            next_step=last.sig_next_step,
+            seen_signatures=frozenset(s for s in seen if s),
+        )
+        skipped, decision = next_step(state)
+        records.extend(skipped)
+        if isinstance(decision, Stop):
+            return records, None, decision
+        ctx.progress(f"fallback ladder: {decision.name}")
+        att = run(f"{base_log}-{decision.name}", decision)
+        records.append(_attempt_record(decision.name, att, decision.env, decision.note))
+        if att.signature:
+            seen.add(att.signature)
+        if att.ok:
+            return records, att, None
+        last = att
+
+
+def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> StageResult:
+    started = utcnow()
+    prof: Profile = ctx.profile
+    facts = model_facts(ctx)
+    multimodal = bool(facts.get("multimodal"))
+    if load_format is None and not has_weights(ctx.model_path):
+        return StageResult(
+            stage=stage,
+            status="failed",
+            reason="no-weights",
+            diagnosis=f"{ctx.model_path} has no *.safetensors / *.bin files: the real gate needs weights",
+            next_step="download the full checkpoint (the dummy gate needs only config and tokenizer)",
+            started_at=started,
+            finished_at=utcnow(),
+        )
+    first = attempt(ctx, log_name=stage, load_format=load_format, multimodal=multimodal)
+    data: dict[str, Any] = {
+        "load_format": load_format or "auto",
+        "facts_source": facts.get("source", "analyze"),
+    }
+    data.update(first.data())
+    if first.ok:
+        return StageResult(
+            stage=stage,
+            status="passed",
+            started_at=started,
+            finished_at=utcnow(),
+            evidence=_pass_evidence(first),
+            data={**data, "ladder": [], "fallback": None},
+        )
+    records: list[RungRecord] = []
+    passing: Attempt | None = None
+    stop: Stop | None = None
+    if prof.ladder.enabled and first.reason != "cancelled":
+
+        def run(log_name: str, rung: Rung) -> Attempt:
+            return attempt(
+                ctx,
+                log_name=log_name,
+                load_format=load_format,
+                multimodal=multimodal and rung.name != "text-only",
+                extra_args=rung.args,
+                extra_env=rung.env,
+            )
+
+        records, passing, stop = run_ladder(ctx, first, base_log=stage, run=run, multimodal=multimodal)
+    data["ladder"] = [r.model_dump() for r in records]
+    data["first_failure"] = {"reason": first.reason, "signature": first.signature, "log_path": first.log_path}
+    if passing is not None:
+        rung = records[-1].rung
+        return StageResult(
+            stage=stage,
+            status="passed",
+            reason=None,
+            diagnosis=(
+                f"the plain command failed ({first.reason}: {first.diagnosis}); it passed on the "
+                f"'{rung}' rung of the fallback ladder"
+            ),
+            next_step=f"serve with the '{rung}' changes (see data.fallback) and fix the root cause",
+            started_at=started,
+            finished_at=utcnow(),
+            evidence=[*first.evidence, *_pass_evidence(passing)],
+            data={**data, "fallback": {"rung": rung, **passing.data()}},
+        )
+    next_text = first.next_step
+    if stop is not None and stop.next_step and first.reason != "cancelled":
+        next_text = stop.next_step if first.signature else (first.next_step or stop.next_step)
+    return StageResult(
+        stage=stage,
+        status="failed",
+        reason=first.reason or "crashed",
+        diagnosis=first.diagnosis,
+        next_step=next_text,
+        started_at=started,
+        finished_at=utcnow(),
+        evidence=first.evidence,
+        data={**data, "fallback": None},
+    )
+
+
+def _pass_evidence(att: Attempt) -> list[Evidence]:
+    out = [Evidence(kind="command", text=att.command)]
+    if att.smoke:
+        out.append(Evidence(kind="request", text=json.dumps(att.smoke["request"])[:500]))
+        out.append(Evidence(kind="response", text=f"HTTP {att.smoke['status']}: {att.smoke['content']!r}"))
+    if att.image_smoke:
+        out.append(
+            Evidence(
+                kind="response",
+                text=f"image: HTTP {att.image_smoke['status']}: {att.image_smoke['content']!r}",
+            )
+        )
+    return out
