@@ -129,9 +129,17 @@ def test_no_secret_is_written_inline() -> None:
         assert all(v == "" for v in m.parse_env_file(path).values()), f"{path} must not carry a value"
 
 
-@pytest.mark.parametrize("service", ["web", "control-worker"])
-def test_control_plane_key_path_is_its_docker_secret(service: str) -> None:
-    svc = _svc(service)
+def test_only_the_control_worker_holds_the_app_key() -> None:
+    holders = {name for name, svc in m.compose()["services"].items() if svc.get("secrets")}
+    assert holders == {"control-worker"}
+    assert (
+        not {n for n, s in m.compose()["services"].items() if "ADAPT_BOT_PRIVATE_KEY" in _environment(s)}
+        - holders
+    )
+
+
+def test_control_worker_key_path_is_its_docker_secret() -> None:
+    svc = _svc("control-worker")
     (secret,) = svc["secrets"]
     assert _environment(svc)["ADAPT_BOT_PRIVATE_KEY"] == f"/run/secrets/{secret}"
     assert "file" in m.compose()["secrets"][secret]
@@ -164,7 +172,7 @@ def test_every_adapt_bot_variable_set_is_one_the_bot_reads() -> None:
 @pytest.mark.parametrize(
     ("service", "argv"),
     [
-        ("web", ["serve", "--host", "0.0.0.0", "--port", "8080"]),
+        ("web", ["serve", "--host", "0.0.0.0", "--port", "8080", "--no-worker"]),
         ("control-worker", ["worker", "--control"]),
         ("cpu-runner", ["worker", "--pool", "cpu"]),
     ],
@@ -172,7 +180,9 @@ def test_every_adapt_bot_variable_set_is_one_the_bot_reads() -> None:
 def test_commands_are_ones_the_cli_accepts(service: str, argv: list[str]) -> None:
     svc = _svc(service)
     assert svc["command"] == argv
-    m.parse_cli(svc["command"])
+    args = m.parse_cli(svc["command"])
+    if service == "web":
+        assert args.no_worker is True, "the control-worker service is the one control-plane worker"
 
 
 def test_web_publishes_the_port_it_serves_on() -> None:

@@ -126,7 +126,9 @@ def test_web_probes_healthz_and_serves_on_the_port_it_declares() -> None:
     (c,) = m.pod_spec(web)["containers"]
     args = m.parse_cli(c["args"])
     assert args.command == "serve"
-    assert c["args"] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
+    assert c["args"] == ["serve", "--host", "0.0.0.0", "--port", "8080", "--no-worker"]
+    # A control worker per web replica would make several writers to GitHub; one Deployment runs it.
+    assert args.no_worker is True
     assert c["ports"][0]["containerPort"] == 8080
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["path"] == "/healthz"
@@ -135,9 +137,21 @@ def test_web_probes_healthz_and_serves_on_the_port_it_declares() -> None:
 # --------------------------------------------------------------------------- control plane
 
 
-@pytest.mark.parametrize("name", ["adapt-bot-web", "adapt-bot-control-worker"])
-def test_control_plane_reads_the_key_as_a_mounted_file(name: str) -> None:
-    w = m.by_name("Deployment", name)
+def test_only_the_control_worker_holds_the_app_key() -> None:
+    holders = {
+        w["metadata"]["name"]
+        for w in m.workloads()
+        for c in m.pod_spec(w)["containers"]
+        if "ADAPT_BOT_PRIVATE_KEY" in m.container_env(w, c)
+        or any("private-key" in r or ("adapt-bot-github" in r and "volume" in r) for r in m.secret_refs(w))
+    }
+    assert holders == {"adapt-bot-control-worker"}
+    web = m.by_name("Deployment", "adapt-bot-web")
+    assert m.secret_refs(web) == ["env ADAPT_BOT_WEBHOOK_SECRET <- secret adapt-bot-github"]
+
+
+def test_control_worker_reads_the_key_as_a_mounted_file() -> None:
+    w = m.by_name("Deployment", "adapt-bot-control-worker")
     (c,) = m.pod_spec(w)["containers"]
     env = m.container_env(w, c)
     key_path = env["ADAPT_BOT_PRIVATE_KEY"]
