@@ -314,6 +314,7 @@ def quantization(
             "sym",
             "weight_block_size",
             "fmt",
+            "scale_fmt",
             "activation_scheme",
             "format",
             "quant_algo",
