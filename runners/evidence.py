@@ -31,6 +31,9 @@ class Signature:
     ladder: LadderHint = "none"
     #: Only meaningful for real weights (a dummy gate never loads a checkpoint).
     real_weights_only: bool = False
+    #: A wrapper that often carries a more specific cause (e.g. pydantic ValidationError): any
+    #: specific signature found in the same log wins over it.
+    generic: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ SIGNATURES: tuple[Signature, ...] = (
         meaning="the serve command has an argument or option value this vLLM build rejects",
         next_step="fix the serve flags (profile or feature switch) for this vLLM version",
         ladder="stop",
+        generic=True,
     ),
     Signature(
         id="illegal-instruction",
@@ -296,8 +300,8 @@ def explain(
 ) -> tuple[SignatureHit | None, LogHit | None]:
     """(best known signature, first error line) for a failed start or request."""
     sigs = classify(lines, start=start, real_weights=real_weights)
-    # A stale-port line can sit beside a real cause; the specific cause wins when both exist.
-    specific = [h for h in sigs if h.signature.id != "stale-port"]
+    # A stale-port line or a generic wrapper can sit beside the real cause: the specific one wins.
+    specific = [h for h in sigs if h.signature.id != "stale-port" and not h.signature.generic]
     best = specific[0] if specific else (sigs[0] if sigs else None)
     return best, first_error(lines, start)
 

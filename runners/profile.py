@@ -112,6 +112,8 @@ class DeviceSpec(BaseModel):
     visibility_var: str | None = None
     pool: list[str] = Field(default_factory=lambda: ["0"])
     per_job: int = 1
+    #: Run independent feature probes at once on disjoint devices when the pool has room.
+    parallel_probes: bool = True
     #: Lease files live here (one lock file per device); shared by every worker of the host.
     lease_dir: str = "{cache}/leases/{profile}"
 
@@ -195,6 +197,12 @@ class CapacitySpec(BaseModel):
     #: Bounded search for the practical max length when the baseline does not start.
     min_model_len: int = 2048
     search_steps: int = 4
+    #: Search granularity (lengths are rounded down to a multiple of this).
+    granularity: int = 1024
+    #: Never ask for more than the config's max_position_embeddings (vLLM refuses it anyway).
+    clamp_to_config: bool = True
+    #: Also run `optional_max_num_seqs` (the "32/64 on request" steps).
+    run_optional: bool = False
 
 
 class Profile(BaseModel):

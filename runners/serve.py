@@ -417,10 +417,15 @@ class LogSink:
 
 
 def read_log_lines(path: Path) -> list[str]:
+    """Lines split on "\n" only, so numbers match `grep -n` and editors (progress bars use "\r")."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+        text = path.read_bytes().decode("utf-8", "replace")  # no universal-newline translation
     except OSError:
         return []
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 # --------------------------------------------------------------------------- running server

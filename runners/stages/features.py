@@ -1,0 +1,285 @@
+"""The features stage: ACLGraph, expert parallel, flashcomm1, MTP, multimodal -> status + evidence.
+
+Applicability comes from the analysis (or the config-only fallback); how to switch a feature on
+and what proves it comes from the runner profile (version-aware: a switch that no longer exists in
+the profile's target version makes the feature N/A with that reason). Each probe that needs its
+own server is a separate start; when the device pool is big enough (and the profile allows
+parallel probes) independent probes run at the same time on disjoint leased devices, otherwise
+one after another. A probe proves a feature only with a log line matching the profile's evidence
+patterns (or, for multimodal, a 200 text+image response) — "it started" is not proof.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runners import evidence as ev
+from runners.context import StageContext
+from runners.contracts import FEATURES, Evidence, FeatureResult, FeatureStatus, StageResult, utcnow
+from runners.gates import Attempt, attempt, has_weights, model_facts
+from runners.lease import Lease, LeaseError, acquire, plan_parallel
+from runners.profile import FeatureSpec, FeatureSwitch, Profile
+from runners.serve import RunningServer, per_job_devices, read_log_lines
+
+NA = FeatureStatus.NOT_APPLICABLE
+
+
+@dataclass
+class Probe:
+    feature: str
+    spec: FeatureSpec
+    switch: FeatureSwitch
+    devices: int
+    result: FeatureResult | None = None
+    attempt: Attempt | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def decide_static(
+    feature: str,
+    applicability: dict[str, Any] | None,
+    spec: FeatureSpec | None,
+    profile: Profile,
+    *,
+    tp: int,
+    requested: Sequence[str] | None,
+) -> FeatureResult | FeatureSwitch:
+    """A final FeatureResult when no server is needed, else the switch to probe with. Pure."""
+    if requested is not None and feature not in requested:
+        return FeatureResult(feature=feature, status=NA, reason="not requested for this job (--features)")
+    app = applicability or {"status": "applicable", "reason": "no analysis verdict"}
+    fact = [Evidence(kind="analysis", text=str(app.get("reason", "")))]
+    if app.get("status") == "not-applicable":
+        return FeatureResult(feature=feature, status=NA, reason=str(app.get("reason")), evidence=fact)
+    if app.get("status") == "checkpoint-missing":
+        return FeatureResult(
+            feature=feature,
+            status=FeatureStatus.CHECKPOINT_MISSING,
+            reason=str(app.get("reason")),
+            evidence=fact,
+        )
+    if spec is None:
+        return FeatureResult(
+            feature=feature, status=NA, reason=f"profile {profile.name} has no probe for {feature}"
+        )
+    if spec.unavailable:
+        return FeatureResult(
+            feature=feature,
+            status=NA,
+            reason=f"{spec.unavailable} (profile {profile.name})",
+            evidence=[Evidence(kind="config", text=f"runner profile {profile.name}: {spec.unavailable}")],
+        )
+    switch = spec.switch_for(profile.target_version)
+    if switch is None or switch.removed:
+        why = switch.removed if switch is not None and switch.removed else "no switch for this version"
+        return FeatureResult(
+            feature=feature,
+            status=NA,
+            reason=f"not in vllm-ascend {profile.version}: {why}",
+            evidence=[
+                Evidence(kind="config", text=f"profile {profile.name} version {profile.version}: {why}")
+            ],
+        )
+    if feature == "flashcomm1" and tp <= 1:
+        return FeatureResult(
+            feature=feature,
+            status=NA,
+            reason=f"flashcomm1 needs TP>1 (this job runs TP={tp}); rerun with --tp 2 or more to probe it",
+            evidence=fact,
+        )
+    return switch
+
+
+def judge(probe: Probe, att: Attempt, lines: Sequence[str]) -> FeatureResult:
+    """Turn one probe's outcome and log into a status with evidence. Pure."""
+    feature, spec = probe.feature, probe.spec
+    flags = " ".join([*probe.switch.args, *(f"{k}={v}" for k, v in probe.switch.env.items())]) or "defaults"
+    if not att.ok:
+        if att.signature == "mtp-weights-missing":
+            status = FeatureStatus.CHECKPOINT_MISSING
+        else:
+            status = FeatureStatus.UNSUPPORTED
+        return FeatureResult(
+            feature=feature,
+            status=status,
+            reason=f"with {flags}: {att.reason}: {att.diagnosis}",
+            evidence=att.evidence,
+        )
+    log_path = att.log_path
+    smoke = att.image_smoke if feature == "multimodal" else att.smoke
+    smoke_ev = Evidence(
+        kind="response",
+        text=f"HTTP {smoke['status']}: {smoke['content']!r}" if smoke else "no request sent",
+    )
+    if feature == "multimodal":
+        return FeatureResult(
+            feature=feature,
+            status=FeatureStatus.SUPPORTED,
+            reason="text+image chat completion (inline data: URL PNG) answered 200 with content",
+            evidence=[smoke_ev],
+        )
+    hits = ev.find_all(lines, spec.evidence, limit=3)
+    neg = ev.find_all(lines, spec.negative_evidence, limit=2)
+    if hits and not neg:
+        return FeatureResult(
+            feature=feature,
+            status=FeatureStatus.SUPPORTED,
+            reason=f"served with {flags}; the log proves it: {ev.clip_line(hits[0].text.strip(), 200)}",
+            evidence=[*(h.evidence(log_path) for h in hits), smoke_ev],
+        )
+    why = (
+        f"the log says it is off: {ev.clip_line(neg[0].text.strip(), 200)}"
+        if neg
+        else "no log line matched the profile's evidence patterns"
+    )
+    return FeatureResult(
+        feature=feature,
+        status=FeatureStatus.UNSUPPORTED,
+        reason=f"served with {flags} (smoke 200), but not verified: {why}",
+        evidence=[*(h.evidence(log_path) for h in neg), smoke_ev],
+    )
+
+
+def _run_probe(ctx: StageContext, probe: Probe, devices: list[str], real: bool) -> None:
+    spec = probe.spec
+
+    def settle(_srv: RunningServer, _att: Attempt) -> None:
+        deadline = time.monotonic() + spec.settle_s
+        while time.monotonic() < deadline and not ctx.cancel.is_set():
+            time.sleep(0.2)
+
+    att = attempt(
+        ctx,
+        log_name=f"features-{probe.feature.replace('_', '-')}",
+        load_format=None if real else "dummy",
+        multimodal=probe.feature == "multimodal",
+        extra_args=probe.switch.args,
+        extra_env=probe.switch.env,
+        devices=devices,
+        requests=spec.requests,
+        on_ready=settle if spec.settle_s > 0 else None,
+    )
+    probe.attempt = att
+    lines = read_log_lines(Path(att.log_path)) if att.log_path else []
+    probe.result = judge(probe, att, lines)
+
+
+def _from_previous_log(ctx: StageContext, probe: Probe) -> FeatureResult | None:
+    """A default-on feature (ACLGraph) is proven by the real gate's own log when it has the lines."""
+    prev = ctx.previous.get("real-gate")
+    if prev is None or prev.status != "passed" or not prev.data.get("log_path"):
+        return None
+    path = str(prev.data["log_path"])
+    lines = read_log_lines(Path(path))
+    if not lines:
+        return None
+    fake = Attempt(ok=True, log_name="real-gate", log_path=path, smoke=prev.data.get("smoke"))
+    res = judge(probe, fake, lines)
+    return res if res.status == FeatureStatus.SUPPORTED else None
+
+
+def run(ctx: StageContext) -> StageResult:
+    started = utcnow()
+    prof: Profile = ctx.profile
+    facts = model_facts(ctx)
+    applic: dict[str, Any] = facts.get("features") or {}
+    tp = ctx.options.tp or 1
+    matrix: dict[str, FeatureResult] = {}
+    probes: list[Probe] = []
+    for feature in FEATURES:
+        spec = prof.features.get(feature)
+        decision = decide_static(
+            feature, applic.get(feature), spec, prof, tp=tp, requested=ctx.options.features
+        )
+        if isinstance(decision, FeatureResult):
+            matrix[feature] = decision
+            continue
+        assert spec is not None
+        probe = Probe(feature, spec, decision, devices=spec.devices or per_job_devices(ctx, prof))
+        if spec.default_on:
+            reused = _from_previous_log(ctx, probe)
+            if reused is not None:
+                matrix[feature] = reused
+                continue
+        probes.append(probe)
+
+    real = has_weights(ctx.model_path)
+    pool = len(prof.devices.pool)
+    waves = (
+        plan_parallel(pool, [p.devices for p in probes])
+        if prof.devices.parallel_probes
+        else [[i] for i in range(len(probes))]
+    )
+    cancelled = False
+    for wave in waves:
+        if ctx.cancel.is_set():
+            cancelled = True
+            break
+        need = sum(probes[i].devices for i in wave)
+        try:
+            lease: Lease = acquire(prof, need, cancel=ctx.cancel, progress=ctx.progress)
+        except LeaseError:
+            cancelled = ctx.cancel.is_set()
+            if cancelled:
+                break
+            raise
+        try:
+            threads = []
+            offset = 0
+            for i in wave:
+                devs = lease.devices[offset : offset + probes[i].devices]
+                offset += probes[i].devices
+                ctx.progress(f"probing {probes[i].feature} on device(s) {','.join(devs)}")
+                t = threading.Thread(target=_run_probe, args=(ctx, probes[i], devs, real), daemon=True)
+                threads.append(t)
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        finally:
+            lease.release()
+    for probe in probes:
+        if probe.result is not None:
+            matrix[probe.feature] = probe.result
+        if probe.attempt is not None and probe.attempt.reason == "cancelled":
+            cancelled = True
+    ordered = {f: matrix[f] for f in FEATURES if f in matrix}
+    data: dict[str, Any] = {
+        "features": {f: r.model_dump(mode="json") for f, r in ordered.items()},
+        "probes": {p.feature: p.attempt.data() for p in probes if p.attempt is not None},
+        "profile": prof.name,
+        "version": prof.version,
+        "load_format": "auto" if real else "dummy",
+        "waves": [[probes[i].feature for i in w] for w in waves],
+        "facts_source": facts.get("source", "analyze"),
+    }
+    counts: dict[str, int] = {}
+    for r in ordered.values():
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    summary = ", ".join(f"{n} x {s}" for s, n in counts.items())
+    if cancelled or len(ordered) < len(FEATURES):
+        return StageResult(
+            stage="features",
+            status="failed",
+            reason="cancelled",
+            diagnosis=f"cancelled before every probe finished ({summary or 'none done'})",
+            next_step="`/adapt rerun features`",
+            started_at=started,
+            finished_at=utcnow(),
+            data=data,
+        )
+    evidence = [e for r in ordered.values() for e in r.evidence[:2]]
+    return StageResult(
+        stage="features",
+        status="passed",
+        diagnosis=summary,
+        started_at=started,
+        finished_at=utcnow(),
+        evidence=evidence,
+        data=data,
+    )
