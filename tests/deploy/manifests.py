@@ -268,3 +268,26 @@ def materialize_compose_project(dest: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("not a key\n")
     return project / COMPOSE.name
+
+
+def default_pools(env: dict[str, str | None]) -> set[str]:
+    """The runner pools the control plane routes jobs to by default (no repository config), given
+    the environment it is deployed with: the bot's own settings and repo-config defaults decide."""
+    from bot.config import Settings
+    from bot.repo_config import service_defaults
+
+    values = {k.removeprefix("ADAPT_BOT_").lower(): v for k, v in env.items() if k.startswith("ADAPT_BOT_")}
+    settings = Settings.model_validate({k: v for k, v in values.items() if k in Settings.model_fields})
+    return set(service_defaults(settings)["pools"].values())
+
+
+def consumed_queues(argvs: list[list[str]]) -> set[str]:
+    """Queues the `adapt-bot worker ...` command lines among argvs consume (as the real CLI builds them)."""
+    from bot.cmd_worker import celery_argv
+
+    queues: set[str] = set()
+    for argv in argvs:
+        if argv[:1] == ["worker"]:
+            celery = celery_argv(parse_cli(argv))
+            queues.update(celery[celery.index("-Q") + 1].split(","))
+    return queues

@@ -163,17 +163,12 @@ def test_example_profiles_exist_and_match_their_hardware() -> None:
 def test_the_deployed_queues_are_the_ones_workers_consume(pool: str) -> None:
     """Every queue of the brief has a consumer somewhere in deploy/ (compose or k8s)."""
     from bot.celery_app import CONTROL_QUEUE
-    from bot.cmd_worker import celery_argv
 
     services = m.compose()["services"].values()
     consumers: list[list[str]] = [svc["command"] for svc in services if "command" in svc]
     for w in m.workloads():
         for c in m.pod_spec(w)["containers"]:
             consumers.append(c.get("args", []))
-    queues: set[str] = set()
-    for argv in consumers:
-        if argv[:1] == ["worker"]:
-            celery = celery_argv(m.parse_cli(argv))
-            queues.update(celery[celery.index("-Q") + 1].split(","))
+    queues = m.consumed_queues(consumers)
     assert CONTROL_QUEUE == "control"
     assert pool in queues, f"nothing consumes queue {pool}: {sorted(queues)}"

@@ -129,6 +129,16 @@ def test_resolved_environments_hold_each_credential_where_it_belongs(resolved: d
         assert m.adapt_bot_names(dict.fromkeys(names)) <= known, name
 
 
+def test_jobs_are_routed_to_a_pool_this_stack_runs(resolved: dict[str, Any]) -> None:
+    """Without a repository config a job goes to the default pool: a worker here must consume it."""
+    services = resolved["services"]
+    consumed = m.consumed_queues([svc["command"] for svc in services.values() if "command" in svc])
+    for name in ("web", "control-worker"):
+        pools = m.default_pools(services[name]["environment"])
+        assert pools <= consumed, f"{name} routes jobs to {pools}; workers consume {consumed}"
+    assert "control" in consumed
+
+
 def test_the_stack_has_the_five_services() -> None:
     assert set(m.compose()["services"]) == SERVICES
 

@@ -220,6 +220,17 @@ def _runner(pool: str) -> tuple[dict[str, Any], dict[str, Any]]:
     raise KeyError(pool)
 
 
+def test_jobs_are_routed_to_pools_the_cluster_runs() -> None:
+    w = m.by_name("Deployment", "adapt-bot-control-worker")
+    (c,) = m.pod_spec(w)["containers"]
+    pools = m.default_pools(m.container_env(w, c))
+    consumed = m.consumed_queues(
+        [c.get("args", []) for d in m.workloads() for c in m.pod_spec(d)["containers"]]
+    )
+    assert pools <= consumed, f"jobs go to {pools}; runner workers consume {consumed}"
+    assert "control" in consumed
+
+
 def test_runner_pools_match_the_example_repo_config() -> None:
     example = yaml.safe_load(m.EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     assert {m.pool_of(d) for d in m.runner_deployments()} == set(example["pools"].values())
