@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.deploy import manifests as m
 
@@ -40,31 +42,26 @@ def test_env_examples_parse(path: Path) -> None:
     assert m.parse_env_file(path)
 
 
-def test_yaml_has_no_duplicate_keys() -> None:
-    """PyYAML keeps the last of two equal keys silently; a duplicated `env:` would drop settings."""
+def _yamllint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("yamllint", path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise RuntimeError("yamllint is missing: install the dev extra (pip install -e '.[dev]')")
+    config = m.DEPLOY / ".yamllint.yaml"
+    argv = [exe, "--strict", "-f", "parsable", "-c", str(config), *map(str, paths)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
-    class Strict(yaml.SafeLoader):
-        pass
 
-    def construct(loader: Strict, node: yaml.MappingNode) -> dict[object, object]:
-        # Keys written in this mapping (a `<<` merge may be overridden on purpose; that is not a dupe).
-        keys = [
-            loader.construct_object(k, deep=True)
-            for k, _v in node.value
-            if k.tag != "tag:yaml.org,2002:merge"
-        ]
-        dupes = {k for k in keys if keys.count(k) > 1}
-        if dupes:
-            raise AssertionError(f"duplicate keys {dupes} at line {node.start_mark.line + 1}")
-        loader.flatten_mapping(node)
-        return dict(loader.construct_pairs(node, deep=True))
+def test_yamllint_finds_nothing() -> None:
+    """Includes duplicate keys, which PyYAML would drop silently (a second `env:` loses settings)."""
+    out = _yamllint(m.DEPLOY)
+    assert out.returncode == 0, out.stdout + out.stderr
 
-    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct)
-    for path in YAML_FILES:
-        try:
-            list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=Strict))
-        except AssertionError as exc:
-            raise AssertionError(f"{_rel(path)}: {exc}") from None
+
+def test_yamllint_is_able_to_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  ADAPT_BOT_LABEL: a\n  ADAPT_BOT_LABEL: b\n", encoding="utf-8")
+    out = _yamllint(bad)
+    assert out.returncode != 0 and "key-duplicates" in out.stdout
 
 
 def test_readme_names_every_secret_and_key_the_manifests_reference() -> None:
