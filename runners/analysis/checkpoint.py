@@ -18,7 +18,6 @@ from runners.analysis.config import JsonFileError, read_json
 from runners.analysis.model import Problem
 from runners.analysis.safetensors_headers import (
     EXAMPLES,
-    FP8_DTYPES,
     HeaderError,
     Opener,
     ShardHeader,
@@ -153,7 +152,8 @@ def scan_checkpoint(model_dir: Path, names: list[str], opener: Opener = open_unb
     scan.shards_expected = expected
     scan.shards_missing = [s for s in good if s not in name_set]
     if scan.shards_missing:
-        missing_tensors = sum(1 for s in scan.weight_map.values() if s in set(scan.shards_missing))
+        missing_set = set(scan.shards_missing)
+        missing_tensors = sum(1 for s in scan.weight_map.values() if s in missing_set)
         scan.problems.append(
             Problem.of(
                 "missing-shard",
@@ -163,7 +163,8 @@ def scan_checkpoint(model_dir: Path, names: list[str], opener: Opener = open_unb
             )
         )
     if scan.weight_map:
-        extra = [s for s in shards_on_disk if s not in set(expected)]
+        expected_set = set(expected)
+        extra = [s for s in shards_on_disk if s not in expected_set]
         if extra:
             scan.problems.append(
                 Problem.of(
@@ -179,7 +180,7 @@ def scan_checkpoint(model_dir: Path, names: list[str], opener: Opener = open_unb
     )
     scan.tensor_names = set(scan.weight_map)
     for h in scan.headers:
-        scan.tensor_names.update(h.tensors)
+        scan.tensor_names.update(h.entries)
     _cross_check(scan, index_name or INDEX_NAME)
     _check_scale_pairs(scan)
     if not expected:
@@ -210,7 +211,7 @@ def _read_index(path: Path, scan: CheckpointScan) -> None:
         scan.problems.append(Problem.of("index-invalid", exc.message))
         return
     wm = doc.get("weight_map") if isinstance(doc, dict) else None
-    if not isinstance(wm, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):
+    if not isinstance(wm, dict) or not set(map(type, wm.values())) <= {str}:
         scan.problems.append(
             Problem.of("index-invalid", f"{path.name} has no weight_map of tensor name -> shard file name")
         )
@@ -237,10 +238,9 @@ def _read_headers(model_dir: Path, shards: list[str], scan: CheckpointScan, open
         scan.headers.append(header)
         for code, message in header.problems:
             scan.problems.append(Problem.of(code, message))
-        for t in header.tensors.values():
-            dtypes[t.dtype] += 1
-            count += t.numel
-            nbytes += t.nbytes
+        dtypes.update(header.dtypes)
+        count += header.numel
+        nbytes += header.nbytes
     scan.dtypes = dict(sorted(dtypes.items()))
     if scan.headers:
         scan.parameter_count = count
@@ -250,21 +250,24 @@ def _read_headers(model_dir: Path, shards: list[str], scan: CheckpointScan, open
 def _cross_check(scan: CheckpointScan, index_name: str) -> None:
     if not scan.weight_map or not scan.headers:
         return
-    where: dict[str, str] = {}
-    for h in scan.headers:
-        for name in h.tensors:
-            where[name] = h.path.name
-    read = {h.path.name for h in scan.headers}
+    wm = scan.weight_map
+    by_shard: dict[str, list[str]] = {}
+    for tensor, shard in wm.items():
+        by_shard.setdefault(shard, []).append(tensor)
     absent: list[str] = []
     moved: list[str] = []
-    for tensor, shard in scan.weight_map.items():
-        if shard not in read:
-            continue
-        found = where.get(tensor)
-        if found is None:
-            absent.append(f"{tensor} ({shard})")
-        elif found != shard:
-            moved.append(f"{tensor} ({shard} -> {found})")
+    unlisted: list[str] = []
+    for h in scan.headers:
+        shard = h.path.name
+        present = h.entries
+        absent += [f"{t} ({shard})" for t in by_shard.get(shard, ()) if t not in present]
+        for t in present:
+            listed = wm.get(t)
+            if listed != shard:
+                if listed is None:
+                    unlisted.append(t)
+                else:
+                    moved.append(f"{t} ({listed} -> {shard})")
     if absent:
         scan.problems.append(
             Problem.of(
@@ -279,8 +282,8 @@ def _cross_check(scan: CheckpointScan, index_name: str) -> None:
                 f"{len(moved)} tensors are in a different shard than {index_name} says: {_examples(moved)}",
             )
         )
-    unlisted = sorted(n for n in where if n not in scan.weight_map)
     if unlisted:
+        unlisted.sort()
         scan.problems.append(
             Problem.of(
                 "tensor-not-in-index",
@@ -299,43 +302,38 @@ def _cross_check(scan: CheckpointScan, index_name: str) -> None:
             )
 
 
-#: scale suffix -> the weight names it can belong to
-_SCALE_PARTNERS = {
-    ".weight_scale_inv": (".weight",),
-    ".weight_scale": (".weight", ".weight_packed"),
-}
+#: names that take part in a weight/scale pairing (a scale's partner is X.weight, or
+#: X.weight_packed for compressed-tensors int4; MXFP4 pairs X_blocks with X_scales)
+_PAIR_SUFFIXES = (".weight_scale_inv", ".weight_scale", "_blocks", "_scales")
 
 
 def _check_scale_pairs(scan: CheckpointScan) -> None:
     """fp8 weights need their scale (and scales their weight); MXFP4 blocks need their scales."""
     names = scan.tensor_names
-    no_scale: list[str] = []
-    for h in scan.headers:
-        for t in h.tensors.values():
-            if (
-                t.dtype in FP8_DTYPES
-                and t.name.endswith(".weight")
-                and f"{t.name}_scale_inv" not in names
-                and f"{t.name}_scale" not in names
-            ):
-                no_scale.append(t.name)
+    no_scale = [
+        w
+        for h in scan.headers
+        for w in h.fp8_weights
+        if w + "_scale_inv" not in names and w + "_scale" not in names
+    ]
     orphans: list[str] = []
     mx_no_scales: list[str] = []
     mx_no_blocks: list[str] = []
     for name in names:
-        for suffix, partners in _SCALE_PARTNERS.items():
-            if name.endswith(suffix):
-                base = name[: -len(suffix)]
-                if not any(base + p in names for p in partners):
-                    orphans.append(name)
-                break
-        if name.endswith("_blocks") and name[: -len("_blocks")] + "_scales" not in names:
-            mx_no_scales.append(name)
-        elif (
-            name.endswith("_scales")
-            and not name.endswith(".scales")  # GPTQ/AWQ `.scales` pair with qweight, not blocks
-            and name[: -len("_scales")] + "_blocks" not in names
-        ):
+        if not name.endswith(_PAIR_SUFFIXES):
+            continue
+        if name.endswith(".weight_scale_inv"):
+            if name[: -len("_scale_inv")] not in names:
+                orphans.append(name)
+        elif name.endswith(".weight_scale"):
+            base = name[: -len("_scale")]
+            if base not in names and base + "_packed" not in names:
+                orphans.append(name)
+        elif name.endswith("_blocks"):
+            if name[: -len("_blocks")] + "_scales" not in names:
+                mx_no_scales.append(name)
+        elif not name.endswith(".scales") and name[: -len("_scales")] + "_blocks" not in names:
+            # GPTQ/AWQ `.scales` pair with qweight, not with blocks
             mx_no_blocks.append(name)
     if no_scale:
         no_scale.sort()

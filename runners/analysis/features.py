@@ -11,34 +11,36 @@ from collections.abc import Iterable
 
 from runners.analysis.model import Feature, Moe
 
-_MTP_NAME = re.compile(r"(?:^|\.)(?:mtp|nextn|mtp_layers?)(?:\.|_|$)|(?:^|\.)(?:eh_proj|enorm|hnorm)\.")
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+_MTP_NAME = re.compile(r"(?:^|\.)(?:mtp|nextn|mtp_layers?)(?:\.|_|$)|(?:^|\.)(?:eh_proj|enorm|hnorm)\.", re.M)
+_MTP_WORDS = ("mtp", "nextn", "eh_proj", "enorm", "hnorm")
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.", re.M)
 _VISION_NAME = re.compile(
     r"(?:^|\.)(?:visual|vision_tower|vision_model|vision_encoder|vit|vpm|image_encoder|"
-    r"audio_tower|audio_encoder|multi_modal_projector|mm_projector|mlp1)\."
+    r"audio_tower|audio_encoder|multi_modal_projector|mm_projector|mlp1)\.",
+    re.M,
 )
 
 
 def mtp_weights(names: Iterable[str], num_hidden_layers: int | None, known: bool) -> bool | None:
-    """MTP tensors present? `mtp`/`nextn` names, or a layer index past the last decoder layer."""
+    """MTP tensors present? `mtp`/`nextn` names, or a layer index past the last decoder layer.
+
+    Works on all names joined into one string: one regex pass instead of ~92k calls.
+    """
     if not known:
         return None
-    for name in names:
-        if _MTP_NAME.search(name):
-            return True
-        if (
-            num_hidden_layers is not None
-            and (m := _LAYER.search(name))
-            and int(m.group(1)) >= num_hidden_layers
-        ):
-            return True
+    joined = "\n".join(names)
+    if any(word in joined for word in _MTP_WORDS) and _MTP_NAME.search(joined):
+        return True
+    if num_hidden_layers is not None:
+        indices = {int(i) for i in _LAYER.findall(joined)}
+        return bool(indices) and max(indices) >= num_hidden_layers
     return False
 
 
 def vision_weights(names: Iterable[str], known: bool) -> bool | None:
     if not known:
         return None
-    return any(_VISION_NAME.search(n) for n in names)
+    return _VISION_NAME.search("\n".join(names)) is not None
 
 
 def decide(
