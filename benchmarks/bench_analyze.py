@@ -64,18 +64,31 @@ def deepseek_v3_tensors(cfg: dict[str, Any]) -> list[tuple[str, str, list[int]]]
     out: list[tuple[str, str, list[int]]] = [("model.embed_tokens.weight", "BF16", [vocab, h])]
     for i in range(layers + mtp):
         p = f"model.layers.{i}."
-        out += [(p + "input_layernorm.weight", "BF16", [h]), (p + "post_attention_layernorm.weight", "BF16", [h])]
+        out += [
+            (p + "input_layernorm.weight", "BF16", [h]),
+            (p + "post_attention_layernorm.weight", "BF16", [h]),
+        ]
         a = p + "self_attn."
-        out += _fp8(a + "q_a_proj", q_lora, h) + [(a + "q_a_layernorm.weight", "BF16", [q_lora])]
+        out += [*_fp8(a + "q_a_proj", q_lora, h), (a + "q_a_layernorm.weight", "BF16", [q_lora])]
         out += _fp8(a + "q_b_proj", heads * (nope + rope), q_lora)
-        out += _fp8(a + "kv_a_proj_with_mqa", kv_lora + rope, h) + [(a + "kv_a_layernorm.weight", "BF16", [kv_lora])]
+        out += [
+            *_fp8(a + "kv_a_proj_with_mqa", kv_lora + rope, h),
+            (a + "kv_a_layernorm.weight", "BF16", [kv_lora]),
+        ]
         out += _fp8(a + "kv_b_proj", heads * (nope + v_hd), kv_lora)
         out += _fp8(a + "o_proj", h, heads * v_hd)
         m = p + "mlp."
         if i < cfg["first_k_dense_replace"]:
-            out += _fp8(m + "gate_proj", inter, h) + _fp8(m + "up_proj", inter, h) + _fp8(m + "down_proj", h, inter)
+            out += (
+                _fp8(m + "gate_proj", inter, h)
+                + _fp8(m + "up_proj", inter, h)
+                + _fp8(m + "down_proj", h, inter)
+            )
         else:
-            out += [(m + "gate.weight", "BF16", [experts, h]), (m + "gate.e_score_correction_bias", "F32", [experts])]
+            out += [
+                (m + "gate.weight", "BF16", [experts, h]),
+                (m + "gate.e_score_correction_bias", "F32", [experts]),
+            ]
             for e in [*(f"experts.{j}." for j in range(experts)), "shared_experts."]:
                 out += _fp8(m + e + "gate_proj", moe_inter, h) + _fp8(m + e + "up_proj", moe_inter, h)
                 out += _fp8(m + e + "down_proj", h, moe_inter)
@@ -192,10 +205,14 @@ def main() -> int:
         assert result.parameter_estimated is False and result.problems == [], result.problems
         assert n_keys == facts["tensors"] == sum(result.dtypes.values())
         gb = facts["apparent_bytes"] / 1e9
-        print(f"checkpoint: {facts['shards']} shards, {facts['tensors']} tensors, {gb:.1f} GB apparent, "
-              f"{facts['disk_bytes'] / 1e6:.1f} MB on disk (built in {build_s:.1f} s)")
-        print(f"header bytes {facts['header_bytes']:,} + metadata bytes {facts['metadata_bytes']:,} "
-              f"= {denominator:,}")
+        print(
+            f"checkpoint: {facts['shards']} shards, {facts['tensors']} tensors, {gb:.1f} GB apparent, "
+            f"{facts['disk_bytes'] / 1e6:.1f} MB on disk (built in {build_s:.1f} s)"
+        )
+        print(
+            f"header bytes {facts['header_bytes']:,} + metadata bytes {facts['metadata_bytes']:,} "
+            f"= {denominator:,}"
+        )
         print()
         print(f"{'reader':<44}{'wall s':>9}{'bytes read':>16}{'ratio':>8}")
         rows = [
@@ -207,12 +224,16 @@ def main() -> int:
             r = f"{ratio:.3f}" if ratio is not None else "-"
             print(f"{name:<44}{wall:>9.3f}{read:>16,}{r:>8}")
         print()
-        print(f"analysis: {result.architecture}, attention {result.attention}, MoE "
-              f"{full.moe.experts if full.moe else None}, MTP weights {result.mtp_weights}, "
-              f"parameter_count {result.parameter_count:,}, parameter_bytes {result.parameter_bytes:,}, "
-              f"suggested TP {full.suggested_tp.a2}/{full.suggested_tp.a3}, support {full.support.verdict}")
+        print(
+            f"analysis: {result.architecture}, attention {result.attention}, MoE "
+            f"{full.moe.experts if full.moe else None}, MTP weights {result.mtp_weights}, "
+            f"parameter_count {result.parameter_count:,}, parameter_bytes {result.parameter_bytes:,}, "
+            f"suggested TP {full.suggested_tp.a2}/{full.suggested_tp.a3}, support {full.support.verdict}"
+        )
         print(f"targets: ratio <= 1.05 -> {a_read / denominator:.3f}; wall <= 2 s -> {a_wall:.2f} s")
-        print("(safe_open ratio is over header bytes only; it maps each whole file, which rchar does not count)")
+        print(
+            "(safe_open ratio is over header bytes only; it maps each whole file, which rchar does not count)"
+        )
         return 0 if a_read / denominator <= 1.05 and a_wall <= 2.0 else 1
     finally:
         if args.keep is None:
