@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import httpx
 import redis
 from githubkit import AppAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
 
 from bot.config import Settings
@@ -105,6 +106,13 @@ def _wait_for(exc: RequestFailed) -> float | None:
     return None
 
 
+class TokenCache(MemCacheStrategy):
+    """githubkit's in-memory token cache, one per client, that can forget a revoked token."""
+
+    def clear(self) -> None:
+        self._cache = None
+
+
 class GitHubClient:
     """App-level client; `installation(id)` gives the per-installation API the bot uses."""
 
@@ -112,12 +120,14 @@ class GitHubClient:
         if settings.app_id is None:
             raise RuntimeError("ADAPT_BOT_APP_ID is not set")
         self.settings = settings
+        self._tokens = TokenCache()
         self._gh = GitHub(
             AppAuthStrategy(settings.app_id, settings.private_key_pem()),
             base_url=settings.github_api_url + "/",
             timeout=httpx.Timeout(settings.github_timeout_s, connect=5.0),
             auto_retry=False,
             http_cache=False,
+            cache_strategy=self._tokens,
             user_agent="adapt-bot",
         )
         self.throttle = WriteThrottle(redis_client, settings.write_spacing_s)
@@ -135,6 +145,7 @@ class GitHubClient:
         may have created anyway, so a retry after a 5xx never duplicates it."""
         s = self.settings
         attempt = 0
+        renewed = False
         while True:
             attempt += 1
             if mutating:
@@ -144,6 +155,10 @@ class GitHubClient:
             except RequestFailed as exc:
                 status = _status(exc)
                 wait = _wait_for(exc)
+                if status == 401 and not renewed:  # token revoked or expired early: get a new one
+                    renewed = True
+                    self._tokens.clear()
+                    continue
                 if wait is None and status not in RETRY_STATUSES:
                     raise GitHubError(f"{what}: HTTP {status}", status) from None
                 if attempt > s.write_retries:

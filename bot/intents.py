@@ -26,6 +26,7 @@ from bot.jobs.machine import NoChange, TransitionError
 from bot.jobs.model import Job
 from bot.jobs.store import ActiveJobExists, JobStore
 from runners.contracts import JobOptions
+from runners.model_ref import USAGE as MODEL_USAGE
 from runners.model_ref import ModelRefError, find_model_ref
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
     try:
         ref = find_model_ref(intent.issue_title, intent.issue_body)
     except ModelRefError as exc:
-        _reply(gh, intent, "no-model", error=str(exc))
+        _reply(gh, intent, "no-model", error=str(exc).replace(MODEL_USAGE, "").strip())
         _react(gh, intent, "confused")
         return f"no model: {exc}"
     opts = intent.options

@@ -33,6 +33,7 @@ def deps(app_settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         queue=CeleryQueue(make_celery(app_settings), app_settings),
     )
     monkeypatch.setattr(bot.tasks, "deps", lambda: d)
+    monkeypatch.setattr("runners.tasks.get_settings", lambda: app_settings)
     return d
 
 

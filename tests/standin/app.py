@@ -23,7 +23,7 @@ from tests.standin.state import Recorded, StandinState
 
 ROUTE_MODULES: tuple[str, ...] = (
     "tests.standin.core_api",
-    # "tests.standin.git_api",  # artifacts: git blobs/trees/commits/refs, pulls, check runs
+    "tests.standin.git_api",  # artifacts: git blobs/trees/commits/refs, pulls, check runs
 )
 
 
@@ -95,6 +95,7 @@ class Recorder(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         state: StandinState = request.app.state.standin
+        arrived = time.time()
         raw = await request.body()
         try:
             body: Any = json.loads(raw) if raw else None
@@ -108,7 +109,7 @@ class Recorder(BaseHTTPMiddleware):
             response = await call_next(request)
         with state.lock:
             state.requests.append(
-                Recorded(request.method, request.url.path, request.url.query, body, response.status_code, auth, time.time())
+                Recorded(request.method, request.url.path, request.url.query, body, response.status_code, auth, arrived)
             )
         return response
 

@@ -29,6 +29,13 @@ def get_app(state: StandinState = Depends(get_state)) -> dict[str, Any]:
     return state.app_json()
 
 
+@router.get("/users/{username}")
+def get_user(username: str, state: StandinState = Depends(get_state)) -> dict[str, Any]:
+    if username.endswith("[bot]") and username != state.bot_user["login"] and username not in state.users:
+        raise HTTPException(404, "Not Found")
+    return state.user(username)
+
+
 @router.post("/app/installations/{installation_id}/access_tokens", dependencies=[Depends(app_auth)])
 def create_token(installation_id: int, state: StandinState = Depends(get_state)) -> JSONResponse:
     if installation_id not in state.installations:

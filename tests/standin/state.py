@@ -54,7 +54,7 @@ class Recorded:
     body: Any
     status: int
     auth: str  # "jwt", "token:<installation>", "none", "invalid"
-    at: float
+    at: float  # arrival time
 
 
 @dataclass
