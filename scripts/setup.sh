@@ -6,14 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "==> installing redis-server (Debian)" >&2
+# Debian packages: redis-server (tests run a real one), git (delivery), kubectl (renders deploy/k8s
+# with its built-in kustomize in tests/deploy; the machine image ships one, Debian's
+# kubernetes-client is the fallback).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v git >/dev/null 2>&1 || missing+=(git)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+if ((${#missing[@]})); then
+  echo "==> installing ${missing[*]} (Debian)" >&2
   if [[ $(id -u) -eq 0 ]]; then SUDO=(); else SUDO=(sudo); fi
   "${SUDO[@]}" apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq redis-server >&2
-fi
-if ! command -v git >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >&2
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >&2
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
