@@ -1,8 +1,8 @@
-"""The stand-in's FastAPI app: request recording, fault injection, auth helpers, route modules.
+"""The stand-in's FastAPI app: recording, fault injection, auth helpers, route modules.
 
 Extension point: every module named in `ROUTE_MODULES` exposes `router: fastapi.APIRouter`; its
-handlers get the world with `state: StandinState = Depends(get_state)` and check auth with
-`Depends(installation_auth)` (installation token) or `Depends(app_auth)` (App JWT). To add routes
+handlers get the world with `state: State` and check auth with `inst: Installation` (installation token -> its id)
+or `dependencies=[Depends(app_auth)]` (App JWT); `payload: JsonBody` reads a JSON object. To add routes
 (git database, pulls, check runs), write `tests/standin/<name>.py` and add one line below.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
@@ -64,7 +64,10 @@ def _check_jwt(token: str, state: StandinState) -> str | None:
     return None
 
 
-def app_auth(request: Request, state: StandinState = Depends(get_state)) -> None:
+State = Annotated[StandinState, Depends(get_state)]
+
+
+def app_auth(request: Request, state: State) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -74,13 +77,18 @@ def app_auth(request: Request, state: StandinState = Depends(get_state)) -> None
         raise HTTPException(401, reason)
 
 
-def installation_auth(request: Request, state: StandinState = Depends(get_state)) -> int:
+def installation_auth(request: Request, state: State) -> int:
     header = request.headers.get("authorization", "")
     _, _, token = header.partition(" ")
     inst = state.token_installation(token) if token else None
     if inst is None:
         raise HTTPException(401, "Bad credentials")
     return inst
+
+
+#: Route parameter types: the installation id a valid token belongs to; a JSON object body.
+Installation = Annotated[int, Depends(installation_auth)]
+JsonBody = Annotated[dict[str, Any], Body()]
 
 
 def repo_of(state: StandinState, owner: str, repo: str, installation: int | None = None) -> Any:
@@ -109,7 +117,15 @@ class Recorder(BaseHTTPMiddleware):
             response = await call_next(request)
         with state.lock:
             state.requests.append(
-                Recorded(request.method, request.url.path, request.url.query, body, response.status_code, auth, arrived)
+                Recorded(
+                    request.method,
+                    request.url.path,
+                    request.url.query,
+                    body,
+                    response.status_code,
+                    auth,
+                    arrived,
+                )
             )
         return response
 
@@ -121,7 +137,8 @@ def create_standin_app(state: StandinState) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def github_error(_request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse(
-            {"message": exc.detail, "documentation_url": "https://docs.github.com/rest"}, status_code=exc.status_code
+            {"message": exc.detail, "documentation_url": "https://docs.github.com/rest"},
+            status_code=exc.status_code,
         )
 
     app.add_middleware(Recorder)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -343,9 +343,9 @@ def _pull_json(state: StandinState, pr: dict[str, Any], full: bool = True) -> di
 def create_blob(
     owner: str,
     repo: str,
-    body: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    body: Annotated[dict[str, Any], Body()],
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> JSONResponse:
     r = repo_of(state, owner, repo, inst)
     encoding = body.get("encoding", "utf-8")
@@ -362,9 +362,9 @@ def create_blob(
 def create_tree(
     owner: str,
     repo: str,
-    body: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    body: Annotated[dict[str, Any], Body()],
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> JSONResponse:
     r = repo_of(state, owner, repo, inst)
     world = git_world(state)
@@ -405,9 +405,9 @@ def create_tree(
 def create_commit(
     owner: str,
     repo: str,
-    body: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    body: Annotated[dict[str, Any], Body()],
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> JSONResponse:
     r = repo_of(state, owner, repo, inst)
     world = git_world(state)
@@ -427,8 +427,8 @@ def get_commit(
     owner: str,
     repo: str,
     sha: str,
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     if git_world(state)["objects"].get(sha, {}).get("type") != "commit":
@@ -441,8 +441,8 @@ def get_ref(
     owner: str,
     repo: str,
     ref: str,
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     full = f"refs/{ref}"
@@ -456,9 +456,9 @@ def get_ref(
 def create_ref(
     owner: str,
     repo: str,
-    body: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    body: Annotated[dict[str, Any], Body()],
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> JSONResponse:
     r = repo_of(state, owner, repo, inst)
     ref, sha = body.get("ref"), body.get("sha")
@@ -492,9 +492,9 @@ def update_ref(
     owner: str,
     repo: str,
     ref: str,
-    body: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    body: Annotated[dict[str, Any], Body()],
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     world = git_world(state)
@@ -536,9 +536,9 @@ def _resolve_head(state: StandinState, full_name: str, head: str) -> tuple[str, 
 def create_pull(
     owner: str,
     repo: str,
-    body: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    body: Annotated[dict[str, Any], Body()],
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> JSONResponse:
     r = repo_of(state, owner, repo, inst)
     world = git_world(state)
@@ -587,13 +587,13 @@ def create_pull(
 def list_pulls(
     owner: str,
     repo: str,
-    state_: str = Query("open", alias="state"),
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
+    state_: Annotated[str, Query(alias="state")] = "open",
     head: str | None = None,
     base: str | None = None,
-    per_page: int = Query(30, le=100),
-    page: int = Query(1, ge=1),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    per_page: Annotated[int, Query(le=100)] = 30,
+    page: Annotated[int, Query(ge=1)] = 1,
 ) -> list[dict[str, Any]]:
     r = repo_of(state, owner, repo, inst)
     items = sorted(git_world(state)["pulls"].get(r.full_name, {}).values(), key=lambda p: -p["number"])
@@ -620,8 +620,8 @@ def get_pull(
     owner: str,
     repo: str,
     number: int,
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     return _pull_json(state, _pull(state, r.full_name, number))
@@ -632,9 +632,9 @@ def update_pull(
     owner: str,
     repo: str,
     number: int,
-    body: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    body: Annotated[dict[str, Any], Body()],
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     pr = _pull(state, r.full_name, number)
@@ -654,7 +654,7 @@ def update_pull(
 
 
 @router.post("/graphql")
-async def graphql(request: Request, state: StandinState = Depends(get_state)) -> dict[str, Any]:
+async def graphql(request: Request, state: Annotated[StandinState, Depends(get_state)]) -> dict[str, Any]:
     """Only the two mutations delivery uses: REST cannot change a PR's draft state."""
     installation_auth(request, state)
     payload = await request.json()
@@ -755,9 +755,9 @@ def _apply_run(run: dict[str, Any], body: dict[str, Any]) -> None:
 def create_check_run(
     owner: str,
     repo: str,
-    body: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    body: Annotated[dict[str, Any], Body()],
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> JSONResponse:
     r = repo_of(state, owner, repo, inst)
     if not body.get("name") or not body.get("head_sha"):
@@ -787,9 +787,9 @@ def update_check_run(
     owner: str,
     repo: str,
     run_id: int,
-    body: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    body: Annotated[dict[str, Any], Body()],
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
 ) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     run = git_world(state)["check_runs"].get(run_id)
@@ -804,9 +804,9 @@ def list_check_runs(
     owner: str,
     repo: str,
     ref: str,
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
     check_name: str | None = None,
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
 ) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     world = git_world(state)

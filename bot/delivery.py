@@ -1,0 +1,412 @@
+"""GitHub delivery: one signed-off commit through the Git Database API, one PR, gate check runs.
+
+Why the Git Database API (blobs → tree → commit → ref) and not `git push`: a commit the App creates
+this way, with NO custom author/committer, is signed by GitHub and shown as Verified; the DCO
+`Signed-off-by:` trailer carries the bot identity `<slug>[bot] <ID+slug[bot]@users.noreply.github.com>`.
+The commit's parent is always the base head, so the branch holds exactly one commit on the base; a
+rerun force-moves the same branch and updates the same PR (found by head branch), never a second PR.
+
+Everything here takes an installation-authenticated githubkit `GitHub` client; retry/throttle policy
+is the caller's (bot.github.GitHubClient.call). Check-run buttons come back as `check_run`
+`requested_action` events whose identifier maps to an intent through `ACTION_INTENTS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from githubkit.exception import RequestFailed
+
+from runners.artifacts.builders import CHECK_RUN_TEXT_LIMIT, COMMENT_LIMIT, check_run_output, fit
+from runners.artifacts.facts import JobFacts
+from runners.delivery_local import DeliveryError, collect_files, with_signoff
+
+log = logging.getLogger(__name__)
+
+#: check-run button identifier -> (intent, stage); the intake turns a requested_action into this
+ACTION_INTENTS: dict[str, tuple[str, str | None]] = {
+    "rerun-real-gate": ("rerun", "real-gate"),
+    "rerun-dummy-gate": ("rerun", "dummy-gate"),
+    "rerun-accuracy": ("rerun", "accuracy"),
+    "cancel": ("cancel", None),
+}
+
+
+def bot_signoff(slug: str, bot_user_id: int) -> str:
+    """The App's DCO identity (the bot *user* id, as GitHub's noreply address uses)."""
+    return f"{slug}[bot] <{bot_user_id}+{slug}[bot]@users.noreply.github.com>"
+
+
+@dataclass(frozen=True)
+class PullDelivery:
+    number: int
+    url: str
+    sha: str
+    branch: str
+    base_sha: str
+    draft: bool
+    created: bool  # False when an existing PR was updated (rerun)
+    files: tuple[str, ...]
+
+
+def _split(repo: str) -> tuple[str, str]:
+    owner, _, name = repo.partition("/")
+    if not owner or not name:
+        raise DeliveryError(f"repository must be 'owner/name', got {repo!r}")
+    return owner, name
+
+
+def _status(exc: RequestFailed) -> int:
+    return int(exc.response.status_code)
+
+
+def create_commit(
+    gh: Any,
+    repo: str,
+    files: Mapping[str, bytes],
+    *,
+    base_sha: str,
+    message: str,
+    signoff: str,
+    deleted: Sequence[str] = (),
+) -> str:
+    """blobs → tree (on the base tree) → commit with parent = base. No author/committer: Verified."""
+    owner, name = _split(repo)
+    base_commit = gh.rest.git.get_commit(owner, name, base_sha).parsed_data
+    entries: list[dict[str, Any]] = []
+    for path, content in sorted(files.items()):
+        blob = gh.rest.git.create_blob(
+            owner, name, data={"content": base64.b64encode(content).decode(), "encoding": "base64"}
+        ).parsed_data
+        entries.append({"path": path, "mode": "100644", "type": "blob", "sha": blob.sha})
+    entries += [{"path": p, "mode": "100644", "type": "blob", "sha": None} for p in deleted]
+    tree = gh.rest.git.create_tree(
+        owner, name, data={"base_tree": base_commit.tree.sha, "tree": entries}
+    ).parsed_data
+    if tree.sha == base_commit.tree.sha:
+        raise DeliveryError("nothing to commit: the files are identical to the base")
+    commit = gh.rest.git.create_commit(
+        owner, name, data={"message": with_signoff(message, signoff), "tree": tree.sha, "parents": [base_sha]}
+    ).parsed_data
+    return str(commit.sha)
+
+
+def point_branch(gh: Any, repo: str, branch: str, sha: str) -> None:
+    """Create refs/heads/<branch> or force-move it to `sha` (a rerun replaces the single commit)."""
+    owner, name = _split(repo)
+    try:
+        gh.rest.git.get_ref(owner, name, f"heads/{branch}")
+    except RequestFailed as exc:
+        if _status(exc) != 404:
+            raise
+        try:
+            gh.rest.git.create_ref(owner, name, data={"ref": f"refs/heads/{branch}", "sha": sha})
+            return
+        except RequestFailed as exc2:  # created concurrently: fall through to update
+            if _status(exc2) != 422:
+                raise
+    gh.rest.git.update_ref(owner, name, f"heads/{branch}", data={"sha": sha, "force": True})
+
+
+def find_pull(gh: Any, repo: str, head_owner: str, branch: str) -> Any | None:
+    owner, name = _split(repo)
+    pulls = gh.rest.pulls.list(
+        owner, name, state="open", head=f"{head_owner}:{branch}", per_page=10
+    ).parsed_data
+    return pulls[0] if pulls else None
+
+
+def set_draft(gh: Any, node_id: str, draft: bool) -> None:
+    """REST cannot change draft state; GraphQL can."""
+    mutation = "convertPullRequestToDraft" if draft else "markPullRequestReadyForReview"
+    gh.graphql.request(
+        f"mutation($id: ID!) {{ {mutation}(input: {{pullRequestId: $id}}) "
+        "{ pullRequest { id isDraft } } }",
+        {"id": node_id},
+    )
+
+
+def deliver_pr(
+    gh: Any,
+    repo: str,
+    files_root: Path | Mapping[str, str | bytes],
+    *,
+    branch: str,
+    title: str,
+    body: str,
+    message: str,
+    signoff: str,
+    base: str = "main",
+    draft: bool = False,
+    fork: str | None = None,
+    deleted: Sequence[str] = (),
+) -> PullDelivery:
+    """Commit the files (a directory laid out as the repo, or path -> content) on `branch` and open
+    or update its PR.
+
+    `draft=True` while the real gate has not passed; a later delivery with `draft=False` marks the
+    same PR ready. `fork="owner/name"` pushes the branch to a fork (objects are shared in a fork
+    network) and opens the PR from `owner:branch`.
+    """
+    owner, name = _split(repo)
+    head_repo = fork or repo
+    head_owner, head_name = _split(head_repo)
+    files = _file_contents(files_root)
+    rels = sorted(files)
+    if not rels and not deleted:
+        raise DeliveryError("no files to deliver")
+    base_sha = str(gh.rest.git.get_ref(owner, name, f"heads/{base}").parsed_data.object_.sha)
+    sha = create_commit(
+        gh, head_repo, files, base_sha=base_sha, message=message, signoff=signoff, deleted=deleted
+    )
+    point_branch(gh, head_repo, branch, sha)
+    body = fit(body, COMMENT_LIMIT)
+    existing = find_pull(gh, repo, head_owner, branch)
+    created = existing is None
+    if existing is None:
+        try:
+            pr = gh.rest.pulls.create(
+                owner,
+                name,
+                data={
+                    "title": title,
+                    "head": branch if fork is None else f"{head_owner}:{branch}",
+                    "base": base,
+                    "body": body,
+                    "draft": draft,
+                    "maintainer_can_modify": fork is not None,
+                },
+            ).parsed_data
+        except RequestFailed as exc:  # a concurrent delivery opened it first
+            if _status(exc) != 422 or (existing := find_pull(gh, repo, head_owner, branch)) is None:
+                raise
+            created = False
+    if existing is not None:
+        pr = gh.rest.pulls.update(
+            owner, name, existing.number, data={"title": title, "body": body}
+        ).parsed_data
+        if bool(pr.draft) != draft:
+            set_draft(gh, pr.node_id, draft)
+            pr = gh.rest.pulls.get(owner, name, pr.number).parsed_data
+    del head_name
+    return PullDelivery(
+        number=int(pr.number),
+        url=str(pr.html_url),
+        sha=sha,
+        branch=branch,
+        base_sha=base_sha,
+        draft=bool(pr.draft),
+        created=created,
+        files=tuple(sorted([*rels, *deleted])),
+    )
+
+
+def _file_contents(source: Path | Mapping[str, str | bytes]) -> dict[str, bytes]:
+    if isinstance(source, Path):
+        return {rel: (source / rel).read_bytes() for rel in collect_files(source)} if source.is_dir() else {}
+    out: dict[str, bytes] = {}
+    for rel, content in source.items():
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or ".." in parts or parts[0] == ".git" or "\\" in rel:
+            raise DeliveryError(f"{rel!r} is not a safe repository path")
+        out[rel] = content.encode() if isinstance(content, str) else bytes(content)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- check runs
+
+CheckStatus = Literal["queued", "in_progress", "completed"]
+
+
+@dataclass(frozen=True)
+class CheckAction:
+    label: str  # <= 20
+    description: str  # <= 40
+    identifier: str  # <= 20
+
+    def __post_init__(self) -> None:
+        if not (
+            0 < len(self.label) <= 20 and 0 < len(self.description) <= 40 and 0 < len(self.identifier) <= 20
+        ):
+            raise ValueError(f"check-run action exceeds GitHub's limits: {self}")
+
+
+RERUN_REAL = CheckAction("Rerun real gate", "Run the real-weight gate again", "rerun-real-gate")
+RERUN_DUMMY = CheckAction("Rerun dummy gate", "Run the dummy-weight gate again", "rerun-dummy-gate")
+CANCEL = CheckAction("Cancel", "Cancel this adaptation job", "cancel")
+
+
+@dataclass(frozen=True)
+class CheckRunSpec:
+    name: str
+    status: CheckStatus
+    conclusion: str | None
+    title: str
+    summary: str
+    actions: tuple[CheckAction, ...] = field(default_factory=tuple)
+    details_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.actions) > 3:
+            raise ValueError("GitHub shows at most 3 check-run buttons")
+
+
+def gate_check_runs(
+    facts: JobFacts, *, logs_url: str | None = None, running: bool = False
+) -> list[CheckRunSpec]:
+    """Desired check runs for the two gates (buttons: rerun, cancel while a job can still act)."""
+    specs: list[CheckRunSpec] = []
+    for gate in facts.gates:
+        out = check_run_output(gate, logs_url=logs_url)
+        name = "adapt-bot / dummy gate" if gate.weights == "dummy" else "adapt-bot / real gate"
+        rerun = RERUN_DUMMY if gate.weights == "dummy" else RERUN_REAL
+        if not gate.ran:
+            specs.append(CheckRunSpec(name, "in_progress" if running else "queued", None, out["title"],
+                                      out["summary"], (CANCEL,), logs_url))  # fmt: skip
+            continue
+        conclusion = "success" if gate.passed else ("cancelled" if gate.reason == "cancelled" else "failure")
+        actions = (rerun,) if gate.passed else (rerun, CANCEL)
+        specs.append(
+            CheckRunSpec(name, "completed", conclusion, out["title"], out["summary"], actions, logs_url)
+        )
+    return specs
+
+
+def _payload(spec: CheckRunSpec, external_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": spec.name,
+        "status": spec.status,
+        "external_id": external_id,
+        "output": {"title": spec.title[:255], "summary": fit(spec.summary, CHECK_RUN_TEXT_LIMIT)},
+        "actions": [
+            {"label": a.label, "description": a.description, "identifier": a.identifier} for a in spec.actions
+        ],
+    }
+    if spec.details_url:
+        data["details_url"] = spec.details_url
+    if spec.status == "completed":
+        data["conclusion"] = spec.conclusion or "neutral"
+    return data
+
+
+def publish_check_runs(
+    gh: Any, repo: str, head_sha: str, specs: Iterable[CheckRunSpec], *, external_id: str
+) -> dict[str, int]:
+    """Make the head commit's check runs match `specs` (update ours by name, create the missing)."""
+    owner, name = _split(repo)
+    existing: dict[str, int] = {}
+    listed = gh.rest.checks.list_for_ref(owner, name, head_sha, per_page=100).parsed_data
+    for run in listed.check_runs:
+        if run.external_id == external_id and run.name not in existing:
+            existing[run.name] = int(run.id)
+    out: dict[str, int] = {}
+    for spec in specs:
+        data = _payload(spec, external_id)
+        if spec.name in existing:
+            run_id = existing[spec.name]
+            gh.rest.checks.update(owner, name, run_id, data=data)
+        else:
+            run_id = int(
+                gh.rest.checks.create(owner, name, data={**data, "head_sha": head_sha}).parsed_data.id
+            )
+        out[spec.name] = run_id
+    return out
+
+
+# ------------------------------------------------------------------------------ control-plane entry
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    pr_number: int
+    pr_url: str
+    sha: str
+    branch: str
+    draft: bool
+    created: bool
+    files: tuple[str, ...]
+    check_runs: dict[str, int]
+
+
+_IDENTITY_CACHE: dict[int, str] = {}
+
+
+def app_signoff(github: Any) -> str:
+    """The App's bot identity for the DCO trailer, from GET /app and GET /users/<slug>[bot]."""
+    parent = getattr(github, "parent", None)
+    app_id = getattr(getattr(parent, "settings", None), "app_id", None) or 0
+    if app_id in _IDENTITY_CACHE:
+        return _IDENTITY_CACHE[app_id]
+    if parent is None:
+        raise DeliveryError(
+            "no App client to read the bot identity from; set delivery.signoff in the repo config"
+        )
+    app_gh = parent._gh  # the JWT-authenticated client (GET /app needs App auth)
+    slug = str(app_gh.rest.apps.get_authenticated().parsed_data.slug)
+    user = github.gh.rest.users.get_by_username(f"{slug}[bot]").json()  # only the id is needed
+    identity = bot_signoff(slug, int(user["id"]))
+    _IDENTITY_CACHE[app_id] = identity
+    return identity
+
+
+def deliver(
+    *,
+    job: Any,
+    results: Mapping[str, Any],
+    files: Mapping[str, str | bytes],
+    github: Any,
+    config: Any,
+    settings: Any,
+) -> DeliveryOutcome:
+    """Deliver a finished job: one signed-off commit, its PR (draft until the real gate passed), and
+    the gate check runs on the PR head. Idempotent: a rerun updates the same branch, PR and runs.
+
+    `github` is bot.github.InstallationClient (its `.gh` is the installation githubkit client),
+    `config` the repository's RepoConfig, `results` the job's StageResults, `files` path -> text.
+    """
+    from runners.artifacts import branch_name, collect, commit_message, model_names, pr_body, pr_title
+
+    gh = github.gh
+    options = job.options.model_copy(update={"issue": job.issue})
+    names = model_names(options)
+    branch = branch_name(names, job.issue)
+    dconf = getattr(config, "delivery", None)
+    signoff = getattr(dconf, "signoff", None) or app_signoff(github)
+    base = getattr(dconf, "base_branch", None) or "main"
+    fork = getattr(dconf, "fork", None) if getattr(dconf, "mode", "app-commit") == "fork" else None
+    facts = collect(options, results)
+    draft = not facts.real_gate_passed if getattr(dconf, "draft_until_real_gate", True) else False
+    public = getattr(settings, "public_url", None)
+    logs_url = f"{public.rstrip('/')}/jobs/{job.id}" if public else None
+    paths = sorted(files)
+    done = deliver_pr(
+        gh,
+        job.repo,
+        files,
+        branch=branch,
+        title=pr_title(options, results),
+        body=pr_body(options, results, job_id=job.id, files=paths, report_url=logs_url),
+        message=commit_message(options, results),
+        signoff=signoff,
+        base=base,
+        draft=draft,
+        fork=fork,
+    )
+    runs = publish_check_runs(
+        gh, job.repo, done.sha, gate_check_runs(facts, logs_url=logs_url), external_id=job.id
+    )
+    return DeliveryOutcome(
+        pr_number=done.number,
+        pr_url=done.url,
+        sha=done.sha,
+        branch=done.branch,
+        draft=done.draft,
+        created=done.created,
+        files=done.files,
+        check_runs=runs,
+    )
