@@ -55,21 +55,24 @@ class RedisCancel:
         return self._flag
 
 
-def collect_files(ws: Workspace) -> dict[str, str]:
-    """Files to commit (repo-relative) plus the reports (`*.md` under artifacts/) as text."""
+def _texts(base: Path, pattern: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for base, pattern, prefix in ((ws.repo_files, "**/*", ""), (ws.artifacts, "*.md", "@artifacts/")):
-        if not base.is_dir():
+    if not base.is_dir():
+        return out
+    for path in sorted(base.glob(pattern)):
+        if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
             continue
-        for path in sorted(base.glob(pattern)):
-            if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
-                continue
-            rel = path.relative_to(base).as_posix()
-            try:
-                out[prefix + rel] = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                log.warning("skipping non-text artifact %s", rel)
+        rel = path.relative_to(base).as_posix()
+        try:
+            out[rel] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            log.warning("skipping non-text artifact %s", rel)
     return out
+
+
+def collect_files(ws: Workspace) -> tuple[dict[str, str], dict[str, str]]:
+    """(files to commit, repo-relative) and (reports: `*.md` directly under artifacts/, by name)."""
+    return _texts(ws.repo_files, "**/*"), _texts(ws.artifacts, "*.md")
 
 
 def _hydrate(ws: Workspace, stored: dict[str, StageResult], stage: str) -> None:
@@ -138,7 +141,9 @@ def run_stage(job_id: str, stage: str, attempt: int, work_root: str | None = Non
         result.diagnosis = f"{stage} exceeded its time limit of {timeout} s and was stopped"
         result.next_step = result.next_step or f"`/adapt rerun {stage}` (or raise the stage timeout)"
     if stage == "artifacts":
-        store.save_files(job_id, collect_files(ws))
+        files, reports = collect_files(ws)
+        store.save_files(job_id, files)
+        store.save_reports(job_id, reports)
     store.save_result(job_id, result)
     _report(job_id, stage, attempt)
     return result.status

@@ -38,6 +38,7 @@ def _detail(store: JobStore, job_id: str) -> dict[str, Any] | None:
         "results": {k: v.model_dump(mode="json", exclude={"data"}) for k, v in results.items()},
         "progress": store.progress(job_id, 20),
         "files": sorted(store.files(job_id)),
+        "reports": sorted(store.reports(job_id)),
     }
 
 

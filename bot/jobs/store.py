@@ -143,17 +143,26 @@ class JobStore:
         raw = self.r.hgetall(f"{_job_key(job_id)}:results")
         return {k: StageResult.model_validate_json(v) for k, v in raw.items()}
 
-    def save_files(self, job_id: str, files: dict[str, str]) -> None:
-        """Artifact files (repo-relative path -> text) the control plane commits; replaced whole."""
-        key = f"{_job_key(job_id)}:files"
+    def _replace_hash(self, key: str, mapping: dict[str, str]) -> None:
         pipe = self.r.pipeline()
         pipe.delete(key)
-        if files:
-            pipe.hset(key, mapping=files)
+        if mapping:
+            pipe.hset(key, mapping=mapping)
         pipe.execute()
+
+    def save_files(self, job_id: str, files: dict[str, str]) -> None:
+        """Files to commit (repo-relative path -> text), from Workspace.repo_files; replaced whole."""
+        self._replace_hash(f"{_job_key(job_id)}:files", files)
 
     def files(self, job_id: str) -> dict[str, str]:
         return dict(self.r.hgetall(f"{_job_key(job_id)}:files"))
+
+    def save_reports(self, job_id: str, reports: dict[str, str]) -> None:
+        """Report files (`*.md` directly under Workspace.artifacts, e.g. report.zh.md) by file name."""
+        self._replace_hash(f"{_job_key(job_id)}:reports", reports)
+
+    def reports(self, job_id: str) -> dict[str, str]:
+        return dict(self.r.hgetall(f"{_job_key(job_id)}:reports"))
 
     # -- progress, cancel, delivery counting -------------------------------------------------------
     def add_progress(self, job_id: str, stage: str, line: str) -> None:

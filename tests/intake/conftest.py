@@ -48,7 +48,9 @@ def bot_server(app_settings: Any, deps: Any) -> Iterator[ThreadedServer]:
 
 @pytest.fixture
 def post(bot_server: ThreadedServer) -> Callable[..., Any]:
-    def _post(event: str, payload: Any, delivery: str | None = None, secret: str | None = WEBHOOK_SECRET, **kw: Any) -> Any:
+    def _post(
+        event: str, payload: Any, delivery: str | None = None, secret: str | None = WEBHOOK_SECRET, **kw: Any
+    ) -> Any:
         return send_webhook(bot_server.url + "/webhook", event, payload, secret, delivery, **kw)
 
     return _post

@@ -9,6 +9,7 @@ check-run buttons, GitHub faults retried without duplicates.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -57,11 +58,15 @@ def finish_stage(deps: Any, job_id: str, stage: str, status: str = "passed", **k
 
     job = deps.store.get(job_id)
     attempt = job.attempts[stage]
-    deps.store.save_result(job_id, StageResult(stage=stage, status=status, attempt=attempt, finished_at=utcnow(), **kw))
+    deps.store.save_result(
+        job_id, StageResult(stage=stage, status=status, attempt=attempt, finished_at=utcnow(), **kw)
+    )
     return bot.tasks.stage_finished(job_id, stage, attempt)
 
 
-def test_label_starts_a_job_and_posts_one_status_comment(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_label_starts_a_job_and_posts_one_status_comment(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     from githubkit.compat import type_validate_python
     from githubkit_schemas.latest.models import IssueComment
 
@@ -85,7 +90,9 @@ def test_label_starts_a_job_and_posts_one_status_comment(post: Callable[..., Any
     assert all(r.auth == "token:77" for r in gh.requests_to("POST", "/repos/*"))
 
 
-def test_status_comment_is_edited_in_place_at_every_transition(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_status_comment_is_edited_in_place_at_every_transition(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     gh = github_standin
     n = new_issue(gh)
     label(post, gh, n)
@@ -93,7 +100,15 @@ def test_status_comment_is_edited_in_place_at_every_transition(post: Callable[..
     job = deps.store.active_for(REPO, n)
     assert finish_stage(deps, job.id, "analyze") == "running:dummy-gate"
     assert queued(deps.redis, "cpu")[-1] == ("runners.tasks.run_stage", [job.id, "dummy-gate", 1], {})
-    finish_stage(deps, job.id, "dummy-gate", "failed", reason="false-ready", diagnosis="first completion killed the engine", next_step="/adapt rerun dummy-gate after the fix")
+    finish_stage(
+        deps,
+        job.id,
+        "dummy-gate",
+        "failed",
+        reason="false-ready",
+        diagnosis="first completion killed the engine",
+        next_step="/adapt rerun dummy-gate after the fix",
+    )
     (comment,) = status_comments(gh, n)
     assert comment["id"] == job.status_comment_id
     body = comment["body"]
@@ -110,20 +125,29 @@ def test_status_comment_is_edited_in_place_at_every_transition(post: Callable[..
     assert deps.store.get(job.id).state == "failed:dummy-gate"
 
 
-def test_read_only_user_is_refused_with_the_permission_needed(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_read_only_user_is_refused_with_the_permission_needed(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     gh = github_standin
     n = new_issue(gh)
     c = command(post, gh, n, "/adapt run", user="reader")
     assert drain()[0].startswith("refused: reader has read")
     assert deps.store.active_for(REPO, n) is None
     (reply,) = replies(gh, n)
-    assert reply.startswith("@reader") and "> /adapt run" in reply and "**write**" in reply and "**read**" in reply
+    assert (
+        reply.startswith("@reader")
+        and "> /adapt run" in reply
+        and "**write**" in reply
+        and "**read**" in reply
+    )
     assert gh.reactions_on(c["id"]) == ["eyes", "confused"]
     command(post, gh, n, "/adapt cancel", user="stranger")  # not a collaborator at all
     assert drain()[0].startswith("refused: stranger has none")
 
 
-def test_anyone_may_ask_for_status_and_help(post: Callable[..., Any], github_standin: Any, drain: Callable[[], list[Any]]) -> None:
+def test_anyone_may_ask_for_status_and_help(
+    post: Callable[..., Any], github_standin: Any, drain: Callable[[], list[Any]]
+) -> None:
     gh = github_standin
     n = new_issue(gh)
     command(post, gh, n, "/adapt status\n/adapt help rerun", user="reader")
@@ -142,7 +166,14 @@ def test_anyone_may_ask_for_status_and_help(post: Callable[..., Any], github_sta
         ("/adapt rerun everything", "is not a stage"),
     ],
 )
-def test_bad_commands_get_what_was_wrong_and_usage(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]], text: str, fragment: str) -> None:
+def test_bad_commands_get_what_was_wrong_and_usage(
+    post: Callable[..., Any],
+    github_standin: Any,
+    deps: Any,
+    drain: Callable[[], list[Any]],
+    text: str,
+    fragment: str,
+) -> None:
     gh = github_standin
     n = new_issue(gh)
     c = command(post, gh, n, text)
@@ -154,7 +185,9 @@ def test_bad_commands_get_what_was_wrong_and_usage(post: Callable[..., Any], git
 
 
 @pytest.mark.parametrize("model", ["../../etc/passwd", "a;rm -rf /", "/models/../../etc", "`$(reboot)`/x"])
-def test_hostile_model_ids_start_nothing(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]], model: str) -> None:
+def test_hostile_model_ids_start_nothing(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]], model: str
+) -> None:
     gh = github_standin
     n = new_issue(gh, f"model: {model}")
     label(post, gh, n)
@@ -166,7 +199,9 @@ def test_hostile_model_ids_start_nothing(post: Callable[..., Any], github_standi
     assert queued(deps.redis, "cpu") == []
 
 
-def test_issue_without_a_model_says_what_to_add(post: Callable[..., Any], github_standin: Any, drain: Callable[[], list[Any]]) -> None:
+def test_issue_without_a_model_says_what_to_add(
+    post: Callable[..., Any], github_standin: Any, drain: Callable[[], list[Any]]
+) -> None:
     gh = github_standin
     n = new_issue(gh, "Please add support for the new model, thanks!")
     label(post, gh, n)
@@ -175,14 +210,20 @@ def test_issue_without_a_model_says_what_to_add(post: Callable[..., Any], github
     assert "could not tell which model" in reply and "model: Qwen/Qwen3-8B" in reply
 
 
-def test_run_options_and_second_run_while_active(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_run_options_and_second_run_while_active(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     gh = github_standin
     n = new_issue(gh)
     c = command(post, gh, n, "/adapt run --hardware a3 --tp 16 --max-model-len 32768 --features mtp")
     drain()
     job = deps.store.active_for(REPO, n)
     assert job.options.hardware == "a3" and job.options.tp == 16 and job.options.max_model_len == 32768
-    assert job.options.features == ["mtp"] and job.requested_by == "maintainer" and job.trigger_comment_id == c["id"]
+    assert (
+        job.options.features == ["mtp"]
+        and job.requested_by == "maintainer"
+        and job.trigger_comment_id == c["id"]
+    )
     assert gh.reactions_on(c["id"]) == ["eyes", "rocket"]
     command(post, gh, n, "/adapt run")
     assert drain()[0] == f"refused: active job {job.id}"
@@ -190,7 +231,9 @@ def test_run_options_and_second_run_while_active(post: Callable[..., Any], githu
     assert len(status_comments(gh, n)) == 1
 
 
-def test_status_cancel_and_rerun(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_status_cancel_and_rerun(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     gh = github_standin
     n = new_issue(gh)
     label(post, gh, n)
@@ -210,7 +253,11 @@ def test_status_cancel_and_rerun(post: Callable[..., Any], github_standin: Any, 
     command(post, gh, n, "/adapt rerun analyze")
     assert drain() == [f"rerun analyze of {job.id}"]
     again = deps.store.get(job.id)
-    assert again.state == "running:analyze" and again.attempts["analyze"] == 2 and not deps.store.cancel_set(job.id)
+    assert (
+        again.state == "running:analyze"
+        and again.attempts["analyze"] == 2
+        and not deps.store.cancel_set(job.id)
+    )
     assert queued(deps.redis, "cpu")[-1] == ("runners.tasks.run_stage", [job.id, "analyze", 2], {})
     assert len(status_comments(gh, n)) == 1
     command(post, gh, n, "/adapt rerun capacity")
@@ -218,7 +265,9 @@ def test_status_cancel_and_rerun(post: Callable[..., Any], github_standin: Any, 
     assert "still running" in replies(gh, n)[-1]
 
 
-def test_rate_limits_and_5xx_are_retried_without_duplicate_comments(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_rate_limits_and_5xx_are_retried_without_duplicate_comments(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     gh = github_standin
     n = new_issue(gh)
     path = f"/repos/{REPO}/issues/{n}/comments"
@@ -238,7 +287,9 @@ def test_rate_limits_and_5xx_are_retried_without_duplicate_comments(post: Callab
     assert len(status_comments(gh, n)) == 1
 
 
-def test_long_retry_after_hands_back_to_the_task_queue(app_settings: Any, github_standin: Any, deps: Any) -> None:
+def test_long_retry_after_hands_back_to_the_task_queue(
+    app_settings: Any, github_standin: Any, deps: Any
+) -> None:
     gh = github_standin
     n = new_issue(gh)
     gh.inject("POST", f"/repos/{REPO}/issues/{n}/comments", secondary_rate_limit(600))
@@ -262,11 +313,13 @@ def test_writes_are_spaced_across_clients(app_settings: Any, github_standin: Any
         a.create_comment(REPO, n, f"a{i}")
         b.create_comment(REPO, n, f"b{i}")
     times = [r.at for r in gh.requests_to("POST", f"/repos/{REPO}/issues/{n}/comments")]
-    gaps = [t2 - t1 for t1, t2 in zip(times, times[1:], strict=False)]
+    gaps = [t2 - t1 for t1, t2 in itertools.pairwise(times)]
     assert min(gaps) >= 0.25, gaps
 
 
-def test_repo_config_is_read_and_validated(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_repo_config_is_read_and_validated(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     gh = github_standin
     gh.repos[REPO].files[".github/adapt-bot.yml"] = (
         "label: please-adapt\npermission: maintain\npools: {a2: a2-8}\nprofiles: {a2: ascend-a2}\n"
@@ -285,7 +338,9 @@ def test_repo_config_is_read_and_validated(post: Callable[..., Any], github_stan
     assert r.json()["status"] == "ignored"
 
 
-def test_broken_repo_config_falls_back_to_defaults_and_says_so(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_broken_repo_config_falls_back_to_defaults_and_says_so(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     gh = github_standin
     gh.repos[REPO].files[".github/adapt-bot.yml"] = "permission: everyone\nsurprise: 1\n"
     n = new_issue(gh)
@@ -296,7 +351,9 @@ def test_broken_repo_config_falls_back_to_defaults_and_says_so(post: Callable[..
     assert ".github/adapt-bot.yml" in reply and "permission" in reply and "surprise" in reply
 
 
-def test_check_run_buttons_send_the_same_intents(post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_check_run_buttons_send_the_same_intents(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     from bot.jobs.machine import ORDER
 
     gh = github_standin
@@ -306,7 +363,9 @@ def test_check_run_buttons_send_the_same_intents(post: Callable[..., Any], githu
     job = deps.store.active_for(REPO, n)
     for stage in ORDER[:-1]:
         finish_stage(deps, job.id, stage)
-    pr = gh.add_issue(REPO, "[adapt-bot] Qwen3-8B", "Fixes #1", author="adapt-bot-test[bot]", pull_request=True)["number"]
+    pr = gh.add_issue(
+        REPO, "[adapt-bot] Qwen3-8B", "Fixes #1", author="adapt-bot-test[bot]", pull_request=True
+    )["number"]
     deps.store.update(job.id, lambda j: j.model_copy(update={"pr_number": pr}))
     assert queued(deps.redis, "control") == [("bot.tasks.deliver", [job.id], {})]
     assert drain()[0] in ("waiting", "succeeded", "failed")
@@ -326,7 +385,9 @@ def test_check_run_buttons_send_the_same_intents(post: Callable[..., Any], githu
     assert len(status_comments(gh, n)) == 1 and status_comments(gh, pr) == []
 
 
-def test_installation_events_are_recorded(post: Callable[..., Any], deps: Any, drain: Callable[[], list[Any]]) -> None:
+def test_installation_events_are_recorded(
+    post: Callable[..., Any], deps: Any, drain: Callable[[], list[Any]]
+) -> None:
     post("installation", payloads.fixture("installation.created.1"))
     assert drain() == ["installation created recorded"]
     assert json.loads(deps.redis.hget("adapt:installations", "957387"))["account"] == "Codertocat"

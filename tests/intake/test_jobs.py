@@ -170,8 +170,10 @@ def test_terminal_job_frees_the_issue_and_stays_findable(store: JobStore) -> Non
 def test_results_files_progress_and_flags(store: JobStore) -> None:
     store.save_result("j1", StageResult(stage="analyze", status="passed"))
     assert store.get_result("j1", "analyze").status == "passed"  # type: ignore[union-attr]
-    store.save_files("j1", {"docs/a.md": "x", "@artifacts/report.zh.md": "报告"})
-    assert store.files("j1")["@artifacts/report.zh.md"] == "报告"
+    store.save_files("j1", {"docs/a.md": "x"})
+    store.save_reports("j1", {"report.zh.md": "报告"})
+    store.save_files("j1", {"docs/b.md": "y"})  # replaced whole
+    assert store.files("j1") == {"docs/b.md": "y"} and store.reports("j1") == {"report.zh.md": "报告"}
     for i in range(60):
         store.add_progress("j1", "analyze", f"line {i}")
     assert store.progress("j1", 2)[0]["line"] == "line 59"

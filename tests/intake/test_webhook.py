@@ -27,7 +27,9 @@ def issue(github_standin: Any) -> dict[str, Any]:
     return github_standin.add_issue(REPO, "Support Qwen/Qwen3-8B", "model: Qwen/Qwen3-8B")
 
 
-def test_wrong_and_missing_signature_are_401(post: Callable[..., Any], github_standin: Any, issue: Any, deps: Any) -> None:
+def test_wrong_and_missing_signature_are_401(
+    post: Callable[..., Any], github_standin: Any, issue: Any, deps: Any
+) -> None:
     p = payloads.issues_labeled(github_standin, REPO, issue["number"])
     assert post("issues", p, secret="not-the-secret-at-all").status_code == 401
     assert post("issues", p, secret=None).status_code == 401
@@ -48,7 +50,9 @@ def test_wrong_and_missing_signature_are_401(post: Callable[..., Any], github_st
         ("star", b'{"action": "created"}', {}, 202),  # unknown event: accepted, ignored
     ],
 )
-def test_malformed_requests(post: Callable[..., Any], event: str, body: bytes, headers: dict[str, str], status: int) -> None:
+def test_malformed_requests(
+    post: Callable[..., Any], event: str, body: bytes, headers: dict[str, str], status: int
+) -> None:
     r = post(event, body, headers=headers)
     assert r.status_code == status, r.text
 
@@ -69,7 +73,11 @@ def test_body_over_25_mb_is_413(bot_server: Any) -> None:
     r = httpx.post(
         bot_server.url + "/webhook",
         content=big,
-        headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": "big", "X-Hub-Signature-256": sign(WEBHOOK_SECRET, big)},
+        headers={
+            "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": "big",
+            "X-Hub-Signature-256": sign(WEBHOOK_SECRET, big),
+        },
         timeout=60,
     )
     assert r.status_code == 413
@@ -89,7 +97,11 @@ def test_streamed_body_without_length_stops_at_the_limit(bot_server: Any) -> Non
         r = httpx.post(
             bot_server.url + "/webhook",
             content=chunks(),
-            headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": "stream", "X-Hub-Signature-256": "sha256=00"},
+            headers={
+                "X-GitHub-Event": "issues",
+                "X-GitHub-Delivery": "stream",
+                "X-Hub-Signature-256": "sha256=00",
+            },
             timeout=60,
         )
         assert r.status_code == 413
@@ -131,8 +143,12 @@ def test_every_fixture_routes_through_the_real_router() -> None:
         assert out.intents or out.reason, stem
 
 
-def test_label_by_a_bot_is_ignored(post: Callable[..., Any], github_standin: Any, issue: Any, deps: Any) -> None:
-    p = payloads.issues_labeled(github_standin, REPO, issue["number"], sender="helper[bot]", sender_type="Bot")
+def test_label_by_a_bot_is_ignored(
+    post: Callable[..., Any], github_standin: Any, issue: Any, deps: Any
+) -> None:
+    p = payloads.issues_labeled(
+        github_standin, REPO, issue["number"], sender="helper[bot]", sender_type="Bot"
+    )
     r = post("issues", p)
     assert r.status_code == 202 and r.json()["status"] == "ignored" and "bot" in r.json()["reason"]
     # a human whose login merely looks like a bot's is not ignored
@@ -140,13 +156,19 @@ def test_label_by_a_bot_is_ignored(post: Callable[..., Any], github_standin: Any
     assert post("issues", p).json()["status"] == "accepted"
 
 
-def test_command_in_code_block_is_not_a_command(post: Callable[..., Any], github_standin: Any, issue: Any) -> None:
-    c = github_standin.add_comment(REPO, issue["number"], "Try this:\n```\n/adapt run\n```\n> /adapt cancel", "maintainer")
+def test_command_in_code_block_is_not_a_command(
+    post: Callable[..., Any], github_standin: Any, issue: Any
+) -> None:
+    c = github_standin.add_comment(
+        REPO, issue["number"], "Try this:\n```\n/adapt run\n```\n> /adapt cancel", "maintainer"
+    )
     r = post("issue_comment", payloads.issue_comment(github_standin, REPO, issue["number"], c))
     assert r.json()["status"] == "ignored"
 
 
-def test_label_delivery_enqueues_an_intent_id_only(post: Callable[..., Any], github_standin: Any, issue: Any, deps: Any) -> None:
+def test_label_delivery_enqueues_an_intent_id_only(
+    post: Callable[..., Any], github_standin: Any, issue: Any, deps: Any
+) -> None:
     t0 = time.monotonic()
     r = post("issues", payloads.issues_labeled(github_standin, REPO, issue["number"]))
     assert r.status_code == 202 and r.json() == {"status": "accepted", "intents": ["start"], "duplicates": 0}
@@ -157,10 +179,14 @@ def test_label_delivery_enqueues_an_intent_id_only(post: Callable[..., Any], git
     assert name == "bot.tasks.apply_intent" and len(args) == 1 and kwargs == {}
     assert isinstance(args[0], str) and len(args[0]) == 32  # an id, not a payload
     stored = json.loads(deps.redis.get(f"adapt:intent:{args[0]}"))
-    assert stored["kind"] == "start" and stored["issue"] == issue["number"] and stored["installation_id"] == 77
+    assert (
+        stored["kind"] == "start" and stored["issue"] == issue["number"] and stored["installation_id"] == 77
+    )
 
 
-def test_duplicates_same_guid_and_second_hook(post: Callable[..., Any], github_standin: Any, issue: Any, deps: Any) -> None:
+def test_duplicates_same_guid_and_second_hook(
+    post: Callable[..., Any], github_standin: Any, issue: Any, deps: Any
+) -> None:
     p = payloads.issues_labeled(github_standin, REPO, issue["number"])
     assert post("issues", p, delivery="guid-1").json()["status"] == "accepted"
     assert post("issues", p, delivery="guid-1").json()["status"] == "duplicate"  # redelivery
@@ -177,7 +203,9 @@ def test_duplicates_same_guid_and_second_hook(post: Callable[..., Any], github_s
     assert len(queued(deps.redis, "control")) == 3
 
 
-def test_concurrent_duplicates_make_one_intent(bot_server: Any, github_standin: Any, issue: Any, deps: Any) -> None:
+def test_concurrent_duplicates_make_one_intent(
+    bot_server: Any, github_standin: Any, issue: Any, deps: Any
+) -> None:
     p = payloads.issues_labeled(github_standin, REPO, issue["number"])
     body = json.dumps(p).encode()
     sig = sign(WEBHOOK_SECRET, body)
@@ -187,7 +215,11 @@ def test_concurrent_duplicates_make_one_intent(bot_server: Any, github_standin: 
             r = c.post(
                 bot_server.url + "/webhook",
                 content=body,
-                headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": f"g-{i % 2}", "X-Hub-Signature-256": sig},
+                headers={
+                    "X-GitHub-Event": "issues",
+                    "X-GitHub-Delivery": f"g-{i % 2}",
+                    "X-Hub-Signature-256": sig,
+                },
             )
         return str(r.json()["status"])
 
@@ -198,7 +230,9 @@ def test_concurrent_duplicates_make_one_intent(bot_server: Any, github_standin: 
     assert len(queued(deps.redis, "control")) == 1
 
 
-def test_health_metrics_and_jobs_api(post: Callable[..., Any], bot_server: Any, github_standin: Any, issue: Any) -> None:
+def test_health_metrics_and_jobs_api(
+    post: Callable[..., Any], bot_server: Any, github_standin: Any, issue: Any
+) -> None:
     post("issues", payloads.issues_labeled(github_standin, REPO, issue["number"]), delivery="m-1")
     post("issues", payloads.issues_labeled(github_standin, REPO, issue["number"]), delivery="m-1")
     post("issues", b"{", delivery="m-2")

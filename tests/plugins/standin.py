@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-WEBHOOK_SECRET = "test-webhook-secret-0123456789"  # noqa: S105 - test value
+WEBHOOK_SECRET = "test-webhook-secret-0123456789"  # a test value
 APP_ID = 4242
 REPO = "octo-org/vllm-ascend"
 INSTALLATION = 77
@@ -41,9 +41,11 @@ def rsa_key(tmp_path_factory: pytest.TempPathFactory) -> RsaKey:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     path = tmp_path_factory.mktemp("app-key") / "app.pem"
     path.write_text(private)
     os.chmod(path, 0o600)

@@ -1,9 +1,10 @@
 """The stand-in's FastAPI app: recording, fault injection, auth helpers, route modules.
 
-Extension point: every module named in `ROUTE_MODULES` exposes `router: fastapi.APIRouter`; its
-handlers get the world with `state: State` and check auth with `inst: Installation` (installation token -> its id)
-or `dependencies=[Depends(app_auth)]` (App JWT); `payload: JsonBody` reads a JSON object. To add routes
-(git database, pulls, check runs), write `tests/standin/<name>.py` and add one line below.
+Extension point: every module named in `ROUTE_MODULES` exposes `router: fastapi.APIRouter`.
+Its handlers get the world with `state: State`, check auth with `inst: Installation` (a valid
+installation token -> its id) or `dependencies=[Depends(app_auth)]` (App JWT), and read a JSON
+object with `payload: JsonBody`. To add routes (git database, pulls, check runs), write
+`tests/standin/<name>.py` and add one line to ROUTE_MODULES below.
 """
 
 from __future__ import annotations

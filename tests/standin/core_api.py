@@ -6,17 +6,22 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from tests.standin import shapes
-from tests.standin.app import app_auth, get_state, installation_auth, repo_of
-from tests.standin.state import StandinState
+from tests.standin.app import Installation, JsonBody, State, app_auth, repo_of
 
 router = APIRouter()
-ROLE_TO_PERMISSION = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read"}
+ROLE_TO_PERMISSION = {
+    "admin": "admin",
+    "maintain": "write",
+    "write": "write",
+    "triage": "read",
+    "read": "read",
+}
 REACTIONS = {"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"}
 
 
@@ -25,23 +30,25 @@ def _public(comment: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/app", dependencies=[Depends(app_auth)])
-def get_app(state: StandinState = Depends(get_state)) -> dict[str, Any]:
+def get_app(state: State) -> dict[str, Any]:
     return state.app_json()
 
 
 @router.get("/users/{username}")
-def get_user(username: str, state: StandinState = Depends(get_state)) -> dict[str, Any]:
+def get_user(username: str, state: State) -> dict[str, Any]:
     if username.endswith("[bot]") and username != state.bot_user["login"] and username not in state.users:
         raise HTTPException(404, "Not Found")
     return state.user(username)
 
 
 @router.post("/app/installations/{installation_id}/access_tokens", dependencies=[Depends(app_auth)])
-def create_token(installation_id: int, state: StandinState = Depends(get_state)) -> JSONResponse:
+def create_token(installation_id: int, state: State) -> JSONResponse:
     if installation_id not in state.installations:
         raise HTTPException(404, "Not Found")
     token, expires = state.issue_token(installation_id)
-    expires_at = dt.datetime.fromtimestamp(expires, dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    expires_at = (
+        dt.datetime.fromtimestamp(expires, dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    )
     body = {
         "token": token,
         "expires_at": expires_at,
@@ -52,13 +59,19 @@ def create_token(installation_id: int, state: StandinState = Depends(get_state))
 
 
 @router.get("/repos/{owner}/{repo}/installation", dependencies=[Depends(app_auth)])
-def repo_installation(owner: str, repo: str, state: StandinState = Depends(get_state)) -> dict[str, Any]:
+def repo_installation(owner: str, repo: str, state: State) -> dict[str, Any]:
     r = repo_of(state, owner, repo)
     return state.installations[r.installation_id]
 
 
 @router.get("/repos/{owner}/{repo}/issues/{number}")
-def get_issue(owner: str, repo: str, number: int, state: StandinState = Depends(get_state), inst: int = Depends(installation_auth)) -> dict[str, Any]:
+def get_issue(
+    owner: str,
+    repo: str,
+    number: int,
+    state: State,
+    inst: Installation,
+) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     issue = r.issues.get(number)
     if issue is None:
@@ -71,10 +84,10 @@ def list_comments(
     owner: str,
     repo: str,
     number: int,
-    per_page: int = Query(30, le=100),
-    page: int = Query(1, ge=1),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    state: State,
+    inst: Installation,
+    per_page: Annotated[int, Query(le=100)] = 30,
+    page: Annotated[int, Query(ge=1)] = 1,
 ) -> list[dict[str, Any]]:
     r = repo_of(state, owner, repo, inst)
     if number not in r.issues:
@@ -89,9 +102,9 @@ def create_comment(
     owner: str,
     repo: str,
     number: int,
-    payload: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    payload: JsonBody,
+    state: State,
+    inst: Installation,
 ) -> JSONResponse:
     r = repo_of(state, owner, repo, inst)
     if number not in r.issues:
@@ -110,9 +123,9 @@ def update_comment(
     owner: str,
     repo: str,
     comment_id: int,
-    payload: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    payload: JsonBody,
+    state: State,
+    inst: Installation,
 ) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     with state.lock:
@@ -136,9 +149,9 @@ def add_reaction(
     owner: str,
     repo: str,
     comment_id: int,
-    payload: dict[str, Any] = Body(...),
-    state: StandinState = Depends(get_state),
-    inst: int = Depends(installation_auth),
+    payload: JsonBody,
+    state: State,
+    inst: Installation,
 ) -> JSONResponse:
     r = repo_of(state, owner, repo, inst)
     content = payload.get("content")
@@ -163,17 +176,38 @@ def add_reaction(
 
 
 @router.get("/repos/{owner}/{repo}/collaborators/{username}/permission")
-def permission(owner: str, repo: str, username: str, state: StandinState = Depends(get_state), inst: int = Depends(installation_auth)) -> dict[str, Any]:
+def permission(
+    owner: str,
+    repo: str,
+    username: str,
+    state: State,
+    inst: Installation,
+) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     role = r.collaborators.get(username)
     if role is None:
         raise HTTPException(404, f"{username} is not a user")  # GitHub: 404 for non-collaborators
-    user = {**state.user(username), "role_name": role, "permissions": {"pull": True, "push": role in ("write", "maintain", "admin"), "admin": role == "admin"}}
+    user = {
+        **state.user(username),
+        "role_name": role,
+        "permissions": {
+            "pull": True,
+            "push": role in ("write", "maintain", "admin"),
+            "admin": role == "admin",
+        },
+    }
     return {"permission": ROLE_TO_PERMISSION[role], "role_name": role, "user": user}
 
 
 @router.get("/repos/{owner}/{repo}/contents/{path:path}")
-def contents(owner: str, repo: str, path: str, ref: str | None = None, state: StandinState = Depends(get_state), inst: int = Depends(installation_auth)) -> dict[str, Any]:
+def contents(
+    owner: str,
+    repo: str,
+    path: str,
+    state: State,
+    inst: Installation,
+    ref: str | None = None,
+) -> dict[str, Any]:
     r = repo_of(state, owner, repo, inst)
     if ref not in (None, r.default_branch):
         raise HTTPException(404, "No commit found for the ref")
@@ -181,7 +215,7 @@ def contents(owner: str, repo: str, path: str, ref: str | None = None, state: St
     if text is None:
         raise HTTPException(404, "Not Found")
     raw = text.encode()
-    sha = hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()  # noqa: S324 - git's object id
+    sha = hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()  # git's object id
     url = f"{state.api}/repos/{r.full_name}/contents/{path}?ref={r.default_branch}"
     html = f"https://github.com/{r.full_name}/blob/{r.default_branch}/{path}"
     git = f"{state.api}/repos/{r.full_name}/git/blobs/{sha}"

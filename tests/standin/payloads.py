@@ -26,16 +26,30 @@ def all_fixtures() -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-def _aim(p: dict[str, Any], state: StandinState, repo: str, sender: str, sender_type: str = "User") -> dict[str, Any]:
+def _aim(
+    p: dict[str, Any], state: StandinState, repo: str, sender: str, sender_type: str = "User"
+) -> dict[str, Any]:
     r = state.repos[repo]
-    p["repository"] = {**p.get("repository", {}), "id": r.id, "name": r.name, "full_name": repo,
-                       "owner": state.user(r.owner, "Organization")}
+    p["repository"] = {
+        **p.get("repository", {}),
+        "id": r.id,
+        "name": r.name,
+        "full_name": repo,
+        "owner": state.user(r.owner, "Organization"),
+    }
     p["installation"] = {"id": r.installation_id, "node_id": f"MDIz{r.installation_id}"}
     p["sender"] = state.user(sender, sender_type)
     return p
 
 
-def issues_labeled(state: StandinState, repo: str, issue: int, label: str = "adapt-model", sender: str = "maintainer", sender_type: str = "User") -> dict[str, Any]:
+def issues_labeled(
+    state: StandinState,
+    repo: str,
+    issue: int,
+    label: str = "adapt-model",
+    sender: str = "maintainer",
+    sender_type: str = "User",
+) -> dict[str, Any]:
     p = copy.deepcopy(fixture("issues.labeled.1"))
     p = _aim(p, state, repo, sender, sender_type)
     p["issue"] = copy.deepcopy(state.repos[repo].issues[issue])
@@ -44,7 +58,14 @@ def issues_labeled(state: StandinState, repo: str, issue: int, label: str = "ada
     return p
 
 
-def issue_comment(state: StandinState, repo: str, issue: int, comment: dict[str, Any], action: str = "created", sender_type: str = "User") -> dict[str, Any]:
+def issue_comment(
+    state: StandinState,
+    repo: str,
+    issue: int,
+    comment: dict[str, Any],
+    action: str = "created",
+    sender_type: str = "User",
+) -> dict[str, Any]:
     p = copy.deepcopy(fixture(f"issue_comment.{action}.1"))
     p = _aim(p, state, repo, comment["user"]["login"], sender_type)
     p["issue"] = copy.deepcopy(state.repos[repo].issues[issue])
@@ -52,7 +73,9 @@ def issue_comment(state: StandinState, repo: str, issue: int, comment: dict[str,
     return p
 
 
-def check_run_action(state: StandinState, repo: str, pr: int, identifier: str, job_id: str | None, sender: str = "maintainer") -> dict[str, Any]:
+def check_run_action(
+    state: StandinState, repo: str, pr: int, identifier: str, job_id: str | None, sender: str = "maintainer"
+) -> dict[str, Any]:
     p = copy.deepcopy(fixture("check_run.requested_action.1"))
     p = _aim(p, state, repo, sender)
     p["requested_action"] = {"identifier": identifier}

@@ -34,7 +34,9 @@ class ThreadedServer:
         self._name = name
 
     def _build(self) -> None:
-        config = uvicorn.Config(self._app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            self._app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=self._name, daemon=True)
 

@@ -48,13 +48,28 @@ def integration(api: str, app_id: int, slug: str, owner: dict[str, Any]) -> dict
         "html_url": f"https://github.com/apps/{slug}",
         "created_at": ts,
         "updated_at": ts,
-        "permissions": {"issues": "write", "pull_requests": "write", "contents": "write", "checks": "write", "metadata": "read"},
+        "permissions": {
+            "issues": "write",
+            "pull_requests": "write",
+            "contents": "write",
+            "checks": "write",
+            "metadata": "read",
+        },
         "events": ["issues", "issue_comment", "pull_request", "check_run"],
     }
 
 
 def reactions_rollup(url: str, counts: dict[str, int]) -> dict[str, Any]:
-    keys = {"+1": "+1", "-1": "-1", "laugh": "laugh", "confused": "confused", "heart": "heart", "hooray": "hooray", "eyes": "eyes", "rocket": "rocket"}
+    keys = {
+        "+1": "+1",
+        "-1": "-1",
+        "laugh": "laugh",
+        "confused": "confused",
+        "heart": "heart",
+        "hooray": "hooray",
+        "eyes": "eyes",
+        "rocket": "rocket",
+    }
     out: dict[str, Any] = {"url": url, "total_count": sum(counts.values())}
     for k in keys:
         out[k] = counts.get(k, 0)
@@ -73,7 +88,13 @@ def installation(api: str, inst_id: int, account: dict[str, Any], app_id: int, s
         "app_id": app_id,
         "target_id": account["id"],
         "target_type": account["type"],
-        "permissions": {"issues": "write", "pull_requests": "write", "contents": "write", "checks": "write", "metadata": "read"},
+        "permissions": {
+            "issues": "write",
+            "pull_requests": "write",
+            "contents": "write",
+            "checks": "write",
+            "metadata": "read",
+        },
         "events": ["issues", "issue_comment", "pull_request", "check_run"],
         "created_at": ts,
         "updated_at": ts,

@@ -32,7 +32,8 @@ def secondary_rate_limit(retry_after: int = 1) -> Fault:
         403,
         {"retry-after": str(retry_after), "x-ratelimit-remaining": "4999"},
         {
-            "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            "message": "You have exceeded a secondary rate limit. "
+            "Please wait a few minutes before you try again.",
             "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
         },
     )
@@ -77,7 +78,9 @@ class Repo:
 
 
 class StandinState:
-    def __init__(self, app_id: int = 4242, slug: str = "adapt-bot-test", public_key_pem: str | None = None) -> None:
+    def __init__(
+        self, app_id: int = 4242, slug: str = "adapt-bot-test", public_key_pem: str | None = None
+    ) -> None:
         self.lock = threading.RLock()
         self.api = "http://127.0.0.1"  # set by the server once it has a port
         self.app_id = app_id
@@ -128,14 +131,23 @@ class StandinState:
         with self.lock:
             account = self.user(owner, "Organization")
             self.installations.setdefault(
-                installation_id, shapes.installation(self.api, installation_id, account, self.app_id, self.slug)
+                installation_id,
+                shapes.installation(self.api, installation_id, account, self.app_id, self.slug),
             )
             repo = Repo(owner, name, self.next_id(), installation_id, collaborators=dict(collaborators or {}))
             repo.files.update(files or {})
             self.repos[full_name] = repo
             return repo
 
-    def add_issue(self, full_name: str, title: str, body: str = "", author: str = "reporter", number: int | None = None, pull_request: bool = False) -> dict[str, Any]:
+    def add_issue(
+        self,
+        full_name: str,
+        title: str,
+        body: str = "",
+        author: str = "reporter",
+        number: int | None = None,
+        pull_request: bool = False,
+    ) -> dict[str, Any]:
         with self.lock:
             repo = self.repos[full_name]
             n = number or (max(repo.issues, default=0) + 1)
@@ -168,11 +180,18 @@ class StandinState:
                 "author_association": "NONE",
             }
             if pull_request:
-                issue["pull_request"] = {"url": f"{self.api}/repos/{full_name}/pulls/{n}", "html_url": f"https://github.com/{full_name}/pull/{n}", "diff_url": None, "patch_url": None}
+                issue["pull_request"] = {
+                    "url": f"{self.api}/repos/{full_name}/pulls/{n}",
+                    "html_url": f"https://github.com/{full_name}/pull/{n}",
+                    "diff_url": None,
+                    "patch_url": None,
+                }
             repo.issues[n] = issue
             return issue
 
-    def add_comment(self, full_name: str, issue: int, body: str, login: str, *, as_app: bool = False) -> dict[str, Any]:
+    def add_comment(
+        self, full_name: str, issue: int, body: str, login: str, *, as_app: bool = False
+    ) -> dict[str, Any]:
         with self.lock:
             repo = self.repos[full_name]
             cid = self.next_id()
