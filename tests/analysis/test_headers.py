@@ -94,14 +94,21 @@ def test_reads_exactly_8_plus_header_bytes_counted_by_the_file(big_shard: Path) 
 
 
 def test_reads_exactly_8_plus_header_bytes_counted_by_the_kernel(big_shard: Path) -> None:
-    """/proc/self/io rchar: what the kernel handed this process, buffering included."""
+    """/proc/self/io rchar: what the kernel handed this process, buffering included.
+
+    Another thread of the test process (a server started by some other test) could read files at
+    the same moment and only ever add to the count, so the smallest of a few measurements is kept.
+    """
     n = int.from_bytes(big_shard.read_bytes()[:8], "little")
-    # reading /proc/self/io is itself counted: measure that cost first
-    first = rchar()
-    overhead = rchar() - first
-    before = rchar()
-    read_header(big_shard)
-    delta = rchar() - before - overhead
+    deltas = []
+    for _ in range(5):
+        # reading /proc/self/io is itself counted: measure that cost first
+        first = rchar()
+        overhead = rchar() - first
+        before = rchar()
+        read_header(big_shard)
+        deltas.append(rchar() - before - overhead)
+    delta = min(deltas)
     # +-4: the /proc/self/io text may grow by a digit between the two measurements
     assert abs(delta - (8 + n)) <= 4, f"read {delta} bytes for a {8 + n}-byte header"
     assert delta < big_shard.stat().st_size / 1000
