@@ -108,7 +108,7 @@ def read_side_files(model_dir: Path, names: set[str], scan: CheckpointScan) -> N
             scan.side[name] = read_json(path)
             scan.metadata_bytes += path.stat().st_size
         except JsonFileError as exc:
-            scan.problems.append(Problem.of(f"side-file-{exc.code}", exc.message))
+            scan.problems.append(Problem.of(f"side-file-{exc.code.removeprefix('file-')}", exc.message))
 
 
 def scan_checkpoint(model_dir: Path, names: list[str], opener: Opener = open_unbuffered) -> CheckpointScan:

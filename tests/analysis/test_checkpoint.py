@@ -75,6 +75,27 @@ def test_sharded_checkpoint_with_index(sharded: Path, real_registries: Registrie
     assert r.served_model_name == "Tiny-Qwen3"
 
 
+def test_analyze_reads_only_the_headers_of_every_shard(tmp_path: Path, real_registries: Registries) -> None:
+    """Counted through the file objects analyze itself opens: 8 + N bytes per shard, nothing more."""
+    from tests.analysis.test_headers import counting_opener
+
+    d = tmp_path / "big"
+    write_config(d)
+    shards = {
+        f"model-0000{i}-of-00003.safetensors": {f"model.layers.{i}.w": np.ones((512, 1024), np.float32)}
+        for i in range(1, 4)
+    }
+    for name, tensors in shards.items():
+        write_shard(d / name, tensors)
+    write_index(d, shards)
+    counter = {"bytes": 0, "calls": 0}
+    r = analyze(d, registries=real_registries, opener=counting_opener(counter))
+    expected = sum(8 + int.from_bytes((d / n).read_bytes()[:8], "little") for n in shards)
+    assert counter["bytes"] == expected == r.files["header_bytes"]
+    assert sum((d / n).stat().st_size for n in shards) > 1000 * expected
+    assert r.parameter_bytes == 3 * 512 * 1024 * 4
+
+
 def test_missing_shard_is_blocking(sharded: Path, real_registries: Registries) -> None:
     (sharded / "model-00002-of-00002.safetensors").unlink()
     r = analyze(sharded, registries=real_registries)
