@@ -38,7 +38,7 @@ def get_app(state: State) -> dict[str, Any]:
 def get_user(username: str, state: State) -> dict[str, Any]:
     if username.endswith("[bot]") and username != state.bot_user["login"] and username not in state.users:
         raise HTTPException(404, "Not Found")
-    return state.user(username)
+    return shapes.public_user(state.user(username))
 
 
 @router.post("/app/installations/{installation_id}/access_tokens", dependencies=[Depends(app_auth)])

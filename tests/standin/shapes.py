@@ -103,3 +103,24 @@ def installation(api: str, inst_id: int, account: dict[str, Any], app_id: int, s
         "suspended_by": None,
         "suspended_at": None,
     }
+
+
+def public_user(simple: dict[str, Any]) -> dict[str, Any]:
+    """`GET /users/{username}`: the simple user plus the public profile fields."""
+    ts = "2026-01-01T00:00:00Z"
+    return {
+        **simple,
+        "name": None,
+        "company": None,
+        "blog": None,
+        "location": None,
+        "email": None,
+        "hireable": None,
+        "bio": None,
+        "public_repos": 0,
+        "public_gists": 0,
+        "followers": 0,
+        "following": 0,
+        "created_at": ts,
+        "updated_at": ts,
+    }
