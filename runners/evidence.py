@@ -185,13 +185,18 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature(
         id="bad-argument",
         reason="bad-argument",
-        patterns=(
-            r"error: unrecognized arguments|error: argument |"
-            r"pydantic_core\._pydantic_core\.ValidationError|ValidationError: \d+ validation error",
-        ),
-        meaning="the serve command has an argument or option value this vLLM build rejects",
+        patterns=(r"error: unrecognized arguments|: error: argument ",),
+        meaning="the serve command has an argument this vLLM build does not know",
         next_step="fix the serve flags (profile or feature switch) for this vLLM version",
         ladder="stop",
+    ),
+    Signature(
+        id="config-rejected",
+        reason="config-rejected",
+        patterns=(r"pydantic_core\._pydantic_core\.ValidationError|ValidationError: \d+ validation error",),
+        meaning="vLLM rejected the engine configuration (a flag value, or a combination this build refuses)",
+        next_step="read the 'Value error' line under the ValidationError; change that flag or the config",
+        ladder="none",
         generic=True,
     ),
     Signature(
@@ -289,6 +294,9 @@ def first_error(lines: Sequence[str], start: int = 0) -> LogHit | None:
             continue
         m = _EXC_LINE.search(text)
         if m and not text.lstrip().startswith(("File ", "raise ", "return ")):
+            # pydantic puts the cause on the next line ("  Value error, <what>")
+            if "ValidationError" in text and i + 1 < len(lines) and "Value error" in lines[i + 1]:
+                return LogHit(line=i + 2, text=lines[i + 1], pattern="exception")
             return LogHit(line=i + 1, text=text, pattern="exception")
         if first_error_line is None and _ERROR_LINE.search(text):
             first_error_line = LogHit(line=i + 1, text=text, pattern="error")

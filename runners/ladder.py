@@ -6,7 +6,8 @@ isolation (`--limit-mm-per-prompt` all zero), only for multimodal models; (5) st
 signature's known fix and the next step for a human. Every rung is recorded, including the ones
 skipped and why. Rungs are cumulative: once eager is on it stays on for the later rungs.
 Signatures marked `stop` (not registered, weight mapping, a rejected flag, ...) are deterministic:
-no rung can change them, so the ladder stops at once and records the rungs as skipped.
+after the one reproduction no other rung can change them, so the ladder stops and records the rest
+as skipped.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def next_step(state: LadderState) -> tuple[list[RungRecord], Rung | Stop]:
     """Decide. Returns (newly skipped rungs to record, the rung to run or Stop)."""
     decided = {r.rung for r in state.done}
     skipped: list[RungRecord] = []
+    if state.hint == "stop" and "reproduce" in state.rungs and "reproduce" not in decided:
+        # (1) always reproduce once: a crash seen once may be flaky; seen twice it is the model's
+        return skipped, Rung("reproduce", (), {}, "same flags again: is the failure deterministic?")
     if state.hint == "stop":
         for name in state.rungs:
             if name not in decided:
@@ -101,7 +105,7 @@ def next_step(state: LadderState) -> tuple[list[RungRecord], Rung | Stop]:
                         rung=name,
                         status="skipped",
                         signature=state.signature,
-                        note=f"signature {state.signature} is deterministic: no rung changes it",
+                        note=f"signature {state.signature} is deterministic: this rung cannot change it",
                     )
                 )
         return skipped, Stop(

@@ -53,8 +53,10 @@ def test_unknown_architecture_is_not_registered_not_bad_argument() -> None:
     assert "AdaptBotUnknownForCausalLM" in sig.hit.text
     assert sig.hit.line == grep_n("unknown-arch.log", "are not supported for now")
     ids = [h.signature.id for h in ev.classify(lines, real_weights=False)]
-    assert "bad-argument" in ids  # the pydantic wrapper is seen, but the specific cause wins
-    assert err is not None and "ValidationError" in err.text
+    assert "config-rejected" in ids  # the pydantic wrapper is seen, but the specific cause wins
+    # the pydantic cause line under the ValidationError is the first error signature
+    assert err is not None and "Value error, Model architectures" in err.text
+    assert err.line == sig.hit.line
 
 
 def test_expert_parallel_on_one_cpu_rank_has_negative_evidence_only() -> None:
@@ -94,6 +96,11 @@ def test_mtp_evidence_lines() -> None:
         ("Weight files referenced in index but missing: model-00002.safetensors", "weight-mapping", "stop"),
         ("KeyError: 'layers.1.mlp.experts.down_proj'", "weight-mapping", "stop"),
         ("vllm serve: error: unrecognized arguments: --bogus", "bad-argument", "stop"),
+        (
+            "pydantic_core._pydantic_core.ValidationError: 1 validation error for VllmConfig",
+            "config-rejected",
+            "none",
+        ),
     ],
 )
 def test_signature_table(line: str, sig_id: str, ladder: str) -> None:

@@ -49,10 +49,21 @@ def test_already_eager_command_skips_the_eager_rung() -> None:
     assert ("enforce-eager", "skipped") in steps and ("reproduce", "failed") in steps
 
 
-def test_deterministic_signature_stops_at_once_and_records_every_rung() -> None:
-    skipped, decision = next_step(state([], signature="not-registered", hint="stop", next_step="adapt"))
+def test_deterministic_signature_reproduces_once_then_stops_recording_every_rung() -> None:
+    kw = dict(signature="not-registered", hint="stop", next_step="adapt")
+    skipped, decision = next_step(state([], **kw))
+    assert skipped == [] and isinstance(decision, Rung) and decision.name == "reproduce"
+    assert decision.args == () and decision.env == {}
+    done = [RungRecord(rung="reproduce", status="failed", signature="not-registered")]
+    skipped, decision = next_step(state(done, **kw))
     assert isinstance(decision, Stop) and decision.next_step == "adapt"
-    assert [r.rung for r in skipped] == RUNGS and all(r.status == "skipped" for r in skipped)
+    assert [r.rung for r in skipped] == RUNGS[1:] and all(r.status == "skipped" for r in skipped)
+    assert "deterministic" in skipped[0].note
+
+
+def test_deterministic_signature_without_reproduce_rung_stops_at_once() -> None:
+    skipped, decision = next_step(state([], rungs=["enforce-eager"], signature="oom", hint="stop"))
+    assert isinstance(decision, Stop) and [r.rung for r in skipped] == ["enforce-eager"]
 
 
 def test_vl_dynamo_and_multimodal_walk_all_four_rungs_cumulatively() -> None:

@@ -87,7 +87,17 @@ def test_crash_before_ready_is_classified_with_line_numbers(tmp_path: Path) -> N
     assert result.next_step and "adaptation needed" in result.next_step
     ev = result.evidence[0]
     assert ev.line == 2 and ev.log_path and ev.log_path.endswith("dummy-gate.log")
-    assert all(r["status"] == "skipped" for r in result.data["ladder"])  # deterministic: no rung re-run
+    # reproduced once (same signature again), then deterministic: the other rungs are skipped
+    ladder = result.data["ladder"]
+    assert [(r["rung"], r["status"]) for r in ladder] == [
+        ("reproduce", "failed"),
+        ("enforce-eager", "skipped"),
+        ("torchdynamo-disable", "skipped"),
+        ("text-only", "skipped"),
+    ]
+    assert ladder[0]["signature"] == "not-registered" and ladder[0]["log_path"].endswith(
+        "dummy-gate-reproduce.log"
+    )
 
 
 def test_cancel_during_start_stops_within_seconds(tmp_path: Path) -> None:
