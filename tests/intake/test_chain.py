@@ -88,9 +88,8 @@ class Worker:
 
 @pytest.fixture
 def chain_env(app_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    models = tmp_path / "models"
-    models.mkdir()
-    return {**app_env, "ADAPT_BOT_MODELS_ROOT": str(models), "ADAPT_BOT_WORK_ROOT": str(tmp_path / "work")}
+    Path(app_env["ADAPT_BOT_MODELS_ROOT"]).mkdir(parents=True, exist_ok=True)
+    return app_env
 
 
 @pytest.fixture

@@ -92,10 +92,11 @@ def app_settings(redis_url: str, github_standin: object, rsa_key: RsaKey, tmp_pa
 
 
 @pytest.fixture
-def app_env(app_settings: object) -> dict[str, str]:
+def app_env(app_settings: object, tmp_path: Path) -> dict[str, str]:
+    """Environment for bot subprocesses; work and models roots are per-test directories."""
     s = app_settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPT_BOT_")}
-    keep = ("ADAPT_BOT_CPU_VLLM", "ADAPT_BOT_MODELS_ROOT", "ADAPT_BOT_WORK_ROOT", "ADAPT_BOT_CACHE")
+    keep = ("ADAPT_BOT_CPU_VLLM", "ADAPT_BOT_CACHE")
     env.update({k: os.environ[k] for k in keep if k in os.environ})
     env.update(
         {
@@ -111,6 +112,8 @@ def app_env(app_settings: object) -> dict[str, str]:
             "ADAPT_BOT_PERMISSION_CACHE_S": "1",
             "ADAPT_BOT_REPO_CONFIG_CACHE_S": "1",
             "ADAPT_BOT_DATA_DIR": str(s.data_dir),  # type: ignore[attr-defined]
+            "ADAPT_BOT_WORK_ROOT": str(tmp_path / "work"),
+            "ADAPT_BOT_MODELS_ROOT": str(tmp_path / "models"),
         }
     )
     return env
