@@ -7,6 +7,7 @@ through an ordinary `redis://` URL passed in their environment.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import socket
@@ -58,10 +59,8 @@ def stop_embedded(timeout_s: float = 10.0) -> None:
     import time
 
     pid = server.pid
-    try:
+    with contextlib.suppress(redis.RedisError):  # the server closes the connection as it exits
         server.shutdown(save=True, now=True, force=True)
-    except redis.RedisError:
-        pass  # the server closes the connection as it exits
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
