@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
@@ -11,7 +14,7 @@ from bot.api.intake import Intake
 from bot.config import Settings, get_settings
 from bot.intents import Queue
 from bot.jobs.store import JobStore
-from bot.redis_conn import client
+from bot.redis_conn import async_client, client
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +26,23 @@ def create_app(settings: Settings | None = None, queue: Queue | None = None) -> 
         from bot.celery_app import CeleryQueue, make_celery
 
         queue = CeleryQueue(make_celery(settings), settings)
-    app = FastAPI(title="adapt-bot", docs_url=None, redoc_url=None, openapi_url=None)
+    intake = Intake(settings, async_client(settings), queue)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(intake.flush_forever(1.0))
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(Exception):
+                await intake.flush()
+
+    app = FastAPI(title="adapt-bot", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.redis = r
     app.state.store = JobStore(r)
-    app.state.intake = Intake(settings, r, queue)
+    app.state.intake = intake
     for module in (webhook, jobs, health):
         app.include_router(module.router)
     if settings.webhook_secret is None:

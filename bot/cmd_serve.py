@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="POOL",
         help="also start a local runner worker for POOL (default: `cpu` when Redis is embedded)",
     )
+    parser.add_argument("--no-runner", action="store_true", help="never start a local runner worker")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -62,6 +63,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_worker:
         children.append(_spawn(["worker", "--control", "--loglevel", args.log_level], env))
     pools = args.runner_pool if args.runner_pool is not None else (["cpu"] if embedded else [])
+    if args.no_runner:
+        pools = []
     for pool in pools:
         children.append(_spawn(["worker", "--pool", pool, "--loglevel", args.log_level], env))
     signal.signal(signal.SIGTERM, _exit_on_signal)

@@ -20,7 +20,7 @@ from bot import comments, permissions, repo_config
 from bot.commands import BY_NAME
 from bot.config import Settings
 from bot.events import Intent
-from bot.github import GitHubClient, InstallationClient
+from bot.github import GitHubClient, GitHubError, InstallationClient
 from bot.jobs import machine
 from bot.jobs.machine import NoChange, TransitionError
 from bot.jobs.model import Job
@@ -139,7 +139,12 @@ def apply_intent(intent: Intent, deps: Deps) -> str:
         return f"installation {intent.detail.get('action')} recorded"
     if intent.repo is None:
         return "ignored: no repository"
-    gh = installation_for(deps, intent.repo, intent.installation_id)
+    try:
+        gh = installation_for(deps, intent.repo, intent.installation_id)
+    except GitHubError as exc:
+        if exc.status == 404:  # the App is not installed there (any more): nothing we may do
+            return f"ignored: the App is not installed on {intent.repo}"
+        raise
     if intent.kind == "pr_closed":
         return _pr_closed(intent, deps)
 

@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 import redis
+import redis.asyncio
 
 from bot.config import Settings
 
@@ -85,3 +86,10 @@ def _client_for(url: str) -> redis.Redis:
 def client(settings: Settings) -> redis.Redis:
     """A shared, thread-safe (pooled) client with str responses."""
     return _client_for(redis_url(settings))
+
+
+def async_client(settings: Settings) -> redis.asyncio.Redis:
+    """An asyncio client for the web process's event loop (connections open lazily in that loop)."""
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(redis_url(settings), decode_responses=True, health_check_interval=30)

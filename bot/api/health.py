@@ -45,6 +45,7 @@ def render_metrics(deliveries: dict[str, str], states: dict[str, str]) -> str:
 @router.get("/metrics")
 async def metrics(request: Request) -> PlainTextResponse:
     r: redis.Redis = request.app.state.redis
+    await request.app.state.intake.flush()  # this process's counts; others flush every second
 
     def read() -> tuple[dict[str, str], dict[str, str]]:
         pipe = r.pipeline(transaction=False)

@@ -1,22 +1,29 @@
-"""Webhook intake logic apart from HTTP: verify, dedupe, route, store intents, enqueue.
+"""Webhook intake logic apart from HTTP: parse, route, dedupe, store intents, enqueue.
 
-`Intake.accept()` runs after the body is read. Dedupe is atomic (SET NX EX) on the delivery GUID
-and on each intent's semantic key; deliveries and outcomes are counted in Redis so several web
-processes report the same /metrics.
+`Intake.accept()` runs in the event loop after the body is read and verified. Routing is pure and
+comes first: a delivery that asks for nothing is answered without touching Redis (there is nothing
+to dedupe). One that yields intents goes through one atomic Lua call (SET NX EX on the delivery
+GUID and on each intent's semantic key, intent stored) and its intent ids are published to Celery.
+Outcome counters are kept per process and added to Redis every second (and before /metrics), so
+several web processes report the same totals without a round trip per delivery.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio
+from starlette.concurrency import run_in_threadpool
 
 from bot import repo_config
 from bot.behaviours import ROUTER
@@ -27,7 +34,30 @@ from bot.intents import Queue
 log = logging.getLogger(__name__)
 
 DELIVERIES = "adapt:metrics:deliveries"
+INTENT_TTL_S = 7 * 24 * 3600
 _EVENT_NAME = re.compile(r"^[a-z_]{1,50}$")
+
+# One round trip per delivery that asks for something: dedupe the delivery GUID, then each
+# intent's semantic key (storing the intent when its key is new). Atomic, so concurrent copies of
+# one event cannot both pass. KEYS: delivery key, then (semantic key, intent key) pairs.
+# ARGV: dedupe ttl, intent ttl, then (semantic ttl, intent json) pairs.
+# Returns -1 for a duplicate delivery, else a list of 1/0 (new/duplicate) per intent.
+_ACCEPT_LUA = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return -1
+end
+local fresh = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local sem, key = KEYS[2 * i], KEYS[2 * i + 1]
+  if redis.call('SET', sem, KEYS[1], 'NX', 'EX', ARGV[1 + 2 * i]) then
+    redis.call('SET', key, ARGV[2 + 2 * i], 'EX', ARGV[2])
+    fresh[i] = 1
+  else
+    fresh[i] = 0
+  end
+end
+return fresh
+"""
 
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -44,66 +74,106 @@ class Answer:
     body: dict[str, Any]
 
 
-def count(r: redis.Redis, event: str, outcome: str) -> None:
-    event = event if _EVENT_NAME.match(event or "") else "other"
-    r.hincrby(DELIVERIES, f"{event}|{outcome}", 1)
+def metric_event(event: str) -> str:
+    return event if _EVENT_NAME.match(event or "") else "other"
 
 
 class Intake:
-    def __init__(self, settings: Settings, r: redis.Redis, queue: Queue) -> None:
+    """Runs in the web process's event loop (async Redis); only the Celery publish uses a thread."""
+
+    def __init__(self, settings: Settings, r: redis.asyncio.Redis, queue: Queue) -> None:
         self.settings = settings
         self.r: Any = r  # decode_responses=True
         self.queue = queue
+        self._accept = self.r.register_script(_ACCEPT_LUA)
+        self._pending: Counter[str] = Counter()
 
-    def trigger_labels(self, repo: str | None) -> frozenset[str] | None:
+    def count(self, event: str, outcome: str) -> None:
+        """Count locally; `flush` adds the counts to Redis (every second, and before /metrics)."""
+        self._pending[f"{metric_event(event)}|{outcome}"] += 1
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, Counter()
+        if not pending:
+            return
+        try:
+            pipe = self.r.pipeline(transaction=False)
+            for key, n in pending.items():
+                pipe.hincrby(DELIVERIES, key, n)
+            await pipe.execute()
+        except Exception:
+            self._pending.update(pending)  # keep them for the next flush
+            raise
+
+    async def flush_forever(self, every_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.flush()
+            except Exception:
+                log.warning("could not flush delivery counters to Redis", exc_info=True)
+
+    async def trigger_labels(self, repo: str | None) -> frozenset[str] | None:
         if repo is None:
             return frozenset({self.settings.label})
-        known = self.r.smembers(repo_config.labels_key(repo))
+        known = await self.r.smembers(repo_config.labels_key(repo))
         if not known:
             return None  # never seen this repo's config: let the control plane decide
         return frozenset({self.settings.label, *known})
 
-    def accept(self, event: str, delivery: str, body: bytes) -> Answer:
-        """Called with a verified body and present headers."""
+    async def accept(self, event: str, delivery: str, body: bytes) -> Answer:
+        """Called with a verified body and present headers: parse, route (pure), dedupe, enqueue."""
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            count(self.r, event, "bad_request")
+            self.count(event, "bad_request")
             return Answer(400, {"error": "body is not valid JSON"})
         if not isinstance(payload, dict):
-            count(self.r, event, "bad_request")
+            self.count(event, "bad_request")
             return Answer(400, {"error": "body is not a JSON object"})
         if event == "ping":
-            count(self.r, event, "ping")
+            self.count(event, "ping")
             return Answer(200, {"ok": True, "pong": True, "zen": str(payload.get("zen", ""))[:200]})
-
-        ttl = self.settings.dedupe_ttl_s
-        if not self.r.set(f"adapt:delivery:{delivery}", "1", nx=True, ex=ttl):
-            count(self.r, event, "duplicate")
-            return Answer(202, {"status": "duplicate", "delivery": delivery})
 
         ctx = EventContext(event=event, delivery=delivery, payload=payload)
         if event == "issues" and payload.get("action") == "labeled":
-            ctx = EventContext(event, delivery, payload, trigger_labels=self.trigger_labels(ctx.repo))
+            ctx = EventContext(event, delivery, payload, trigger_labels=await self.trigger_labels(ctx.repo))
         outcome = ROUTER.dispatch(ctx)
         if not outcome.intents:
+            # Nothing to create, so nothing to dedupe: no Redis round trip on this (common) path.
             log.info("delivery %s %s.%s ignored: %s", delivery, event, ctx.action or "-", outcome.reason)
-            count(self.r, event, "ignored")
+            self.count(event, "ignored")
             return Answer(202, {"status": "ignored", "reason": outcome.reason})
 
-        queued: list[str] = []
-        duplicates = 0
-        for intent in outcome.intents:
-            key = f"adapt:sem:{intent.dedupe_key}"
-            if not self.r.set(key, delivery, nx=True, ex=intent.dedupe_ttl_s or ttl):
-                duplicates += 1
-                continue
-            intent_id = uuid.uuid4().hex
-            self.r.set(f"adapt:intent:{intent_id}", intent.model_dump_json(), ex=7 * 24 * 3600)
-            self.queue.control("bot.tasks.apply_intent", intent_id)
-            queued.append(intent.kind)
-        if not queued:
-            count(self.r, event, "duplicate")
+        ttl = self.settings.dedupe_ttl_s
+        ids = [uuid.uuid4().hex for _ in outcome.intents]
+        keys = [f"adapt:delivery:{delivery}"]
+        args: list[Any] = [ttl, INTENT_TTL_S]
+        for intent, intent_id in zip(outcome.intents, ids, strict=True):
+            keys += [f"adapt:sem:{intent.dedupe_key}", f"adapt:intent:{intent_id}"]
+            args += [intent.dedupe_ttl_s or ttl, intent.model_dump_json()]
+        fresh = await self._accept(keys=keys, args=args)
+        if fresh == -1:
+            self.count(event, "duplicate")
             return Answer(202, {"status": "duplicate", "delivery": delivery})
-        count(self.r, event, "accepted")
-        return Answer(202, {"status": "accepted", "intents": queued, "duplicates": duplicates})
+        new = [(intent, i) for intent, i, f in zip(outcome.intents, ids, fresh, strict=True) if int(f) == 1]
+        if not new:
+            self.count(event, "duplicate")
+            return Answer(202, {"status": "duplicate", "delivery": delivery})
+        try:
+            await run_in_threadpool(self._publish, [i for _, i in new])
+        except Exception:
+            # Forget this delivery so GitHub's redelivery (or ours) can bring it in again.
+            log.exception("enqueue of delivery %s failed", delivery)
+            await self.r.delete(keys[0], *(f"adapt:sem:{intent.dedupe_key}" for intent, _ in new))
+            self.count(event, "error")
+            return Answer(503, {"error": "could not enqueue; redeliver later"})
+        self.count(event, "accepted")
+        return Answer(
+            202,
+            {"status": "accepted", "intents": [x.kind for x, _ in new], "duplicates": len(ids) - len(new)},
+        )
+
+    def _publish(self, intent_ids: list[str]) -> None:
+        for intent_id in intent_ids:
+            self.queue.control("bot.tasks.apply_intent", intent_id)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from bot.api.intake import Intake, count, verify_signature
+from bot.api.intake import Intake, verify_signature
 
 router = APIRouter()
 
@@ -37,13 +36,12 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def webhook(request: Request) -> JSONResponse:
     intake: Intake = request.app.state.intake
     settings = intake.settings
-    r = intake.r
     if settings.webhook_secret is None:
         return JSONResponse({"error": "ADAPT_BOT_WEBHOOK_SECRET is not configured"}, status_code=503)
     try:
         body = await _read_limited(request, settings.max_body_bytes)
     except TooLarge:
-        await run_in_threadpool(count, r, "unverified", "too_large")
+        intake.count("unverified", "too_large")
         return JSONResponse(
             {"error": f"body larger than {settings.max_body_bytes} bytes"},
             status_code=413,
@@ -51,14 +49,14 @@ async def webhook(request: Request) -> JSONResponse:
         )
     secret = settings.webhook_secret.get_secret_value().encode()
     if not verify_signature(secret, body, request.headers.get("x-hub-signature-256")):
-        await run_in_threadpool(count, r, "unverified", "unauthorized")
+        intake.count("unverified", "unauthorized")
         return JSONResponse({"error": "missing or wrong X-Hub-Signature-256"}, status_code=401)
     event = request.headers.get("x-github-event")
     delivery = request.headers.get("x-github-delivery")
     if not event or not delivery or len(delivery) > 100 or len(event) > 100:
-        await run_in_threadpool(count, r, event or "missing", "bad_request")
+        intake.count(event or "missing", "bad_request")
         return JSONResponse(
             {"error": "X-GitHub-Event and X-GitHub-Delivery headers are required"}, status_code=400
         )
-    answer = await run_in_threadpool(intake.accept, event, delivery, body)
+    answer = await intake.accept(event, delivery, body)
     return JSONResponse(answer.body, status_code=answer.status)

@@ -313,8 +313,10 @@ def test_writes_are_spaced_across_clients(app_settings: Any, github_standin: Any
         a.create_comment(REPO, n, f"a{i}")
         b.create_comment(REPO, n, f"b{i}")
     times = [r.at for r in gh.requests_to("POST", f"/repos/{REPO}/issues/{n}/comments")]
-    gaps = [t2 - t1 for t1, t2 in itertools.pairwise(times)]
-    assert min(gaps) >= 0.25, gaps
+    # slots are reserved 0.3 s apart across both clients; arrival jitters with scheduling, so
+    # check the span (6 writes need >= 5 gaps) and that no two writes arrived together
+    assert times[-1] - times[0] >= 1.3, times
+    assert min(t2 - t1 for t1, t2 in itertools.pairwise(times)) >= 0.1, times
 
 
 def test_repo_config_is_read_and_validated(
