@@ -24,6 +24,13 @@ FEATURE_TITLES = {
     "multimodal": "Multimodal",
 }
 GATE_STAGES = ("dummy-gate", "real-gate")
+#: what each fallback-ladder rung changes (runners.ladder names); env changes are added from the record
+RUNG_FLAGS = {
+    "reproduce": "",
+    "enforce-eager": "--enforce-eager",
+    "torchdynamo-disable": "",
+    "text-only": '--limit-mm-per-prompt \'{"image":0,"video":0,"audio":0}\'',
+}
 
 
 def pick(data: Mapping[str, Any] | None, *keys: str, default: Any = None) -> Any:
@@ -351,7 +358,10 @@ def _ladder(data: Mapping[str, Any]) -> tuple[LadderRung, ...]:
     for item in raw if isinstance(raw, list) else []:
         if not isinstance(item, Mapping):
             continue
-        flags = pick(item, "flags", "change", "extra_args", "argv", default="")
+        step = str(pick(item, "step", "name", "rung", default="?"))
+        flags = pick(item, "flags", "change", "extra_args")
+        if flags is None:
+            flags = RUNG_FLAGS.get(step, "")
         if isinstance(flags, list | tuple):
             flags = " ".join(str(f) for f in flags)
         env = item.get("env")
@@ -359,14 +369,35 @@ def _ladder(data: Mapping[str, Any]) -> tuple[LadderRung, ...]:
             flags = " ".join([*(f"{k}={v}" for k, v in env.items()), str(flags)]).strip()
         rungs.append(
             LadderRung(
-                step=str(pick(item, "step", "name", "rung", default="?")),
+                step=step,
                 flags=str(flags),
                 status=str(pick(item, "status", "outcome", "result", default="?")),
-                signature=pick(item, "signature", "error", "first_error"),
+                signature=pick(item, "signature", "error", "first_error", "reason")
+                or (item.get("note") or None),
                 log_path=pick(item, "log_path", "log"),
             )
         )
     return tuple(rungs)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _gate(stage: str, result: StageResult | None) -> GateFacts:
@@ -392,6 +423,10 @@ def _gate(stage: str, result: StageResult | None) -> GateFacts:
     d = result.data
     smoke = pick(d, "smoke", default={})
     smoke = smoke if isinstance(smoke, Mapping) else {"response": smoke}
+    image = d.get("image_smoke")
+    image_ok = pick(d, "image_ok", "multimodal_ok")
+    if image_ok is None and isinstance(image, Mapping):
+        image_ok = bool(image.get("ok"))
     log_path = pick(d, "log_path", "serve_log", "log")
     if log_path is None:
         log_path = next((e.log_path for e in result.evidence if e.log_path), None)
@@ -403,11 +438,13 @@ def _gate(stage: str, result: StageResult | None) -> GateFacts:
         diagnosis=result.diagnosis,
         next_step=result.next_step,
         serve=serve_flags(d),
-        ready_s=_as_float(pick(d, "ready_s", "ready_time_s", "ready_seconds", "time_to_ready_s")),
-        smoke_request=pick(smoke, "request") or pick(d, "smoke_request"),
-        smoke_response=pick(smoke, "response", "content", "excerpt")
-        or pick(d, "smoke_excerpt", "smoke_response"),
-        image_ok=pick(d, "image_ok", "multimodal_ok"),
+        ready_s=_as_float(pick(d, "ready_s", "ready_after_s", "ready_time_s", "time_to_ready_s")),
+        smoke_request=_text(pick(smoke, "request") or pick(d, "smoke_request")),
+        smoke_response=_text(
+            pick(smoke, "response", "content", "response_excerpt", "excerpt")
+            or pick(d, "smoke_excerpt", "smoke_response")
+        ),
+        image_ok=image_ok if isinstance(image_ok, bool) else None,
         log_path=str(log_path) if log_path else None,
         first_error=pick(d, "first_error", "signature", "error_signature"),
         evidence=_evidence(result),
@@ -490,12 +527,34 @@ def _features(result: StageResult | None, analysis: Mapping[str, Any]) -> tuple[
     return tuple(out)
 
 
+def _ms(d: Mapping[str, Any]) -> float | None:
+    ms = _as_float(pick(d, "ttft_ms", "mean_ttft_ms", "ttft_p50_ms"))
+    if ms is not None:
+        return ms
+    sec = _as_float(pick(d, "ttft_s", "mean_ttft_s", "ttft_p50_s"))
+    return sec * 1000 if sec is not None else None
+
+
+def _ms(d: Mapping[str, Any]) -> float | None:
+    ms = _as_float(pick(d, "ttft_ms", "mean_ttft_ms", "ttft_p50_ms"))
+    if ms is not None:
+        return ms
+    sec = _as_float(pick(d, "ttft_s", "mean_ttft_s", "ttft_p50_s"))
+    return sec * 1000 if sec is not None else None
+
+
 def _capacity(result: StageResult | None, analysis: Mapping[str, Any]) -> CapacityFacts:
     d = result.data if result else {}
     theoretical = _as_int(pick(d, "theoretical_max_len", "theoretical")) or _as_int(
         analysis.get("max_position_embeddings")
     )
-    raw_rungs = pick(d, "rungs", "attempts", "ladder", default=[]) or []
+    practical = _as_int(pick(d, "practical_max_len", "practical", "max_len_ok"))
+    runs = [r for r in (d.get("runs") or []) if isinstance(r, Mapping)]
+    served = [r for r in runs if r.get("status") in ("served", "passed")]
+    best: Mapping[str, Any] = next(
+        (r for r in served if _as_int(r.get("max_model_len")) == practical), served[0] if served else {}
+    )
+    raw_rungs = pick(d, "rungs", "attempts", default=None) or [*runs, *(d.get("search") or [])]
     rungs: list[tuple[str, str]] = []
     for r in raw_rungs if isinstance(raw_rungs, list) else []:
         if isinstance(r, Mapping):
@@ -503,17 +562,22 @@ def _capacity(result: StageResult | None, analysis: Mapping[str, Any]) -> Capaci
                 f"{k}={r[k]}" for k in ("max_model_len", "max_num_seqs") if r.get(k) is not None
             ) or str(pick(r, "setting", "name", default="?"))
             rungs.append((setting, str(pick(r, "status", "outcome", default="?"))))
+
+    def first_int(*keys: str) -> int | None:
+        v = _as_int(pick(d, *keys))
+        return v if v is not None else _as_int(pick(best, *keys))
+
     return CapacityFacts(
         ran=result is not None,
         status=result.status if result else "not run",
         theoretical_max_len=theoretical,
-        practical_max_len=_as_int(pick(d, "practical_max_len", "practical", "max_len_ok")),
-        max_num_seqs=_as_int(pick(d, "max_num_seqs", "concurrency")),
-        successes=_as_int(pick(d, "successes", "success_count", "ok_requests")),
-        requests=_as_int(pick(d, "requests", "total_requests", "request_count")),
-        ttft_ms=_as_float(pick(d, "ttft_ms", "mean_ttft_ms"))
-        or ((_as_float(pick(d, "ttft_s", "mean_ttft_s")) or 0) * 1000 or None),
-        throughput_tok_s=_as_float(pick(d, "throughput_tok_s", "output_throughput", "throughput")),
+        practical_max_len=practical,
+        max_num_seqs=first_int("max_num_seqs", "concurrency"),
+        successes=first_int("successes", "success_count", "success", "ok_requests"),
+        requests=first_int("requests", "total_requests", "request_count"),
+        ttft_ms=_ms(d) if _ms(d) is not None else _ms(best),
+        throughput_tok_s=_as_float(pick(d, "throughput_tok_s", "output_throughput", "throughput"))
+        or _as_float(best.get("throughput_tok_s")),
         note=(result.diagnosis if result else None) or pick(d, "note"),
         rungs=tuple(rungs),
     )

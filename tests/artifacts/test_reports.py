@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -296,3 +297,42 @@ def test_fit_cuts_and_closes_an_open_fence(limit: int) -> None:
 def test_close_fences_leaves_closed_fences_alone() -> None:
     assert close_fences("a\n```\nb\n```\n") == "a\n```\nb\n```\n"
     assert close_fences("a\n````\nb\n```\n").endswith("\n````\n")
+
+
+REAL_RUN = Path(__file__).resolve().parent / "data" / "real-run"
+
+
+def _real_results() -> dict[str, StageResult]:
+    return {
+        p.stem: StageResult.model_validate_json(p.read_text(encoding="utf-8"))
+        for p in sorted(REAL_RUN.glob("*.json"))
+    }
+
+
+def test_documents_from_the_results_of_a_real_run() -> None:
+    """The stages' real output (key names and all) renders into complete documents."""
+    from runners.contracts import JobOptions
+
+    results = _real_results()
+    assert set(results) == {"analyze", "dummy-gate", "real-gate", "features", "capacity", "accuracy"}
+    options = JobOptions(model="org/Tiny-Llama-1B", issue=12)
+    facts = collect(options, results)
+    assert facts.real_gate_passed and facts.real_gate is not None
+    assert facts.real_gate.ready_s is not None and facts.real_gate.smoke_response
+    assert facts.capacity.practical_max_len == 512 and facts.capacity.successes == 4
+    assert facts.capacity.requests == 4 and facts.capacity.ttft_ms and facts.capacity.throughput_tok_s
+    assert [f.status for f in facts.features] and all(f.status != "not run" for f in facts.features)
+    assert facts.accuracy.tasks and facts.accuracy.task_source == "local"
+    report = render_report(options, results, DELIVERY)
+    assert [h for h in headings(report) if h.startswith("## ")] == REPORT_SECTIONS
+    assert "| 成功请求 | 4/4 |" in report and "离线本地任务" in report
+    assert "LlamaForCausalLM" in report
+    runbook = render_runbook(options, results, DELIVERY)
+    assert "--max-model-len" in runbook and "lm_eval" in runbook
+    comment = render_final_comment(options, results, DELIVERY, job_id="local-1")
+    assert len(comment) <= COMMENT_LIMIT and "adapt_gsm8k_local" in comment
+    body = pr_body(options, results, job_id="local-1", files=["mkdocs.yml"])
+    assert (
+        "Fixes #12" in body
+        and "| Real-weight gate (start, `GET /v1/models`, chat request) | passed, ready in" in body
+    )
