@@ -390,16 +390,6 @@ def _text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _text(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
-
-
 def _gate(stage: str, result: StageResult | None) -> GateFacts:
     weights = "dummy" if stage == "dummy-gate" else "real"
     if result is None:
@@ -525,14 +515,6 @@ def _features(result: StageResult | None, analysis: Mapping[str, Any]) -> tuple[
                 )
             )
     return tuple(out)
-
-
-def _ms(d: Mapping[str, Any]) -> float | None:
-    ms = _as_float(pick(d, "ttft_ms", "mean_ttft_ms", "ttft_p50_ms"))
-    if ms is not None:
-        return ms
-    sec = _as_float(pick(d, "ttft_s", "mean_ttft_s", "ttft_p50_s"))
-    return sec * 1000 if sec is not None else None
 
 
 def _ms(d: Mapping[str, Any]) -> float | None:
