@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from bot.api import health, jobs, webhook
 from bot.api.intake import Intake
+from bot.api.outbox import Outbox
 from bot.config import Settings, get_settings
 from bot.intents import Queue
 from bot.jobs.store import JobStore
@@ -26,15 +27,18 @@ def create_app(settings: Settings | None = None, queue: Queue | None = None) -> 
         from bot.celery_app import CeleryQueue, make_celery
 
         queue = CeleryQueue(make_celery(settings), settings)
-    intake = Intake(settings, async_client(settings), queue)
+    outbox = Outbox(r, queue)
+    intake = Intake(settings, async_client(settings), outbox.wake)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        outbox.start()
         flusher = asyncio.create_task(intake.flush_forever(1.0))
         try:
             yield
         finally:
             flusher.cancel()
+            await asyncio.to_thread(outbox.stop)
             with contextlib.suppress(Exception):
                 await intake.flush()
 

@@ -58,7 +58,6 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
-        task_send_sent_event=True,
         enable_utc=True,
     )
     app.conf.adapt_settings = settings

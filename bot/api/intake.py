@@ -18,18 +18,18 @@ import logging
 import re
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.asyncio
-from starlette.concurrency import run_in_threadpool
 
 from bot import repo_config
+from bot.api.outbox import OUTBOX
 from bot.behaviours import ROUTER
 from bot.config import Settings
 from bot.events import EventContext
-from bot.intents import Queue
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +38,21 @@ INTENT_TTL_S = 7 * 24 * 3600
 _EVENT_NAME = re.compile(r"^[a-z_]{1,50}$")
 
 # One round trip per delivery that asks for something: dedupe the delivery GUID, then each
-# intent's semantic key (storing the intent when its key is new). Atomic, so concurrent copies of
-# one event cannot both pass. KEYS: delivery key, then (semantic key, intent key) pairs.
-# ARGV: dedupe ttl, intent ttl, then (semantic ttl, intent json) pairs.
+# intent's semantic key; a new intent is stored and its id added to the outbox (published to Celery
+# by bot.api.outbox). Atomic, so concurrent copies of one event cannot both pass.
+# KEYS: delivery key, outbox, then (semantic key, intent key) per intent.
+# ARGV: dedupe ttl, intent ttl, then (semantic ttl, intent json, intent id) per intent.
 # Returns -1 for a duplicate delivery, else a list of 1/0 (new/duplicate) per intent.
 _ACCEPT_LUA = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return -1
 end
+local t = redis.call('TIME')
 local fresh = {}
-for i = 1, (#KEYS - 1) / 2 do
-  local sem, key = KEYS[2 * i], KEYS[2 * i + 1]
-  if redis.call('SET', sem, KEYS[1], 'NX', 'EX', ARGV[1 + 2 * i]) then
-    redis.call('SET', key, ARGV[2 + 2 * i], 'EX', ARGV[2])
+for i = 1, (#KEYS - 2) / 2 do
+  if redis.call('SET', KEYS[1 + 2 * i], KEYS[1], 'NX', 'EX', ARGV[3 * i]) then
+    redis.call('SET', KEYS[2 + 2 * i], ARGV[3 * i + 1], 'EX', ARGV[2])
+    redis.call('ZADD', KEYS[2], t[1], ARGV[3 * i + 2])
     fresh[i] = 1
   else
     fresh[i] = 0
@@ -79,12 +81,14 @@ def metric_event(event: str) -> str:
 
 
 class Intake:
-    """Runs in the web process's event loop (async Redis); only the Celery publish uses a thread."""
+    """Runs in the web process's event loop (async Redis); Celery publishing is the outbox's job."""
 
-    def __init__(self, settings: Settings, r: redis.asyncio.Redis, queue: Queue) -> None:
+    def __init__(
+        self, settings: Settings, r: redis.asyncio.Redis, wake_publisher: Callable[[], None]
+    ) -> None:
         self.settings = settings
         self.r: Any = r  # decode_responses=True
-        self.queue = queue
+        self.wake_publisher = wake_publisher
         self._accept = self.r.register_script(_ACCEPT_LUA)
         self._pending: Counter[str] = Counter()
 
@@ -147,33 +151,19 @@ class Intake:
 
         ttl = self.settings.dedupe_ttl_s
         ids = [uuid.uuid4().hex for _ in outcome.intents]
-        keys = [f"adapt:delivery:{delivery}"]
+        keys = [f"adapt:delivery:{delivery}", OUTBOX]
         args: list[Any] = [ttl, INTENT_TTL_S]
         for intent, intent_id in zip(outcome.intents, ids, strict=True):
             keys += [f"adapt:sem:{intent.dedupe_key}", f"adapt:intent:{intent_id}"]
-            args += [intent.dedupe_ttl_s or ttl, intent.model_dump_json()]
+            args += [intent.dedupe_ttl_s or ttl, intent.model_dump_json(), intent_id]
         fresh = await self._accept(keys=keys, args=args)
         if fresh == -1:
             self.count(event, "duplicate")
             return Answer(202, {"status": "duplicate", "delivery": delivery})
-        new = [(intent, i) for intent, i, f in zip(outcome.intents, ids, fresh, strict=True) if int(f) == 1]
+        new = [intent.kind for intent, f in zip(outcome.intents, fresh, strict=True) if int(f) == 1]
         if not new:
             self.count(event, "duplicate")
             return Answer(202, {"status": "duplicate", "delivery": delivery})
-        try:
-            await run_in_threadpool(self._publish, [i for _, i in new])
-        except Exception:
-            # Forget this delivery so GitHub's redelivery (or ours) can bring it in again.
-            log.exception("enqueue of delivery %s failed", delivery)
-            await self.r.delete(keys[0], *(f"adapt:sem:{intent.dedupe_key}" for intent, _ in new))
-            self.count(event, "error")
-            return Answer(503, {"error": "could not enqueue; redeliver later"})
+        self.wake_publisher()
         self.count(event, "accepted")
-        return Answer(
-            202,
-            {"status": "accepted", "intents": [x.kind for x, _ in new], "duplicates": len(ids) - len(new)},
-        )
-
-    def _publish(self, intent_ids: list[str]) -> None:
-        for intent_id in intent_ids:
-            self.queue.control("bot.tasks.apply_intent", intent_id)
+        return Answer(202, {"status": "accepted", "intents": new, "duplicates": len(ids) - len(new)})

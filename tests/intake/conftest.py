@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -65,8 +66,20 @@ def decode_message(raw: str) -> tuple[str, list[Any], dict[str, Any]]:
     return msg["headers"]["task"], args, kwargs
 
 
+def settle(r: Any, timeout: float = 10) -> None:
+    """Wait until the web process's outbox publisher has handed every accepted intent to Celery."""
+    from bot.api.outbox import CLAIMED, OUTBOX
+
+    deadline = time.monotonic() + timeout
+    while r.zcard(OUTBOX) or r.zcard(CLAIMED):
+        if time.monotonic() > deadline:
+            raise AssertionError("outbox did not drain")
+        time.sleep(0.01)
+
+
 def queued(r: Any, queue: str) -> list[tuple[str, list[Any], dict[str, Any]]]:
     """Messages waiting on a Celery queue in Redis, oldest first (without consuming them)."""
+    settle(r)
     return [decode_message(raw) for raw in reversed(r.lrange(queue, 0, -1))]
 
 
@@ -77,6 +90,7 @@ def drain(deps: Any) -> Callable[[], list[Any]]:
 
     def _drain(limit: int = 100) -> list[Any]:
         outcomes = []
+        settle(deps.redis)
         for _ in range(limit):
             raw = deps.redis.rpop("control")
             if raw is None:

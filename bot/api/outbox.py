@@ -1,0 +1,98 @@
+"""The intent outbox: the webhook answers as soon as an intent is stored; a publisher thread hands it
+to Celery moments later.
+
+Why: publishing a Celery message costs milliseconds of Python per call, more than everything else
+the webhook does, and it must not sit on the request path (answer fast, never after doing work).
+The Lua call that dedupes a delivery also adds the new intent ids to `adapt:outbox` atomically, so
+nothing is lost if the process dies after answering: ids are claimed with a lease, published, then
+acknowledged; a claim whose lease expired (publisher died mid-way) goes back to the outbox and any
+web process's publisher sends it. A crash between publish and acknowledge can publish an intent
+twice; applying an intent is idempotent for jobs (see bot.intents).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from bot.intents import Queue
+
+log = logging.getLogger(__name__)
+
+OUTBOX = "adapt:outbox"
+CLAIMED = "adapt:outbox:claimed"
+
+_CLAIM_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, id in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZADD', KEYS[1], now, id)
+end
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), id)
+end
+return ids
+"""
+
+
+class Outbox:
+    def __init__(self, r: Any, queue: Queue, lease_s: float = 30.0, poll_s: float = 0.5) -> None:
+        self.r = r  # a sync client: the publisher is a thread
+        self.queue = queue
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self._claim = r.register_script(_CLAIM_LUA)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def publish_pending(self, batch: int = 100) -> int:
+        """Claim, publish and acknowledge waiting intents; returns how many were sent."""
+        sent = 0
+        while True:
+            ids = self._claim(keys=[OUTBOX, CLAIMED], args=[self.lease_s, batch])
+            if not ids:
+                return sent
+            done: list[str] = []
+            try:
+                for intent_id in ids:
+                    self.queue.control("bot.tasks.apply_intent", intent_id)
+                    done.append(intent_id)
+            finally:
+                if done:
+                    self.r.zrem(CLAIMED, *done)
+                sent += len(done)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            try:
+                self.publish_pending()
+            except Exception:  # broker or Redis away: the claims expire and are retried
+                log.warning("outbox publish failed; will retry", exc_info=True)
+                self._stop.wait(1.0)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="adapt-outbox", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        try:
+            self.publish_pending()  # hand over what arrived during shutdown
+        except Exception:
+            log.warning("outbox not empty at shutdown; another web process will publish it", exc_info=True)
