@@ -72,6 +72,8 @@ class TutorialView:
     theoretical_max_len: int | None
     practical_max_len: int | None
     eager_needed: bool
+    #: eager came from the fallback ladder (graph mode failed), not from the run's own settings
+    eager_from_ladder: bool
     dynamo_disabled: bool
     false_ready: tuple[str, ...]
     version_macro: str
@@ -123,6 +125,9 @@ def tutorial_view(facts: JobFacts, target: TargetRepo) -> TutorialView:
         theoretical_max_len=facts.capacity.theoretical_max_len,
         practical_max_len=facts.capacity.practical_max_len,
         eager_needed=serve.has("--enforce-eager"),
+        eager_from_ladder=any(
+            r.step == "enforce-eager" and r.status == "passed" for g in facts.gates for r in g.ladder
+        ),
         dynamo_disabled=any(k == "TORCHDYNAMO_DISABLE" for k, _ in serve.env)
         or any("TORCHDYNAMO_DISABLE" in r.flags and r.status == "passed" for r in ladder),
         false_ready=tuple(g.first_error or g.diagnosis or "" for g in facts.false_ready),

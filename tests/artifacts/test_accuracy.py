@@ -129,6 +129,7 @@ def test_lm_eval_env_is_offline_and_carries_no_secrets(
     assert "GITHUB_TOKEN" not in env and "HF_TOKEN" not in env
 
 
+@pytest.mark.slow
 def test_local_task_is_valid_for_lm_eval(tmp_path: Path, vllm_python: Path) -> None:
     """`lm_eval validate` (offline) accepts the generated task and finds its local data."""
     include = write_local_task(tmp_path / "tasks")

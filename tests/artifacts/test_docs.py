@@ -126,7 +126,14 @@ def test_cpu_profile_plumbing_stays_out_of_the_tutorial(mkdocs_repo: Path) -> No
     serve = page.split("vllm serve", 1)[1].split("```", 1)[0]
     assert "float32" not in serve and "distributed-executor-backend" not in serve and "41234" not in serve
     assert "--enforce-eager" in serve and "--max-model-len 256" in serve
-    assert "`--enforce-eager` is part of the validated command" in page
+    assert "The validation run used `--enforce-eager`" in page  # a run setting, not a failure
+    assert "did not pass" not in page
+    results["real-gate"].data["ladder"] = [
+        {"rung": "reproduce", "status": "failed", "signature": "AclmdlRICaptureEnd 507903"},
+        {"rung": "enforce-eager", "status": "passed", "argv": ["vllm", "serve", "x", "--enforce-eager"]},
+    ]
+    page = render_tutorial(collect(b.options(), results), detect(mkdocs_repo))
+    assert "`--enforce-eager` is part of the validated command: the graph-mode path did not pass" in page
 
 
 def test_multimodal_tutorial_has_an_image_request(mkdocs_repo: Path) -> None:
