@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from githubkit.exception import RequestFailed
 
+from bot.github import GitHubError
 from runners.artifacts.builders import CHECK_RUN_TEXT_LIMIT, COMMENT_LIMIT, check_run_output, fit
 from runners.artifacts.facts import JobFacts
 from runners.delivery_local import DeliveryError, collect_files, with_signoff
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: check-run button identifier -> (intent, stage); the intake turns a requested_action into this
 ACTION_INTENTS: dict[str, tuple[str, str | None]] = {
@@ -35,6 +38,31 @@ ACTION_INTENTS: dict[str, tuple[str, str | None]] = {
     "rerun-accuracy": ("rerun", "accuracy"),
     "cancel": ("cancel", None),
 }
+
+
+class Caller(Protocol):
+    """bot.github.GitHubClient.call: retries 5xx/rate limits, spaces writes, finds lost creates."""
+
+    def __call__(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        *,
+        mutating: bool = False,
+        marker_check: Callable[[], T | None] | None = None,
+    ) -> T: ...
+
+
+def direct_call(
+    what: str,
+    fn: Callable[[], T],
+    *,
+    mutating: bool = False,
+    marker_check: Callable[[], T | None] | None = None,
+) -> T:
+    """No retry policy (tests, scripts): the request as is."""
+    del what, mutating, marker_check
+    return fn()
 
 
 def bot_signoff(slug: str, bot_user_id: int) -> str:
@@ -61,8 +89,15 @@ def _split(repo: str) -> tuple[str, str]:
     return owner, name
 
 
-def _status(exc: RequestFailed) -> int:
-    return int(exc.response.status_code)
+def _status(exc: Exception) -> int | None:
+    if isinstance(exc, RequestFailed):
+        return int(exc.response.status_code)
+    status = getattr(exc, "status", None)
+    return int(status) if isinstance(status, int) else None
+
+
+#: what a failed request raises: githubkit's error, or bot.github's wrapper of it (with .status)
+REQUEST_ERRORS: tuple[type[Exception], ...] = (RequestFailed, GitHubError)
 
 
 def create_commit(
@@ -74,61 +109,78 @@ def create_commit(
     message: str,
     signoff: str,
     deleted: Sequence[str] = (),
+    call: Caller = direct_call,
 ) -> str:
     """blobs → tree (on the base tree) → commit with parent = base. No author/committer: Verified."""
     owner, name = _split(repo)
-    base_commit = gh.rest.git.get_commit(owner, name, base_sha).parsed_data
+    base_commit = call(
+        f"GET commit {base_sha[:12]}", lambda: gh.rest.git.get_commit(owner, name, base_sha)
+    ).parsed_data
     entries: list[dict[str, Any]] = []
     for path, content in sorted(files.items()):
-        blob = gh.rest.git.create_blob(
-            owner, name, data={"content": base64.b64encode(content).decode(), "encoding": "base64"}
-        ).parsed_data
-        entries.append({"path": path, "mode": "100644", "type": "blob", "sha": blob.sha})
+        data = {"content": base64.b64encode(content).decode(), "encoding": "base64"}
+        # blobs are content-addressed: a retried create cannot duplicate anything
+        blob = call(
+            f"POST blob {path}", partial(gh.rest.git.create_blob, owner, name, data=data), mutating=True
+        )
+        entries.append({"path": path, "mode": "100644", "type": "blob", "sha": blob.parsed_data.sha})
     entries += [{"path": p, "mode": "100644", "type": "blob", "sha": None} for p in deleted]
-    tree = gh.rest.git.create_tree(
-        owner, name, data={"base_tree": base_commit.tree.sha, "tree": entries}
+    tree = call(
+        "POST tree",
+        lambda: gh.rest.git.create_tree(
+            owner, name, data={"base_tree": base_commit.tree.sha, "tree": entries}
+        ),
+        mutating=True,
     ).parsed_data
     if tree.sha == base_commit.tree.sha:
         raise DeliveryError("nothing to commit: the files are identical to the base")
-    commit = gh.rest.git.create_commit(
-        owner, name, data={"message": with_signoff(message, signoff), "tree": tree.sha, "parents": [base_sha]}
-    ).parsed_data
-    return str(commit.sha)
+    body = {"message": with_signoff(message, signoff), "tree": tree.sha, "parents": [base_sha]}
+    commit = call("POST commit", lambda: gh.rest.git.create_commit(owner, name, data=body), mutating=True)
+    return str(commit.parsed_data.sha)
 
 
-def point_branch(gh: Any, repo: str, branch: str, sha: str) -> None:
+def point_branch(gh: Any, repo: str, branch: str, sha: str, *, call: Caller = direct_call) -> None:
     """Create refs/heads/<branch> or force-move it to `sha` (a rerun replaces the single commit)."""
     owner, name = _split(repo)
     try:
-        gh.rest.git.get_ref(owner, name, f"heads/{branch}")
-    except RequestFailed as exc:
+        call(f"GET ref {branch}", lambda: gh.rest.git.get_ref(owner, name, f"heads/{branch}"))
+    except REQUEST_ERRORS as exc:
         if _status(exc) != 404:
             raise
         try:
-            gh.rest.git.create_ref(owner, name, data={"ref": f"refs/heads/{branch}", "sha": sha})
+            call(
+                f"POST ref {branch}",
+                lambda: gh.rest.git.create_ref(owner, name, data={"ref": f"refs/heads/{branch}", "sha": sha}),
+                mutating=True,
+            )
             return
-        except RequestFailed as exc2:  # created concurrently: fall through to update
+        except REQUEST_ERRORS as exc2:  # created concurrently (or by a lost retry): update instead
             if _status(exc2) != 422:
                 raise
-    gh.rest.git.update_ref(owner, name, f"heads/{branch}", data={"sha": sha, "force": True})
+    call(
+        f"PATCH ref {branch}",
+        lambda: gh.rest.git.update_ref(owner, name, f"heads/{branch}", data={"sha": sha, "force": True}),
+        mutating=True,
+    )
 
 
-def find_pull(gh: Any, repo: str, head_owner: str, branch: str) -> Any | None:
+def find_pull(gh: Any, repo: str, head_owner: str, branch: str, *, call: Caller = direct_call) -> Any | None:
     owner, name = _split(repo)
-    pulls = gh.rest.pulls.list(
-        owner, name, state="open", head=f"{head_owner}:{branch}", per_page=10
+    pulls = call(
+        f"GET pulls head={head_owner}:{branch}",
+        lambda: gh.rest.pulls.list(owner, name, state="open", head=f"{head_owner}:{branch}", per_page=10),
     ).parsed_data
     return pulls[0] if pulls else None
 
 
-def set_draft(gh: Any, node_id: str, draft: bool) -> None:
+def set_draft(gh: Any, node_id: str, draft: bool, *, call: Caller = direct_call) -> None:
     """REST cannot change draft state; GraphQL can."""
     mutation = "convertPullRequestToDraft" if draft else "markPullRequestReadyForReview"
-    gh.graphql.request(
+    query = (
         f"mutation($id: ID!) {{ {mutation}(input: {{pullRequestId: $id}}) "
-        "{ pullRequest { id isDraft } } }",
-        {"id": node_id},
+        "{ pullRequest { id isDraft } } }"
     )
+    call(f"GraphQL {mutation}", lambda: gh.graphql.request(query, {"id": node_id}), mutating=True)
 
 
 def deliver_pr(
@@ -145,55 +197,67 @@ def deliver_pr(
     draft: bool = False,
     fork: str | None = None,
     deleted: Sequence[str] = (),
+    call: Caller = direct_call,
 ) -> PullDelivery:
     """Commit the files (a directory laid out as the repo, or path -> content) on `branch` and open
     or update its PR.
 
     `draft=True` while the real gate has not passed; a later delivery with `draft=False` marks the
     same PR ready. `fork="owner/name"` pushes the branch to a fork (objects are shared in a fork
-    network) and opens the PR from `owner:branch`.
+    network) and opens the PR from `owner:branch`. `call` is the retry/throttle policy
+    (bot.github.GitHubClient.call); the PR create uses it with a marker check, so a create whose
+    response was lost is found instead of repeated.
     """
     owner, name = _split(repo)
     head_repo = fork or repo
-    head_owner, head_name = _split(head_repo)
+    head_owner = _split(head_repo)[0]
     files = _file_contents(files_root)
     rels = sorted(files)
     if not rels and not deleted:
         raise DeliveryError("no files to deliver")
-    base_sha = str(gh.rest.git.get_ref(owner, name, f"heads/{base}").parsed_data.object_.sha)
+    base_ref = call(f"GET ref {base}", lambda: gh.rest.git.get_ref(owner, name, f"heads/{base}")).parsed_data
+    base_sha = str(base_ref.object_.sha)
     sha = create_commit(
-        gh, head_repo, files, base_sha=base_sha, message=message, signoff=signoff, deleted=deleted
+        gh, head_repo, files, base_sha=base_sha, message=message, signoff=signoff, deleted=deleted, call=call
     )
-    point_branch(gh, head_repo, branch, sha)
+    point_branch(gh, head_repo, branch, sha, call=call)
     body = fit(body, COMMENT_LIMIT)
-    existing = find_pull(gh, repo, head_owner, branch)
+    existing = find_pull(gh, repo, head_owner, branch, call=call)
     created = existing is None
     if existing is None:
+        data = {
+            "title": title,
+            "head": branch if fork is None else f"{head_owner}:{branch}",
+            "base": base,
+            "body": body,
+            "draft": draft,
+            "maintainer_can_modify": fork is not None,
+        }
         try:
-            pr = gh.rest.pulls.create(
-                owner,
-                name,
-                data={
-                    "title": title,
-                    "head": branch if fork is None else f"{head_owner}:{branch}",
-                    "base": base,
-                    "body": body,
-                    "draft": draft,
-                    "maintainer_can_modify": fork is not None,
-                },
+            pr = call(
+                f"POST pull {branch}",
+                lambda: gh.rest.pulls.create(owner, name, data=data),
+                mutating=True,
+                marker_check=lambda: _found_pull(gh, repo, head_owner, branch, call),
             ).parsed_data
-        except RequestFailed as exc:  # a concurrent delivery opened it first
-            if _status(exc) != 422 or (existing := find_pull(gh, repo, head_owner, branch)) is None:
+        except REQUEST_ERRORS as exc:  # a concurrent delivery opened it first
+            if (
+                _status(exc) != 422
+                or (existing := find_pull(gh, repo, head_owner, branch, call=call)) is None
+            ):
                 raise
             created = False
     if existing is not None:
-        pr = gh.rest.pulls.update(
-            owner, name, existing.number, data={"title": title, "body": body}
+        number = existing.number
+        pr = call(
+            f"PATCH pull {number}",
+            lambda: gh.rest.pulls.update(owner, name, number, data={"title": title, "body": body}),
+            mutating=True,
         ).parsed_data
-        if bool(pr.draft) != draft:
-            set_draft(gh, pr.node_id, draft)
-            pr = gh.rest.pulls.get(owner, name, pr.number).parsed_data
-    del head_name
+    if bool(pr.draft) != draft:
+        set_draft(gh, pr.node_id, draft, call=call)
+        number = pr.number
+        pr = call(f"GET pull {number}", lambda: gh.rest.pulls.get(owner, name, number)).parsed_data
     return PullDelivery(
         number=int(pr.number),
         url=str(pr.html_url),
@@ -204,6 +268,16 @@ def deliver_pr(
         created=created,
         files=tuple(sorted([*rels, *deleted])),
     )
+
+
+def _found_pull(gh: Any, repo: str, head_owner: str, branch: str, call: Caller) -> Any | None:
+    """For the create's marker check: the PR a lost create made, as a response-like object."""
+    owner, name = _split(repo)
+    pr = find_pull(gh, repo, head_owner, branch, call=call)
+    if pr is None:
+        return None
+    number = pr.number
+    return call(f"GET pull {number}", lambda: gh.rest.pulls.get(owner, name, number))
 
 
 def _file_contents(source: Path | Mapping[str, str | bytes]) -> dict[str, bytes]:
@@ -295,27 +369,64 @@ def _payload(spec: CheckRunSpec, external_id: str) -> dict[str, Any]:
 
 
 def publish_check_runs(
-    gh: Any, repo: str, head_sha: str, specs: Iterable[CheckRunSpec], *, external_id: str
+    gh: Any,
+    repo: str,
+    head_sha: str,
+    specs: Iterable[CheckRunSpec],
+    *,
+    external_id: str,
+    call: Caller = direct_call,
 ) -> dict[str, int]:
     """Make the head commit's check runs match `specs` (update ours by name, create the missing)."""
     owner, name = _split(repo)
-    existing: dict[str, int] = {}
-    listed = gh.rest.checks.list_for_ref(owner, name, head_sha, per_page=100).parsed_data
-    for run in listed.check_runs:
-        if run.external_id == external_id and run.name not in existing:
-            existing[run.name] = int(run.id)
+
+    def ours() -> dict[str, int]:
+        listed = call(
+            f"GET check-runs {head_sha[:12]}",
+            lambda: gh.rest.checks.list_for_ref(owner, name, head_sha, per_page=100),
+        ).parsed_data
+        found: dict[str, int] = {}
+        for run in listed.check_runs:
+            if run.external_id == external_id and run.name not in found:
+                found[run.name] = int(run.id)
+        return found
+
+    existing = ours()
     out: dict[str, int] = {}
     for spec in specs:
         data = _payload(spec, external_id)
         if spec.name in existing:
             run_id = existing[spec.name]
-            gh.rest.checks.update(owner, name, run_id, data=data)
-        else:
-            run_id = int(
-                gh.rest.checks.create(owner, name, data={**data, "head_sha": head_sha}).parsed_data.id
+            call(
+                f"PATCH check-run {spec.name}",
+                partial(gh.rest.checks.update, owner, name, run_id, data=data),
+                mutating=True,
             )
+        else:
+            created = call(
+                f"POST check-run {spec.name}",
+                partial(gh.rest.checks.create, owner, name, data={**data, "head_sha": head_sha}),
+                mutating=True,
+                marker_check=partial(_found_run, gh, owner, name, head_sha, spec.name, external_id),
+            )
+            run_id = int(created.parsed_data.id)
         out[spec.name] = run_id
     return out
+
+
+def _found_run(gh: Any, owner: str, name: str, head_sha: str, run_name: str, external_id: str) -> Any | None:
+    listed = gh.rest.checks.list_for_ref(owner, name, head_sha, check_name=run_name, per_page=100)
+    for run in listed.parsed_data.check_runs:
+        if run.external_id == external_id:
+            return _Parsed(run)
+    return None
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """Response-shaped wrapper for an object found by a marker check."""
+
+    parsed_data: Any
 
 
 # ------------------------------------------------------------------------------ control-plane entry
@@ -384,6 +495,8 @@ def deliver(
     public = getattr(settings, "public_url", None)
     logs_url = f"{public.rstrip('/')}/jobs/{job.id}" if public else None
     paths = sorted(files)
+    parent = getattr(github, "parent", None)
+    call: Caller = parent.call if parent is not None and hasattr(parent, "call") else direct_call
     done = deliver_pr(
         gh,
         job.repo,
@@ -396,9 +509,10 @@ def deliver(
         base=base,
         draft=draft,
         fork=fork,
+        call=call,
     )
     runs = publish_check_runs(
-        gh, job.repo, done.sha, gate_check_runs(facts, logs_url=logs_url), external_id=job.id
+        gh, job.repo, done.sha, gate_check_runs(facts, logs_url=logs_url), external_id=job.id, call=call
     )
     return DeliveryOutcome(
         pr_number=done.number,

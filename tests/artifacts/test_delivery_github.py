@@ -284,3 +284,31 @@ def test_control_plane_entry_delivers_a_job_with_the_app_identity(
         deliver(
             job=job, results=results, files={"../x": "y"}, github=github, config=config, settings=app_settings
         )
+
+
+def test_control_plane_delivery_rides_out_5xx_and_rate_limits(
+    github_standin: Any, staged: Any, app_settings: Any
+) -> None:
+    """Through bot.github's retry/throttle policy: transient failures cost retries, not a second PR."""
+    from bot.delivery import deliver
+    from bot.github import GitHubClient
+    from bot.jobs.model import Job
+    from bot.repo_config import RepoConfig
+    from tests.standin.state import bad_gateway, secondary_rate_limit
+
+    _ctx, root, results, base_sha = staged
+    files = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+    job = Job(repo=REPO, installation_id=INSTALLATION, issue=7, options=b.options(MODEL))
+    github = GitHubClient(app_settings).installation(INSTALLATION)
+    github_standin.inject("POST", "/repos/*/git/blobs", bad_gateway())
+    github_standin.inject("POST", "/repos/*/pulls", secondary_rate_limit(1), bad_gateway())
+    github_standin.inject("POST", "/repos/*/check-runs", bad_gateway())
+    outcome = deliver(
+        job=job, results=results, files=files, github=github, config=RepoConfig(), settings=app_settings
+    )
+    assert outcome.created and len(pulls_of(github_standin, REPO)) == 1
+    assert len(github_standin.requests_to("POST", "/repos/octo-org/vllm-ascend/pulls")) == 3  # 2 faults + 1
+    on_head = [r for r in check_runs_of(github_standin, REPO) if r["head_sha"] == outcome.sha]
+    assert len(on_head) == 2
+    commit = github.gh.rest.git.get_commit("octo-org", "vllm-ascend", outcome.sha).parsed_data
+    assert [p.sha for p in commit.parents] == [base_sha]
