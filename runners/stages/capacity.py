@@ -150,8 +150,9 @@ def run(ctx: StageContext) -> StageResult:
             if cand is None:
                 break
             ctx.progress(f"capacity: searching practical max length, trying {cand}")
-            a, _f = _try(ctx, cand, first_seqs, real, measure=False, prof=prof)
-            search.append(record(a, cand, first_seqs, {}, "search"))
+            # every search start that serves is measured too: no extra start for the figures
+            a, f = _try(ctx, cand, first_seqs, real, measure=True, prof=prof)
+            search.append(record(a, cand, first_seqs, f, "search"))
             if a.reason == "cancelled":
                 break
             if a.ok:
@@ -159,9 +160,6 @@ def run(ctx: StageContext) -> StageResult:
             else:
                 failed = cand
         practical = ok_len
-        if practical is not None and not ctx.cancel.is_set():
-            a, f = _try(ctx, practical, first_seqs, real, measure=True, prof=prof)
-            runs.append(record(a, practical, first_seqs, f, "practical"))
     if practical is not None:
         for seqs in seq_levels[1:]:
             if ctx.cancel.is_set():
@@ -189,7 +187,9 @@ def run(ctx: StageContext) -> StageResult:
             f"the model did not start at any length tried (baseline {base}, floor {spec.min_model_len})"
         )
     else:
-        baseline_row = next((r for r in runs if r["max_model_len"] == practical), runs[0])
+        baseline_row = next(
+            r for r in [*runs, *search] if r["max_model_len"] == practical and r["status"] == "served"
+        )
         ok_count = baseline_row.get("success", 0)
         status = "passed" if ok_count == baseline_row.get("requests") else "failed"
         reason = None if status == "passed" else "requests-failed"
