@@ -133,10 +133,21 @@ def has_weights(model_dir: Path) -> bool:
 
 
 def model_facts(ctx: StageContext) -> dict[str, Any]:
-    """The analysis result when stored; otherwise the config-only fallback."""
+    """The stored analysis result; else the analysis run here (headers only, sub-second); else the
+    config-only fallback (a checkpoint the analysis refuses still gets a gate verdict)."""
     prev = ctx.previous.get("analyze")
     if prev is not None and prev.data.get("features"):
         return dict(prev.data)
+    try:
+        from runners.analysis import analyze
+
+        data = analyze(
+            ctx.model_path, vllm_root=ctx.vllm_root, vllm_ascend_root=ctx.vllm_ascend_root
+        ).model_dump(mode="json")
+        data["source"] = "analysis (run by the stage)"
+        return data
+    except Exception:  # noqa: S110 - any analysis failure: fall back to config.json
+        pass
     try:
         config = json.loads((ctx.model_path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
