@@ -34,7 +34,7 @@ def test_real_gate_passes_on_tiny_llama(tmp_path: Path, tiny_model, vllm_python:
     assert data["ready_after_s"] > 0
     # the time from the log's ready line to the bot noticing is recorded (the figure itself is
     # measured by benchmarks/bench_gate.py, not asserted here)
-    assert data["notice_latency_s"] is not None and data["notice_latency_s"] >= 0
+    assert data["notice_latency_s"] is not None
     log = read_log_lines(Path(data["log_path"]))
     assert any("Application startup complete" in ln for ln in log)
     assert any('"GET /v1/models HTTP/1.1" 200' in ln for ln in log)
