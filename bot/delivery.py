@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from githubkit.exception import RequestFailed
 
 from bot.github import GitHubError
-from runners.artifacts.builders import CHECK_RUN_TEXT_LIMIT, COMMENT_LIMIT, check_run_output, fit
+from runners.artifacts.builders import CHECK_RUN_TEXT_LIMIT, COMMENT_LIMIT, Delivery, check_run_output, fit
 from runners.artifacts.facts import JobFacts
 from runners.delivery_local import DeliveryError, collect_files, with_signoff
 
@@ -442,6 +442,18 @@ class DeliveryOutcome:
     created: bool
     files: tuple[str, ...]
     check_runs: dict[str, int]
+    logs_url: str | None = None
+
+    def as_delivery(self) -> Delivery:
+        """What the final comment and the report cite (runners.artifacts.render_final_comment)."""
+        return Delivery(
+            commit_sha=self.sha,
+            branch=self.branch,
+            changed_files=self.files,
+            pr_url=self.pr_url,
+            draft=self.draft,
+            logs_url=self.logs_url,
+        )
 
 
 _IDENTITY_CACHE: dict[int, str] = {}
@@ -523,4 +535,5 @@ def deliver(
         created=done.created,
         files=done.files,
         check_runs=runs,
+        logs_url=logs_url,
     )

@@ -247,6 +247,10 @@ def test_control_plane_entry_delivers_a_job_with_the_app_identity(
         job=job, results=results, files=files, github=github, config=config, settings=app_settings
     )
     assert outcome.draft and outcome.created and outcome.branch == "adapt/foo-7b-7"
+    from runners.artifacts import render_final_comment
+
+    comment = render_final_comment(job.options, results, outcome.as_delivery(), job_id=job.id)
+    assert outcome.pr_url in comment and outcome.sha in comment and "draft until" in comment
     bot = github_standin.bot_user
     commit = github.gh.rest.git.get_commit("octo-org", "vllm-ascend", outcome.sha).parsed_data
     assert commit.message.rstrip().endswith(
