@@ -604,7 +604,14 @@ def _mapping(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def _analysis(d: Mapping[str, Any]) -> AnalysisFacts:
+def _suggested_tp(value: Any, hardware: str) -> int | None:
+    """The analysis gives `{a2: n, a3: n, ...}` (null = does not fit one node); older shapes an int."""
+    if isinstance(value, Mapping):
+        return _as_int(value.get(hardware))
+    return _as_int(value)
+
+
+def _analysis(d: Mapping[str, Any], hardware: str = "a2") -> AnalysisFacts:
     moe = d.get("moe") if isinstance(d.get("moe"), Mapping) else None
     quant = d.get("quantization") if isinstance(d.get("quantization"), Mapping) else None
     support = d.get("support")
@@ -622,7 +629,7 @@ def _analysis(d: Mapping[str, Any]) -> AnalysisFacts:
         max_position_embeddings=_as_int(d.get("max_position_embeddings")),
         parameter_bytes=_as_int(d.get("parameter_bytes")),
         remote_code=bool(d.get("remote_code")),
-        suggested_tp=_as_int(d.get("suggested_tp")),
+        suggested_tp=_suggested_tp(d.get("suggested_tp"), hardware),
         support=str(support) if support else None,
         problems=tuple(
             str(p.get("message") or p.get("text") or p) if isinstance(p, Mapping) else str(p)
@@ -647,7 +654,7 @@ def collect(
         options=options,
         names=model_names(options),
         hardware=HARDWARE_LABELS.get(options.hardware, options.hardware),
-        analysis=_analysis(analysis_data),
+        analysis=_analysis(analysis_data, options.hardware),
         gates=tuple(_gate(s, results.get(s)) for s in GATE_STAGES),
         features=_features(results.get("features"), analysis_data),
         capacity=_capacity(results.get("capacity"), analysis_data),
