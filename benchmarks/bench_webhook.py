@@ -163,73 +163,70 @@ def measure(port: int, kind: str, n: int, concurrency: int) -> dict[str, float]:
 
 
 # -- label -> first status comment -------------------------------------------------------------------
-def label_latency(env: dict[str, str], tmp: Path, samples: int) -> list[float]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+class GitHubSide:
+    """The GitHub stand-in with an App key and one installed repository."""
 
+    def __init__(self, tmp: Path) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        from tests.standin.server import StandinServer
+        from tests.standin.state import StandinState
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        pub = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        (tmp / "app.pem").write_bytes(pem)
+        self.state = StandinState(app_id=4242, public_key_pem=pub.decode())
+        self.server = StandinServer(self.state).start()
+        self.repo = "octo-org/vllm-ascend"
+        self.state.add_repo(self.repo, 77, collaborators={"maintainer": "write"})
+        self.env = {
+            "ADAPT_BOT_APP_ID": "4242",
+            "ADAPT_BOT_PRIVATE_KEY": str(tmp / "app.pem"),
+            "ADAPT_BOT_GITHUB_API_URL": self.server.url,
+            "ADAPT_BOT_DEFAULT_PROFILE": "cpu",
+            "ADAPT_BOT_DEFAULT_POOL": "cpu",
+        }
+
+
+def label_latency(port: int, side: GitHubSide, samples: int) -> list[float]:
     from tests.standin.payloads import issues_labeled
-    from tests.standin.server import StandinServer, send_webhook
-    from tests.standin.state import StandinState
+    from tests.standin.server import send_webhook
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    pub = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    (tmp / "app.pem").write_bytes(pem)
-    state = StandinState(app_id=4242, public_key_pem=pub.decode())
-    standin = StandinServer(state).start()
-    repo = "octo-org/vllm-ascend"
-    state.add_repo(repo, 77, collaborators={"maintainer": "write"})
-    port = free_port()
-    senv = {
-        **env,
-        "ADAPT_BOT_APP_ID": "4242",
-        "ADAPT_BOT_PRIVATE_KEY": str(tmp / "app.pem"),
-        "ADAPT_BOT_GITHUB_API_URL": standin.url,
-        "ADAPT_BOT_DEFAULT_PROFILE": "cpu",
-        "ADAPT_BOT_DEFAULT_POOL": "cpu",
-    }
-    serve = start(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--no-runner",
-            "--log-level",
-            "warning",
-        ],
-        senv,
-        tmp / "serve-label.log",
-    )
+    state, repo = side.state, side.repo
     out: list[float] = []
-    try:
-        wait_http(port, "/healthz")
-        time.sleep(3)  # the control worker starts beside the web process
-        for i in range(samples + 1):
-            n = state.add_issue(repo, f"model {i}", f"model: org/model-{i}")["number"]
-            t0 = time.time()
-            send_webhook(f"http://127.0.0.1:{port}/webhook", "issues", issues_labeled(state, repo, n), SECRET)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                posts = state.requests_to("POST", f"/repos/{repo}/issues/{n}/comments")
-                if posts and posts[0].status == 201:
-                    if i:  # the first sample pays for the token exchange and connection set-up
-                        out.append(posts[0].at - t0)
-                    break
-                time.sleep(0.005)
-            else:
-                raise RuntimeError(f"no status comment for issue {n}; see {tmp / 'serve-label.log'}")
-            time.sleep(1.1)  # labels seconds apart: mutating requests are spaced >= 1 s (secondary limits)
-    finally:
-        stop(serve)
-        standin.stop()
+    for i in range(samples + 1):
+        n = state.add_issue(repo, f"model {i}", f"model: org/model-{i}")["number"]
+        t0 = time.time()
+        send_webhook(f"http://127.0.0.1:{port}/webhook", "issues", issues_labeled(state, repo, n), SECRET)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            posts = state.requests_to("POST", f"/repos/{repo}/issues/{n}/comments")
+            if posts and posts[0].status == 201:
+                if i:  # the first sample pays for the token exchange and connection set-up
+                    out.append(posts[0].at - t0)
+                break
+            time.sleep(0.005)
+        else:
+            raise RuntimeError(f"no status comment for issue {n}")
+        time.sleep(1.1)  # labels seconds apart: mutating requests are spaced >= 1 s (secondary limits)
     return out
+
+
+def wait_idle(r: Any, timeout: float = 300) -> None:
+    """Let the control worker finish the previous phase's intents (they share the 2 cores)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not r.zcard("adapt:outbox") and not r.zcard("adapt:outbox:claimed") and not r.llen("control"):
+            time.sleep(1.0)
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the control worker did not catch up")
 
 
 def main() -> int:
@@ -247,30 +244,21 @@ def main() -> int:
         )
         return 0
 
+    import redis
+
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
         print("redis-server not found (apt-get install redis-server)", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     rport, sport, bport = free_port(), free_port(), free_port()
+    redis_argv = [redis_bin, "--port", str(rport), "--bind", "127.0.0.1", "--dir", str(tmp)]
     redis_proc = start(
-        [
-            redis_bin,
-            "--port",
-            str(rport),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(tmp),
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-        ],
-        dict(os.environ),
-        tmp / "redis.log",
+        [*redis_argv, "--appendonly", "yes", "--save", ""], dict(os.environ), tmp / "redis.log"
     )
+    side = GitHubSide(tmp)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPT_BOT_")}
+    env.update(side.env)
     env.update(
         {
             "ADAPT_BOT_WEBHOOK_SECRET": SECRET,
@@ -279,46 +267,35 @@ def main() -> int:
             "ADAPT_BOT_WORK_ROOT": str(tmp / "work"),
         }
     )
-    serve = start(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "serve",
-            "--port",
-            str(sport),
-            "--no-worker",
-            "--log-level",
-            "warning",
-        ],
-        env,
-        tmp / "serve.log",
-    )
+    # The deployed shape on one machine: the web process and its control worker (which publishes the
+    # intent outbox and applies the intents against the GitHub stand-in); no runner.
+    serve_argv = [sys.executable, "-m", "bot.cli", "serve", "--port", str(sport), "--no-runner"]
+    serve = start([*serve_argv, "--log-level", "warning"], env, tmp / "serve.log")
     bare = start([sys.executable, __file__, "--bare-server", str(bport)], env, tmp / "bare.log")
+    r = redis.Redis(port=rport)
     try:
         wait_http(sport, "/healthz")
         wait_http(bport)
+        time.sleep(3)  # the control worker starts beside the web process
         rows = []
         for kind in ("ignored", "command"):
             b = measure(bport, kind, args.requests, args.concurrency)
+            wait_idle(r)
             s = measure(sport, kind, args.requests, args.concurrency)
             rows.append((kind, s, b))
+        wait_idle(r)
+        lat = label_latency(sport, side, args.label_samples)
     finally:
         stop(serve)
         stop(bare)
-    import redis
-
-    redis.Redis(port=rport).flushdb()  # the intents queued by the load test are not this test's
-    try:
-        lat = label_latency(env, tmp, args.label_samples)
-    finally:
+        side.server.stop()
         stop(redis_proc)
     print(f"webhook intake, {args.requests} requests, {args.concurrency} connections, 1 uvicorn process each")
     print(f"{'payload':<9} {'':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for kind, s, b in rows:
-        print(f"{kind:<9} {'adapt-bot':<12} {s['rps']:>8.0f} {s['p50']:>8.2f} {s['p99']:>8.2f}")
-        print(f"{'':<9} {'bare FastAPI':<12} {b['rps']:>8.0f} {b['p50']:>8.2f} {b['p99']:>8.2f}")
-        print(f"{'':<9} {'ratio':<12} {s['rps'] / b['rps']:>8.0%}")
+    for kind, srow, brow in rows:
+        print(f"{kind:<9} {'adapt-bot':<12} {srow['rps']:>8.0f} {srow['p50']:>8.2f} {srow['p99']:>8.2f}")
+        print(f"{'':<9} {'bare FastAPI':<12} {brow['rps']:>8.0f} {brow['p50']:>8.2f} {brow['p99']:>8.2f}")
+        print(f"{'':<9} {'ratio':<12} {srow['rps'] / brow['rps']:>8.0%}")
     lat_ms = sorted(x * 1000 for x in lat)
     print(
         f"issues.labeled -> first status comment at the stand-in: p50 {statistics.median(lat_ms):.0f} ms, "

@@ -20,7 +20,11 @@ from bot.redis_conn import async_client, client
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, queue: Queue | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, queue: Queue | None = None, *, publish_outbox: bool = True
+) -> FastAPI:
+    """The web app. `publish_outbox=False` when a control worker publishes the intent outbox
+    (`adapt-bot serve` arranges that), which keeps Celery's publishing cost off the web process."""
     settings = settings or get_settings()
     r = client(settings)
     if queue is None:
@@ -28,17 +32,19 @@ def create_app(settings: Settings | None = None, queue: Queue | None = None) -> 
 
         queue = CeleryQueue(make_celery(settings), settings)
     outbox = Outbox(r, queue)
-    intake = Intake(settings, async_client(settings), outbox.wake)
+    intake = Intake(settings, async_client(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        outbox.start()
+        if publish_outbox:
+            outbox.start()
         flusher = asyncio.create_task(intake.flush_forever(1.0))
         try:
             yield
         finally:
             flusher.cancel()
-            await asyncio.to_thread(outbox.stop)
+            if publish_outbox:
+                await asyncio.to_thread(outbox.stop)
             with contextlib.suppress(Exception):
                 await intake.flush()
 

@@ -52,6 +52,30 @@ def celery_argv(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _publish_outbox_while_running() -> None:
+    """The control worker also publishes the intent outbox (see bot.api.outbox), off the web path."""
+    from celery import signals
+
+    from bot.api.outbox import Outbox
+    from bot.celery_app import CeleryQueue, get_celery
+    from bot.config import get_settings
+    from bot.redis_conn import client
+
+    state: dict[str, Outbox] = {}
+
+    @signals.worker_ready.connect(weak=False)
+    def _start(**_kw: object) -> None:
+        settings = get_settings()
+        box = Outbox(client(settings), CeleryQueue(get_celery(), settings))
+        box.start()
+        state["box"] = box
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _stop(**_kw: object) -> None:
+        if "box" in state:
+            state.pop("box").stop()
+
+
 def main(args: argparse.Namespace) -> int:
     import logging
 
@@ -59,5 +83,7 @@ def main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = make_celery()
+    if args.control:
+        _publish_outbox_while_running()
     app.worker_main(celery_argv(args))
     return 0

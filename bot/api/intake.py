@@ -18,7 +18,6 @@ import logging
 import re
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,7 @@ import redis
 import redis.asyncio
 
 from bot import repo_config
-from bot.api.outbox import OUTBOX
+from bot.api.outbox import OUTBOX, WAKE
 from bot.behaviours import ROUTER
 from bot.config import Settings
 from bot.events import EventContext
@@ -40,7 +39,7 @@ _EVENT_NAME = re.compile(r"^[a-z_]{1,50}$")
 # One round trip per delivery that asks for something: dedupe the delivery GUID, then each
 # intent's semantic key; a new intent is stored and its id added to the outbox (published to Celery
 # by bot.api.outbox). Atomic, so concurrent copies of one event cannot both pass.
-# KEYS: delivery key, outbox, then (semantic key, intent key) per intent.
+# KEYS: delivery key, outbox, outbox wake list, then (semantic key, intent key) per intent.
 # ARGV: dedupe ttl, intent ttl, then (semantic ttl, intent json, intent id) per intent.
 # Returns -1 for a duplicate delivery, else a list of 1/0 (new/duplicate) per intent.
 _ACCEPT_LUA = """
@@ -49,14 +48,20 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
 end
 local t = redis.call('TIME')
 local fresh = {}
-for i = 1, (#KEYS - 2) / 2 do
-  if redis.call('SET', KEYS[1 + 2 * i], KEYS[1], 'NX', 'EX', ARGV[3 * i]) then
-    redis.call('SET', KEYS[2 + 2 * i], ARGV[3 * i + 1], 'EX', ARGV[2])
+local any = false
+for i = 1, (#KEYS - 3) / 2 do
+  if redis.call('SET', KEYS[2 + 2 * i], KEYS[1], 'NX', 'EX', ARGV[3 * i]) then
+    redis.call('SET', KEYS[3 + 2 * i], ARGV[3 * i + 1], 'EX', ARGV[2])
     redis.call('ZADD', KEYS[2], t[1], ARGV[3 * i + 2])
     fresh[i] = 1
+    any = true
   else
     fresh[i] = 0
   end
+end
+if any then
+  redis.call('LPUSH', KEYS[3], '1')
+  redis.call('LTRIM', KEYS[3], 0, 99)
 end
 return fresh
 """
@@ -83,12 +88,9 @@ def metric_event(event: str) -> str:
 class Intake:
     """Runs in the web process's event loop (async Redis); Celery publishing is the outbox's job."""
 
-    def __init__(
-        self, settings: Settings, r: redis.asyncio.Redis, wake_publisher: Callable[[], None]
-    ) -> None:
+    def __init__(self, settings: Settings, r: redis.asyncio.Redis) -> None:
         self.settings = settings
         self.r: Any = r  # decode_responses=True
-        self.wake_publisher = wake_publisher
         self._accept = self.r.register_script(_ACCEPT_LUA)
         self._pending: Counter[str] = Counter()
 
@@ -151,7 +153,7 @@ class Intake:
 
         ttl = self.settings.dedupe_ttl_s
         ids = [uuid.uuid4().hex for _ in outcome.intents]
-        keys = [f"adapt:delivery:{delivery}", OUTBOX]
+        keys = [f"adapt:delivery:{delivery}", OUTBOX, WAKE]
         args: list[Any] = [ttl, INTENT_TTL_S]
         for intent, intent_id in zip(outcome.intents, ids, strict=True):
             keys += [f"adapt:sem:{intent.dedupe_key}", f"adapt:intent:{intent_id}"]
@@ -164,6 +166,5 @@ class Intake:
         if not new:
             self.count(event, "duplicate")
             return Answer(202, {"status": "duplicate", "delivery": delivery})
-        self.wake_publisher()
         self.count(event, "accepted")
         return Answer(202, {"status": "accepted", "intents": new, "duplicates": len(ids) - len(new)})

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX = "adapt:outbox"
 CLAIMED = "adapt:outbox:claimed"
+#: The accept script pushes a token here; publishers block on it (BLPOP) instead of polling.
+WAKE = "adapt:outbox:wake"
 
 _CLAIM_LUA = """
 local t = redis.call('TIME')
@@ -41,18 +43,14 @@ return ids
 
 
 class Outbox:
-    def __init__(self, r: Any, queue: Queue, lease_s: float = 30.0, poll_s: float = 0.5) -> None:
+    def __init__(self, r: Any, queue: Queue, lease_s: float = 30.0, poll_s: float = 1.0) -> None:
         self.r = r  # a sync client: the publisher is a thread
         self.queue = queue
         self.lease_s = lease_s
         self.poll_s = poll_s
         self._claim = r.register_script(_CLAIM_LUA)
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def publish_pending(self, batch: int = 100) -> int:
         """Claim, publish and acknowledge waiting intents; returns how many were sent."""
@@ -73,9 +71,8 @@ class Outbox:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
             try:
+                self.r.blpop([WAKE], timeout=self.poll_s)  # woken by the accept script, or poll
                 self.publish_pending()
             except Exception:  # broker or Redis away: the claims expire and are retried
                 log.warning("outbox publish failed; will retry", exc_info=True)
@@ -88,7 +85,6 @@ class Outbox:
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from bot.api.outbox import CLAIMED, OUTBOX, Outbox
+from bot.api.outbox import CLAIMED, OUTBOX, WAKE, Outbox
 
 
 class Recording:
@@ -45,12 +45,13 @@ def test_publish_failure_keeps_the_rest_and_an_expired_claim_is_sent_again(redis
 def test_publisher_thread_wakes_on_accept(redis_url: str) -> None:
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     q = Recording()
-    box = Outbox(r, q, poll_s=30)
+    box = Outbox(r, q, poll_s=5)
     box.start()
     try:
+        time.sleep(0.2)  # the publisher is blocked on the wake list now
         r.zadd(OUTBOX, {"x": 1})
         t0 = time.monotonic()
-        box.wake()
+        r.lpush(WAKE, "1")  # what the accept script does
         while not q.sent and time.monotonic() - t0 < 5:
             time.sleep(0.005)
         assert q.sent == ["x"] and time.monotonic() - t0 < 1
