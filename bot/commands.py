@@ -75,6 +75,7 @@ class ArgSpec:
     name: str
     help: str
     choices: tuple[str, ...]
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class CommandSpec:
     @property
     def usage(self) -> str:
         parts = [PREFIX, self.name]
-        parts += [f"<{a.name}>" for a in self.args]
+        parts += [f"[<{a.name}>]" if a.optional else f"<{a.name}>" for a in self.args]
         parts += [f"[{o.flag} {o.metavar}]" for o in self.options]
         return " ".join(parts)
 
@@ -147,7 +148,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         summary="list the commands, or explain one",
         help="`/adapt help <command>` shows one command's options.",
         needs_permission=False,
-        args=(ArgSpec("command", "command to explain (optional)", ()),),
+        args=(ArgSpec("command", "command to explain", (), optional=True),),
         examples=("/adapt help", "/adapt help run"),
     ),
 )
