@@ -97,6 +97,16 @@ SIGNATURES: tuple[Signature, ...] = (
         real_weights_only=True,
     ),
     Signature(
+        id="missing-dependency",
+        reason="missing-dependency",
+        patterns=(
+            r"ModuleNotFoundError: No module named '[\w.]+'|ImportError: (?:cannot import name|lib\S+\.so)",
+        ),
+        meaning="the serving environment lacks a Python module or native library this model path imports",
+        next_step="install the missing package in the serving environment (matching its torch build)",
+        ladder="stop",
+    ),
+    Signature(
         id="fp8-unsupported",
         reason="fp8-unsupported",
         patterns=(

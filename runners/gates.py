@@ -295,6 +295,21 @@ def _false_ready(att: Attempt, srv: RunningServer, bad: ChatReply, ready_line: i
         time.sleep(0.1)
     evs, sig, err = server_error_evidence(srv, since_line=ready_line, real_weights=real)
     _sig_fields(att, sig)
+    if bad.status == 200 and srv.alive() and sig is None and err is None:
+        # served fine, said nothing: the model's first token was EOS (random/dummy weights do this)
+        att.reason = "empty-output"
+        att.diagnosis = (
+            f"ready after {srv.ready_after_s:.1f} s and the request answered 200, but the content was empty; "
+            "the server is healthy: the model ended at once (EOS first), or the chat template swallowed it"
+        )
+        att.next_step = (
+            "check the tokenizer's eos_token / chat template; with dummy weights try the real gate"
+        )
+        att.evidence = [
+            Evidence(kind="request", text=json.dumps(bad.request)[:500]),
+            Evidence(kind="response", text=f"HTTP 200: {bad.body_excerpt}"),
+        ]
+        return
     first = err.text.strip() if err else (sig.hit.text.strip() if sig else "no error line in the log")
     engine = "and the engine died" if not srv.alive() else "(the process is still up)"
     att.reason = "false-ready"

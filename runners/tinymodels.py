@@ -45,14 +45,15 @@ CHAT_TEMPLATE = (
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}"
+    "{% elif part['type'] in ['image', 'image_url'] %}{{ '<image>\\n' }}{% endif %}"
     "{% endfor %}{% endif %}"
     "{{ '<|im_end|>\\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-KINDS = ("llama", "llama-dummy", "head16", "unknown-arch", "deepseek-v3-mtp", "qwen3-moe")
+KINDS = ("llama", "llama-dummy", "head16", "unknown-arch", "deepseek-v3-mtp", "qwen3-moe", "llava")
 
 UNKNOWN_ARCH = "AdaptBotUnknownForCausalLM"
 
@@ -66,12 +67,12 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-def save_tokenizer(out: Path) -> int:
+def save_tokenizer(out: Path, extra_specials: tuple[str, ...] = ()) -> int:
     """Train a byte-level BPE offline and save it as a fast tokenizer; returns the vocab size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>", "<pad>"]
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>", "<pad>", *extra_specials]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -267,6 +268,57 @@ def make_deepseek_v3_mtp(out: Path) -> None:
     _write_generation_config(out, cfg)
 
 
+def make_llava(out: Path) -> None:
+    """Tiny LLaVA (CLIP 32x32 / patch 8 -> 16 image tokens, Llama head_dim 32): the multimodal path."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    vocab = save_tokenizer(out, ("<image>",))
+    tok = PreTrainedTokenizerFast.from_pretrained(str(out))
+    image_id = tok.convert_tokens_to_ids("<image>")
+    vision = CLIPVisionConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=64,
+    )
+    text = _llama_config(vocab, 32)
+    cfg = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=image_id,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        image_seq_length=16,
+        tie_word_embeddings=False,
+    )
+    _seed()
+    LlavaForConditionalGeneration(cfg).save_pretrained(str(out), safe_serialization=True)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=True
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        chat_template=CHAT_TEMPLATE,
+        num_additional_image_tokens=1,
+    )
+    processor.save_pretrained(str(out))
+    _write_generation_config(out, text)
+
+
 def make(kind: str, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if kind == "llama":
@@ -281,6 +333,8 @@ def make(kind: str, out: Path) -> None:
         make_qwen3_moe(out)
     elif kind == "deepseek-v3-mtp":
         make_deepseek_v3_mtp(out)
+    elif kind == "llava":
+        make_llava(out)
     else:
         raise SystemExit(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
 

@@ -59,6 +59,15 @@ def test_unknown_architecture_is_not_registered_not_bad_argument() -> None:
     assert err.line == sig.hit.line
 
 
+def test_missing_module_beats_the_validation_wrapper() -> None:
+    lines = lines_of("llava-no-torchvision.log")
+    sig, _err = ev.explain(lines)
+    assert sig is not None and sig.signature.id == "missing-dependency"
+    assert "torchvision" in sig.hit.text
+    assert sig.hit.line == grep_n("llava-no-torchvision.log", "No module named 'torchvision'")
+    assert sig.signature.ladder == "stop"
+
+
 def test_expert_parallel_on_one_cpu_rank_has_negative_evidence_only() -> None:
     lines = lines_of("qwen3-moe-ep-cpu.log")
     assert ev.find_all(lines, [r"Expert parallelism is enabled", r"EP Rank \d+/\d+"]) == []
