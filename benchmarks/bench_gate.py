@@ -107,25 +107,42 @@ def main() -> int:
     plain_walls: list[float] = []
     notice: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
+        env = {k: os.environ[k] for k in prof.serve.inherit_env if k in os.environ}
+        # B reuses the argv of the latest bot run (same flags; only the port differs)
         for i in range(args.pairs):
-            wall_a, result = run_bot(model, Path(tmp) / f"a{i}")
-            data = result["data"]
+            order = ("A", "B") if i % 2 == 0 else ("B", "A")  # ABBA: no first-mover advantage
+            wall_a = wall_b = 0.0
+            data: dict = {}
+            for who in order:
+                if who == "A":
+                    wall_a, result = run_bot(model, Path(tmp) / f"a{i}")
+                    data = result["data"]
+                    argv, served = data["argv"], data["smoke"]["request"]["model"]
+                    if data.get("notice_latency_s") is not None:
+                        notice.append(data["notice_latency_s"])
+                else:
+                    scratch = Path(tmp) / f"b{i}-cache"
+                    scratch.mkdir()
+                    benv = dict(env)
+                    benv.update(
+                        {k: v.replace("{cache_root}", str(scratch)) for k, v in prof.serve.env.items()}
+                    )
+                    if i == 0 and order[0] == "B":
+                        raise SystemExit("internal: the first pair must start with the bot run")
+                    wall_b = run_plain(argv, benv, served)
             bot_walls.append(wall_a)
-            if data.get("notice_latency_s") is not None:
-                notice.append(data["notice_latency_s"])
-            env = {k: os.environ[k] for k in prof.serve.inherit_env if k in os.environ}
-            scratch = Path(tmp) / f"b{i}-cache"
-            scratch.mkdir()
-            env.update({k: v.replace("{cache_root}", str(scratch)) for k, v in prof.serve.env.items()})
-            wall_b = run_plain(data["argv"], env, data["smoke"]["request"]["model"])
             plain_walls.append(wall_b)
             print(
-                f"pair {i + 1}: bot {wall_a:6.2f} s   plain {wall_b:6.2f} s   "
+                f"pair {i + 1} ({''.join(order)}): bot {wall_a:6.2f} s   plain {wall_b:6.2f} s   "
                 f"ratio {wall_a / wall_b:5.3f}   notice {data.get('notice_latency_s')} s",
                 flush=True,
             )
     ma, mb = statistics.median(bot_walls), statistics.median(plain_walls)
-    print(f"median: bot {ma:.2f} s, plain {mb:.2f} s, ratio {ma / mb:.3f} (target <= 1.10)")
+    ratios = [a / b for a, b in zip(bot_walls, plain_walls, strict=True)]
+    print(
+        f"median: bot {ma:.2f} s, plain {mb:.2f} s, ratio of medians {ma / mb:.3f}, "
+        f"median pair ratio {statistics.median(ratios):.3f} (target <= 1.10)"
+    )
     if notice:
         print(
             f"ready line -> bot noticed READY: median {statistics.median(notice):.3f} s, "

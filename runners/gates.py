@@ -157,6 +157,13 @@ def model_facts(ctx: StageContext) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- one attempt
 
+#: Proof of a healthy start, quoted with line numbers when a gate passes.
+HEALTHY_LINES = (
+    r"Resolved architecture: ",
+    r"Application startup complete",
+    r'"GET /v1/models HTTP/1\.1" 200',
+)
+
 
 @dataclass
 class Attempt:
@@ -179,6 +186,8 @@ class Attempt:
     smoke: dict[str, Any] | None = None
     image_smoke: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Log lines that show a healthy start (architecture resolved, ready line), for a pass.
+    healthy: list[Evidence] = field(default_factory=list)
 
     def data(self) -> dict[str, Any]:
         return {
@@ -268,6 +277,11 @@ def attempt(
                 _false_ready(att, srv, bad, ready_line, real)
             else:
                 att.ok = True
+                lines = srv.log_lines()
+                for pattern in HEALTHY_LINES:
+                    hit = ev.find(lines, pattern)
+                    if hit is not None:
+                        att.healthy.append(hit.evidence(str(srv.log_path)))
                 if on_ready is not None:
                     on_ready(srv, att)
     except ServeError as exc:
@@ -469,7 +483,7 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
 
 
 def _pass_evidence(att: Attempt) -> list[Evidence]:
-    out = [Evidence(kind="command", text=att.command)]
+    out = [Evidence(kind="command", text=att.command), *att.healthy]
     if att.smoke:
         out.append(Evidence(kind="request", text=json.dumps(att.smoke["request"])[:500]))
         out.append(Evidence(kind="response", text=f"HTTP {att.smoke['status']}: {att.smoke['content']!r}"))

@@ -23,7 +23,7 @@ from pathlib import Path
 from runners.profile import cache_dir
 
 SCRIPT = Path(__file__).resolve().parent / "tinymodels.py"
-KINDS = ("llama", "llama-dummy", "head16", "unknown-arch", "deepseek-v3-mtp", "qwen3-moe")
+KINDS = ("llama", "llama-dummy", "head16", "unknown-arch", "deepseek-v3-mtp", "qwen3-moe", "llava")
 
 
 class TinyModelError(RuntimeError):

@@ -39,6 +39,8 @@ def test_real_gate_passes_on_tiny_llama(tmp_path: Path, tiny_model, vllm_python:
     assert any("Application startup complete" in ln for ln in log)
     assert any('"GET /v1/models HTTP/1.1" 200' in ln for ln in log)
     assert any(e.kind == "response" and "HTTP 200" in e.text for e in result.evidence)
+    resolved = next(e for e in result.evidence if e.kind == "log" and "Resolved architecture" in e.text)
+    assert resolved.line and "LlamaForCausalLM" in log[resolved.line - 1]
 
 
 def test_dummy_gate_passes_on_config_only_folder(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
