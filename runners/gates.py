@@ -243,6 +243,7 @@ def attempt(
     real = load_format != "dummy"
     t0 = time.monotonic()
     att = Attempt(ok=False, log_name=log_name, log_path=str(ctx.workspace.log_path(log_name)))
+    att.extra["started_at"] = utcnow().isoformat()
     try:
         with served(
             ctx,
@@ -256,6 +257,7 @@ def attempt(
         ) as srv:
             att.argv = srv.argv
             att.command = srv.argv_display()
+            att.extra["devices"] = srv.devices
             att.ready_after_s = srv.ready_after_s
             att.notice_latency_s = srv.notice_latency_s
             ready_line = len(srv.log_lines())
@@ -299,6 +301,7 @@ def attempt(
         elif exc.reason == "timeout":
             att.meaning = exc.diagnosis
     att.duration_s = time.monotonic() - t0
+    att.extra["finished_at"] = utcnow().isoformat()
     return att
 
 

@@ -83,13 +83,14 @@ def test_unknown_architecture_is_not_registered(tmp_path: Path, tiny_model) -> N
     assert any("AdaptBotUnknownForCausalLM" in e.text and e.line for e in result.evidence)
 
 
-def test_mtp_probe_on_tiny_deepseek_v3(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
-    # EP is covered on Qwen3-MoE below; here one start: the MTP probe.
-    ctx = make_ctx(
-        tmp_path,
-        tiny_model("deepseek-v3-mtp"),
-        features=["aclgraph", "flashcomm1", "mtp", "multimodal"],
-    )
+def test_feature_probes_on_tiny_deepseek_v3_in_parallel(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    """MTP with real evidence, EP honestly, and the two probes at once on disjoint leased slots
+    (the cpu pool has two; parallel probes switched on for this test)."""
+    import datetime as dt
+
+    prof = load_profile("cpu").model_copy(deep=True)
+    prof.devices.parallel_probes = True
+    ctx = make_ctx(tmp_path, tiny_model("deepseek-v3-mtp"), prof)
     result = features.run(ctx)
     assert result.status == "passed", result.model_dump_json(indent=2)
     matrix = result.data["features"]
@@ -98,11 +99,20 @@ def test_mtp_probe_on_tiny_deepseek_v3(tmp_path: Path, tiny_model) -> None:  # t
     assert any("DeepSeekMTPModel" in e["text"] or "Loading drafter model" in e["text"] for e in mtp_ev)
     assert all(e["line"] and e["log_path"].endswith("features-mtp.log") for e in mtp_ev)
     assert "--speculative-config" in result.data["probes"]["mtp"]["argv"]
+    assert matrix["expert_parallel"]["status"] == FeatureStatus.UNSUPPORTED.value
     assert matrix["aclgraph"]["status"] == FeatureStatus.NOT_APPLICABLE.value
     assert "no graph capture" in matrix["aclgraph"]["reason"]
     assert matrix["flashcomm1"]["status"] == FeatureStatus.NOT_APPLICABLE.value
-    assert matrix["expert_parallel"]["reason"].startswith("not requested")
     assert matrix["multimodal"]["status"] == FeatureStatus.NOT_APPLICABLE.value
+    # one wave, two servers at the same time, on disjoint slots
+    assert result.data["waves"] == [["expert_parallel", "mtp"]]
+    ep, mtp = result.data["probes"]["expert_parallel"], result.data["probes"]["mtp"]
+    assert set(ep["devices"]).isdisjoint(mtp["devices"])
+    span = {
+        k: (dt.datetime.fromisoformat(v["started_at"]), dt.datetime.fromisoformat(v["finished_at"]))
+        for k, v in (("ep", ep), ("mtp", mtp))
+    }
+    assert span["ep"][0] < span["mtp"][1] and span["mtp"][0] < span["ep"][1]
 
 
 def test_expert_parallel_on_cpu_is_reported_honestly(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
