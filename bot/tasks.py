@@ -47,24 +47,30 @@ def deps() -> Deps:
     )
 
 
-def apply_intent(intent_id: str) -> str:
+def apply_intent(intent_ids: str) -> list[str]:
+    """Apply the intents of one delivery (space-separated ids), in the order they were written:
+    `/adapt cancel` then `/adapt run` in one comment must not run the other way round."""
     d = deps()
-    raw = d.redis.get(intent_key(intent_id))
-    if raw is None:
-        log.warning("intent %s expired or unknown", intent_id)
-        return "missing"
-    intent = Intent.model_validate_json(raw)
-    outcome = intents.apply_intent(intent, d)
-    log.info(
-        "intent %s (%s via %s on %s#%s): %s",
-        intent_id,
-        intent.kind,
-        intent.via,
-        intent.repo,
-        intent.issue,
-        outcome,
-    )
-    return outcome
+    outcomes: list[str] = []
+    for intent_id in intent_ids.split():
+        raw = d.redis.get(intent_key(intent_id))
+        if raw is None:
+            log.warning("intent %s expired or unknown", intent_id)
+            outcomes.append("missing")
+            continue
+        intent = Intent.model_validate_json(raw)
+        outcome = intents.apply_intent(intent, d)
+        log.info(
+            "intent %s (%s via %s on %s#%s): %s",
+            intent_id,
+            intent.kind,
+            intent.via,
+            intent.repo,
+            intent.issue,
+            outcome,
+        )
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _gh(d: Deps, job: Job) -> Any:

@@ -37,8 +37,9 @@ INTENT_TTL_S = 7 * 24 * 3600
 _EVENT_NAME = re.compile(r"^[a-z_]{1,50}$")
 
 # One round trip per delivery that asks for something: dedupe the delivery GUID, then each
-# intent's semantic key; a new intent is stored and its id added to the outbox (published to Celery
-# by bot.api.outbox). Atomic, so concurrent copies of one event cannot both pass.
+# intent's semantic key; new intents are stored and their ids, space-separated and in order, added
+# to the outbox as one entry (published to Celery by bot.api.outbox). Atomic, so concurrent copies
+# of one event cannot both pass.
 # KEYS: delivery key, outbox, outbox wake list, then (semantic key, intent key) per intent.
 # ARGV: dedupe ttl, intent ttl, then (semantic ttl, intent json, intent id) per intent.
 # Returns -1 for a duplicate delivery, else a list of 1/0 (new/duplicate) per intent.
@@ -48,18 +49,19 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
 end
 local t = redis.call('TIME')
 local fresh = {}
-local any = false
+local ids = {}
 for i = 1, (#KEYS - 3) / 2 do
   if redis.call('SET', KEYS[2 + 2 * i], KEYS[1], 'NX', 'EX', ARGV[3 * i]) then
     redis.call('SET', KEYS[3 + 2 * i], ARGV[3 * i + 1], 'EX', ARGV[2])
-    redis.call('ZADD', KEYS[2], t[1], ARGV[3 * i + 2])
+    ids[#ids + 1] = ARGV[3 * i + 2]
     fresh[i] = 1
-    any = true
   else
     fresh[i] = 0
   end
 end
-if any then
+if #ids > 0 then
+  -- one outbox entry per delivery: its intents are applied in the order they were written
+  redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000000 + tonumber(t[2]), table.concat(ids, ' '))
   redis.call('LPUSH', KEYS[3], '1')
   redis.call('LTRIM', KEYS[3], 0, 99)
 end

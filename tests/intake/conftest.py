@@ -98,7 +98,8 @@ def drain(deps: Any) -> Callable[[], list[Any]]:
             name, args, _kwargs = decode_message(raw)
             assert name.startswith("bot.tasks."), name
             assert all(isinstance(a, (str, int)) for a in args), f"message carries more than ids: {args}"
-            outcomes.append(getattr(bot.tasks, name.rsplit(".", 1)[1])(*args))
+            result = getattr(bot.tasks, name.rsplit(".", 1)[1])(*args)
+            outcomes.extend(result if isinstance(result, list) else [result])
         raise AssertionError("control queue did not drain")
 
     return _drain

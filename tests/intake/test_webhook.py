@@ -177,7 +177,7 @@ def test_label_delivery_enqueues_an_intent_id_only(
     assert len(msgs) == 1
     name, args, kwargs = msgs[0]
     assert name == "bot.tasks.apply_intent" and len(args) == 1 and kwargs == {}
-    assert isinstance(args[0], str) and len(args[0]) == 32  # an id, not a payload
+    assert isinstance(args[0], str) and len(args[0]) == 32  # one intent id, not a payload
     stored = json.loads(deps.redis.get(f"adapt:intent:{args[0]}"))
     assert (
         stored["kind"] == "start" and stored["issue"] == issue["number"] and stored["installation_id"] == 77
@@ -247,3 +247,17 @@ def test_health_metrics_and_jobs_api(
     assert httpx.get(bot_server.url + "/api/jobs").json() == {"jobs": []}
     assert httpx.get(bot_server.url + "/api/jobs/nope").status_code == 404
     assert "No jobs yet" in httpx.get(bot_server.url + "/jobs").text
+
+
+def test_commands_of_one_comment_travel_together_in_order(
+    post: Callable[..., Any], github_standin: Any, issue: Any, deps: Any
+) -> None:
+    c = github_standin.add_comment(
+        REPO, issue["number"], "/adapt cancel\n/adapt run --tp 2\n/adapt status", "maintainer"
+    )
+    r = post("issue_comment", payloads.issue_comment(github_standin, REPO, issue["number"], c))
+    assert r.json()["intents"] == ["cancel", "start", "status"]
+    ((name, args, _),) = queued(deps.redis, "control")  # one message for the delivery
+    ids = args[0].split()
+    kinds = [json.loads(deps.redis.get(f"adapt:intent:{i}"))["kind"] for i in ids]
+    assert name == "bot.tasks.apply_intent" and kinds == ["cancel", "start", "status"]
