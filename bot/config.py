@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     max_inline_wait_s: float = 30.0
     #: How many times one write is retried on 5xx / rate limits before the error surfaces.
     write_retries: int = 4
+    #: During a stage, progress lines refresh the status comment at most this often.
+    status_refresh_s: int = 60
     permission_cache_s: int = 60
     repo_config_cache_s: int = 60
 

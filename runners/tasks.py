@@ -130,6 +130,9 @@ def run_stage(job_id: str, stage: str, attempt: int, work_root: str | None = Non
     def progress(line: str) -> None:
         try:
             store.add_progress(job_id, stage, line)
+            # keep the status comment alive during long stages, at most once per interval
+            if store.claim_refresh(job_id, settings.status_refresh_s):
+                _send("bot.tasks.refresh", job_id)
         except Exception:
             log.warning("progress line lost for job %s", job_id)
 

@@ -185,6 +185,10 @@ class JobStore:
     def cancel_set(self, job_id: str) -> bool:
         return bool(self.r.exists(f"{_job_key(job_id)}:cancel"))
 
+    def claim_refresh(self, job_id: str, interval_s: int) -> bool:
+        """True at most once per interval: progress lines refresh the status comment that often."""
+        return bool(self.r.set(f"{_job_key(job_id)}:refresh", "1", nx=True, ex=max(1, interval_s)))
+
     def claim_enqueue(self, job_id: str, stage: str, attempt: int) -> bool:
         """True once per (stage, attempt): a retried control task never sends a stage twice."""
         key = f"{_job_key(job_id)}:enqueued:{stage}:{attempt}"

@@ -41,8 +41,13 @@ def test_stage_runs_stores_its_result_and_reports_by_id(deps: Any, models: Path,
     stored = deps.store.get_result(job.id, "analyze")
     assert stored.status == "passed" and stored.attempt == 1
     assert deps.store.get(job.id).stages["analyze"].status == "running"  # marked started by the runner
+    # progress lines are stored; the first one also refreshes the status comment (at most once
+    # a minute, however many lines follow)
+    assert deps.store.progress(job.id, 50)[0]["stage"] == "analyze"
+    assert not deps.store.claim_refresh(job.id, 60)  # the next line within the minute sends nothing
     assert [m[:2] for m in queued(deps.redis, "control")] == [
         ("bot.tasks.stage_started", [job.id, "analyze", 1]),
+        ("bot.tasks.refresh", [job.id]),
         ("bot.tasks.stage_finished", [job.id, "analyze", 1]),
     ]
     # redelivered after it finished (the report was lost): report again, do not run again
