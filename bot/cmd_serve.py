@@ -49,14 +49,14 @@ def main(args: argparse.Namespace) -> int:
 
     from bot.app import create_app
     from bot.config import get_settings
-    from bot.redis_conn import redis_url, stop_embedded
+    from bot.redis_conn import start_embedded, stop_embedded
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     base = get_settings()
     embedded = base.redis_url is None
-    url = redis_url(base)
+    url = base.redis_url or start_embedded(base)
     settings = base.model_copy(update={"redis_url": url})
     env = {**os.environ, "ADAPT_BOT_REDIS_URL": url}
     children: list[subprocess.Popen[bytes]] = []

@@ -74,8 +74,19 @@ def stop_embedded(timeout_s: float = 10.0) -> None:
 
 
 def redis_url(settings: Settings) -> str:
-    """The Redis URL to use: configured, or the embedded server (started on first use)."""
-    return settings.redis_url or start_embedded(settings)
+    """The configured Redis URL, or the embedded server's if this process started one.
+
+    Only `adapt-bot serve` starts the embedded server (and passes its URL to its workers); any other
+    process without ADAPT_BOT_REDIS_URL is misconfigured, and a private Redis would hide that.
+    """
+    if settings.redis_url:
+        return settings.redis_url
+    if _embedded is not None:
+        return str(_embedded.adapt_url)
+    raise RuntimeError(
+        "ADAPT_BOT_REDIS_URL is not set: point it at the Redis the service uses "
+        "(`adapt-bot serve` without it starts an embedded Redis and passes the URL to its workers)"
+    )
 
 
 @functools.cache
