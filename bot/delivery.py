@@ -456,24 +456,28 @@ class DeliveryOutcome:
         )
 
 
-_IDENTITY_CACHE: dict[int, str] = {}
+_IDENTITY_ATTR = "_adapt_bot_identity"
 
 
 def app_signoff(github: Any) -> str:
-    """The App's bot identity for the DCO trailer, from GET /app and GET /users/<slug>[bot]."""
+    """The App's bot identity for the DCO trailer, from GET /app and GET /users/<slug>[bot].
+
+    Cached on the App client (one per control-plane process), not in a module global: a global
+    outlives the client it was read through (a new GitHub host, a reset stand-in).
+    """
     parent = getattr(github, "parent", None)
-    app_id = getattr(getattr(parent, "settings", None), "app_id", None) or 0
-    if app_id in _IDENTITY_CACHE:
-        return _IDENTITY_CACHE[app_id]
     if parent is None:
         raise DeliveryError(
             "no App client to read the bot identity from; set delivery.signoff in the repo config"
         )
+    cached = getattr(parent, _IDENTITY_ATTR, None)
+    if isinstance(cached, str):
+        return cached
     app_gh = parent._gh  # the JWT-authenticated client (GET /app needs App auth)
     slug = str(app_gh.rest.apps.get_authenticated().parsed_data.slug)
     user = github.gh.rest.users.get_by_username(f"{slug}[bot]").json()  # only the id is needed
     identity = bot_signoff(slug, int(user["id"]))
-    _IDENTITY_CACHE[app_id] = identity
+    setattr(parent, _IDENTITY_ATTR, identity)
     return identity
 
 
