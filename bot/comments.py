@@ -183,3 +183,32 @@ def publish_status(gh: Any, job: Job, body: str) -> int:
         return int(existing["id"])
     created = gh.create_comment(job.repo, job.issue, body, find_existing=find_existing)
     return int(created["id"])
+
+
+def report_marker(job_id: str) -> str:
+    return f"<!-- adapt-bot:report job={job_id} -->"
+
+
+def publish_report(gh: Any, job: Job, body: str) -> int:
+    """Post the job's final report comment once; a redelivered `deliver` edits the same comment.
+
+    Found again by its own marker (distinct from the status marker) AND our App id, so a rerun that
+    delivers again updates the report in place instead of adding a second one.
+    """
+    mark = report_marker(job.id)
+    text = fit(f"{mark}\n{body}")
+
+    def find_existing() -> dict[str, Any] | None:
+        for c in gh.list_comments(job.repo, job.issue):
+            app = c.get("performed_via_github_app") or {}
+            if gh.app_id is not None and app.get("id") == gh.app_id and mark in (c.get("body") or ""):
+                return dict(c)
+        return None
+
+    existing = find_existing()
+    if existing is not None:
+        if existing.get("body") != text:
+            gh.update_comment(job.repo, int(existing["id"]), text)
+        return int(existing["id"])
+    created = gh.create_comment(job.repo, job.issue, text, find_existing=find_existing)
+    return int(created["id"])

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     default_profile: str | None = None
     default_pool: str | None = None
 
+    #: Runner hosts: the target repository checkout the artifacts stage reads (docs layout, nav
+    #: file, CI lists), and the vLLM / vllm-ascend sources for the registry verdict. On the Ascend
+    #: images these are /vllm-workspace/vllm-ascend and /vllm-workspace/vllm.
+    target_repo: Path | None = None
+    vllm_root: Path | None = None
+    vllm_ascend_root: Path | None = None
+
     #: GitHub client behaviour.
     github_timeout_s: float = 10.0
     #: Minimum spacing of mutating GitHub requests across all processes sharing Redis.

@@ -133,31 +133,18 @@ def _final_reaction(gh: Any, job: Job) -> None:
 
 
 def deliver(job_id: str) -> str:
-    """Commit the artifacts and open/update the PR through `bot.delivery.deliver`.
+    """Commit the artifacts, open/update the PR (`bot.delivery.deliver`), post the final report.
 
-    Until bot.delivery exists, the job waits with a clear status line (the artifacts stay stored
-    with the job; `/adapt rerun deliver` delivers them once delivery is connected).
+    Idempotent: a redelivered or rerun `deliver` updates the same branch, PR and report comment.
+    A failure leaves the job `failed:deliver` with the error and `/adapt rerun deliver` as next step.
     """
     d = deps()
     job = d.store.get(job_id)
     if job is None or job.state != "running:deliver":
         return "stale"
     gh = _gh(d, job)
-    try:
-        from bot.delivery import deliver as do_deliver
-    except ImportError:
-        with contextlib.suppress(NoChange):
-            d.store.update(
-                job_id,
-                lambda j: machine.wait(
-                    j,
-                    "All runner stages passed and the artifacts are stored with the job, but delivery "
-                    "(commit + pull request) is not connected in this deployment yet.",
-                    "`/adapt rerun deliver` once delivery is available",
-                ),
-            )
-        intents.refresh_status(d, gh, job_id)
-        return "waiting"
+    from bot.delivery import deliver as do_deliver
+
     loaded = repo_config.load(gh, job.repo, d.settings, d.redis)
     try:
         outcome = do_deliver(
@@ -168,6 +155,7 @@ def deliver(job_id: str) -> str:
             config=loaded.config,
             settings=d.settings,
         )
+        _post_final_report(d, gh, job, outcome)
     except Exception as exc:
         from bot.github import RetryLater
 
@@ -195,6 +183,19 @@ def deliver(job_id: str) -> str:
     intents.refresh_status(d, gh, job_id)
     _final_reaction(gh, job)
     return "succeeded"
+
+
+def _post_final_report(d: Deps, gh: Any, job: Job, outcome: Any) -> None:
+    """The issue's final comment: feature matrix, dummy-vs-real matrix, the report in <details>,
+    links to the PR and the logs. Edited in place on a rerun (its own marker)."""
+    from runners.artifacts import render_final_comment
+
+    results = d.store.results(job.id)
+    options = job.options.model_copy(update={"issue": job.issue})
+    body = render_final_comment(
+        options, results, outcome.as_delivery(), job_id=job.id, limit=comments.MAX_BODY - 100
+    )
+    comments.publish_report(gh, job, body)
 
 
 def status_body(job_id: str) -> str | None:

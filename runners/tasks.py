@@ -137,7 +137,16 @@ def run_stage(job_id: str, stage: str, attempt: int, work_root: str | None = Non
             log.warning("progress line lost for job %s", job_id)
 
     result = execute_stage(
-        job_id, stage, job.options, attempt=attempt, cancel=cancel, progress=progress, work_root=root
+        job_id,
+        stage,
+        job.options,
+        attempt=attempt,
+        cancel=cancel,
+        progress=progress,
+        work_root=root,
+        target_repo=settings.target_repo,
+        vllm_root=settings.vllm_root,
+        vllm_ascend_root=settings.vllm_ascend_root,
     )
     if cancel.timed_out and not result.ok:
         result.reason = "timeout"

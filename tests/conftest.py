@@ -20,6 +20,7 @@ import pytest
 
 pytest_plugins = [
     "tests.plugins.standin",
+    "tests.plugins.service",
     "tests.plugins.models",
     "tests.plugins.target_repo",
 ]

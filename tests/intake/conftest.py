@@ -1,60 +1,16 @@
-"""Intake fixtures: the bot's web app on a real uvicorn server, its dependencies aimed at the
-stand-in and the test Redis, and `drain`, which takes the real Celery messages off the `control`
-queue in Redis and runs the task bodies directly (tests that need a worker process start one)."""
+"""Intake fixtures: `drain`, which takes the real Celery messages off the `control` queue in Redis
+and runs the task bodies directly (tests that need a worker process start one). The web app,
+its dependencies and `post` are shared fixtures in tests/plugins/service.py."""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from tests.plugins.standin import WEBHOOK_SECRET
-from tests.standin.server import ThreadedServer, send_webhook
-
-
-@pytest.fixture
-def deps(app_settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    import bot.tasks
-    from bot.celery_app import CeleryQueue, make_celery
-    from bot.github import GitHubClient
-    from bot.intents import Deps
-    from bot.jobs.store import JobStore
-    from bot.redis_conn import client
-
-    r = client(app_settings)
-    d = Deps(
-        settings=app_settings,
-        redis=r,
-        store=JobStore(r),
-        github=GitHubClient(app_settings, r),
-        queue=CeleryQueue(make_celery(app_settings), app_settings),
-    )
-    monkeypatch.setattr(bot.tasks, "deps", lambda: d)
-    monkeypatch.setattr("runners.tasks.get_settings", lambda: app_settings)
-    return d
-
-
-@pytest.fixture
-def bot_server(app_settings: Any, deps: Any) -> Iterator[ThreadedServer]:
-    from bot.app import create_app
-
-    server = ThreadedServer(create_app(app_settings, queue=deps.queue), "adapt-bot-web").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def post(bot_server: ThreadedServer) -> Callable[..., Any]:
-    def _post(
-        event: str, payload: Any, delivery: str | None = None, secret: str | None = WEBHOOK_SECRET, **kw: Any
-    ) -> Any:
-        return send_webhook(bot_server.url + "/webhook", event, payload, secret, delivery, **kw)
-
-    return _post
 
 
 def decode_message(raw: str) -> tuple[str, list[Any], dict[str, Any]]:

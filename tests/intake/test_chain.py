@@ -8,10 +8,6 @@ are covered by the end-to-end tests); the job is cancelled right after it, or fa
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,10 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.plugins.service import Worker, wait_for
 from tests.plugins.standin import REPO
 from tests.standin import payloads
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_checkpoint(root: Path, name: str, config: bool = True) -> Path:
@@ -52,40 +47,6 @@ def make_checkpoint(root: Path, name: str, config: bool = True) -> Path:
     return d
 
 
-class Worker:
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._fh = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "worker", *argv],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=self._fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            if b" ready." in self.log.read_bytes():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"worker not ready:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._fh.close()
-
-
 @pytest.fixture
 def chain_env(app_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     Path(app_env["ADAPT_BOT_MODELS_ROOT"]).mkdir(parents=True, exist_ok=True)
@@ -105,19 +66,6 @@ def workers(chain_env: dict[str, str], tmp_path: Path, bot_server: Any) -> Itera
     finally:
         for w in started:
             w.stop()
-
-
-def wait_for(
-    what: str, fn: Callable[[], Any], timeout: float = 90, workers: list[Worker] | None = None
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    logs = "\n".join(w.log.read_text()[-2500:] for w in workers or [])
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
 
 
 def status_comments(gh: Any, n: int) -> list[dict[str, Any]]:
