@@ -23,6 +23,7 @@ from pathlib import Path
 from runners.profile import cache_dir
 
 SCRIPT = Path(__file__).resolve().parent / "tinymodels.py"
+MARKER = ".adapt-bot-tiny"
 KINDS = ("llama", "llama-dummy", "head16", "unknown-arch", "deepseek-v3-mtp", "qwen3-moe", "llava")
 
 
@@ -72,8 +73,17 @@ def make_tiny_model(
         return target
     out_dir = Path(out_dir)
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        # only ever replace a copy we made: never delete a user's directory
+        if (out_dir / MARKER).is_file():
+            shutil.rmtree(out_dir)
+        elif any(out_dir.iterdir()):
+            raise TinyModelError(
+                f"{out_dir} exists and is not a tiny model made by adapt-bot; choose another dir"
+            )
+        else:
+            out_dir.rmdir()
     shutil.copytree(target, out_dir)
+    (out_dir / MARKER).write_text(f"{kind} {script_hash()}\n", encoding="utf-8")
     return out_dir
 
 
