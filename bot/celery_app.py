@@ -29,6 +29,7 @@ CONTROL_TASKS: dict[str, str] = {
     "bot.tasks.stage_finished": "bot.tasks:stage_finished",
     "bot.tasks.deliver": "bot.tasks:deliver",
     "bot.tasks.refresh": "bot.tasks:refresh",
+    "bot.tasks.watch": "bot.tasks:watch",
 }
 RUNNER_TASKS: dict[str, str] = {"runners.tasks.run_stage": "runners.tasks:run_stage"}
 

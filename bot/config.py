@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     #: How long delivery GUIDs and semantic keys are remembered for dedupe.
     dedupe_ttl_s: int = 3 * 24 * 3600
 
+    #: Runner liveness: a running stage refreshes a heartbeat with this TTL; the control plane
+    #: checks every `watch_interval_s` and re-sends a stage whose runner died (SIGKILL, OOM, host
+    #: loss) instead of waiting for the broker's visibility timeout (hours for long stages).
+    heartbeat_ttl_s: int = 30
+    watch_interval_s: int = 30
+
     #: Stage attempts cap (a task that kills its worker is redelivered at most this many times).
     max_stage_attempts: int = 3
     stage_timeouts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))

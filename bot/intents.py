@@ -98,7 +98,14 @@ def enqueue_stage(deps: Deps, job: Job) -> None:
     if stage == "deliver":
         deps.queue.control("bot.tasks.deliver", job.id)
     else:
-        deps.queue.run_stage(job, stage, attempt)
+        send_runner_stage(deps, job, stage, attempt)
+
+
+def send_runner_stage(deps: Deps, job: Job, stage: str, attempt: int) -> None:
+    """Send a runner stage and start watching it (bot.tasks.watch re-sends it if its runner dies)."""
+    deps.store.mark_pending(job.id, stage, attempt, deps.settings.visibility_timeout_s)
+    deps.queue.run_stage(job, stage, attempt)
+    deps.queue.control("bot.tasks.watch", job.id, stage, attempt, countdown=deps.settings.watch_interval_s)
 
 
 def _reply(gh: InstallationClient, intent: Intent, kind: str, **ctx: Any) -> None:

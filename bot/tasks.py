@@ -122,6 +122,32 @@ def stage_finished(job_id: str, stage: str, attempt: int) -> str:
     return job.state
 
 
+def watch(job_id: str, stage: str, attempt: int) -> str:
+    """Re-send a runner stage whose runner died; otherwise look again in `watch_interval_s`.
+
+    A runner that is SIGKILLed (or whose host dies) never acks its message, and the broker would
+    only redeliver it after the visibility timeout, which must exceed the longest stage. The runner
+    keeps a heartbeat while it works; no heartbeat, no queued message and no stored result means
+    the stage is lost: send it again (same attempt; `runners.tasks` caps redeliveries). A late
+    redelivery of the old message finds the claim taken or the job moved on and does nothing.
+    """
+    d = deps()
+    job = d.store.get(job_id)
+    if job is None or job.state != f"running:{stage}" or job.attempts.get(stage) != attempt:
+        return "done"
+    interval = d.settings.watch_interval_s
+    if d.store.run_alive(job_id, stage, attempt):
+        d.queue.control("bot.tasks.watch", job_id, stage, attempt, countdown=interval)
+        return "alive"
+    stored = d.store.get_result(job_id, stage)
+    if stored is not None and stored.attempt == attempt:  # finished; its report went missing
+        return stage_finished(job_id, stage, attempt)
+    log.warning("job %s: runner of %s attempt %d is gone; sending the stage again", job_id, stage, attempt)
+    d.store.add_progress(job_id, stage, "runner lost (no heartbeat); stage sent again")
+    intents.send_runner_stage(d, job, stage, attempt)
+    return "resent"
+
+
 def _final_reaction(gh: Any, job: Job) -> None:
     if job.trigger_comment_id is None:
         return

@@ -10,8 +10,13 @@ Celery soft/hard limits as a backstop.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from bot.config import get_settings
 from bot.jobs import machine
@@ -85,8 +90,6 @@ def _hydrate(ws: Workspace, stored: dict[str, StageResult], stage: str) -> None:
 
 
 def run_stage(job_id: str, stage: str, attempt: int, work_root: str | None = None) -> str:
-    from runners.pipeline import execute_stage
-
     settings = get_settings()
     store = JobStore(client(settings))
     job = store.get(job_id)
@@ -101,6 +104,52 @@ def run_stage(job_id: str, stage: str, attempt: int, work_root: str | None = Non
         _report(job_id, stage, attempt)
         return "reported"
 
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not store.claim_run(job_id, stage, attempt, owner, settings.heartbeat_ttl_s):
+        log.info("job %s: %s attempt %d is held by a live runner; dropping this copy", job_id, stage, attempt)
+        return "duplicate"
+    with Heartbeat(store, job_id, stage, attempt, owner, settings.heartbeat_ttl_s):
+        return _run_claimed(store, settings, job, stage, attempt, work_root)
+
+
+class Heartbeat:
+    """Refresh the stage claim while the stage runs (a thread: stages block in subprocess waits)."""
+
+    def __init__(
+        self, store: JobStore, job_id: str, stage: str, attempt: int, owner: str, ttl_s: int
+    ) -> None:
+        self.args = (job_id, stage, attempt, owner)
+        self.store = store
+        self.ttl_s = ttl_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="adapt-heartbeat", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(max(1.0, self.ttl_s / 4)):
+            try:
+                self.store.heartbeat(*self.args, self.ttl_s)
+            except Exception:  # Redis restarting: the TTL leaves room for a few misses
+                log.warning("heartbeat for job %s not refreshed", self.args[0])
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        try:
+            self.store.release_run(*self.args)
+        except Exception:
+            log.warning("claim of job %s not released; it expires with its TTL", self.args[0])
+
+
+def _run_claimed(
+    store: JobStore, settings: Any, job: Any, stage: str, attempt: int, work_root: str | None
+) -> str:
+    from runners.pipeline import execute_stage
+
+    job_id = job.id
     deliveries = store.count_delivery(job_id, stage, attempt)
     if deliveries > settings.max_stage_attempts:
         result = StageResult(

@@ -194,6 +194,37 @@ class JobStore:
         key = f"{_job_key(job_id)}:enqueued:{stage}:{attempt}"
         return bool(self.r.set(key, "1", nx=True, ex=30 * 24 * 3600))
 
+    # -- runner liveness (see bot.tasks.watch) -------------------------------------------------
+    def _run_key(self, job_id: str, stage: str, attempt: int, kind: str) -> str:
+        return f"{_job_key(job_id)}:{kind}:{stage}:{attempt}"
+
+    def mark_pending(self, job_id: str, stage: str, attempt: int, ttl_s: int) -> None:
+        """The stage message is on its way to a runner (queued, not yet claimed)."""
+        self.r.set(self._run_key(job_id, stage, attempt, "pending"), "1", ex=ttl_s)
+
+    def claim_run(self, job_id: str, stage: str, attempt: int, owner: str, ttl_s: int) -> bool:
+        """One runner at a time per (stage, attempt); the claim lives while its heartbeat does."""
+        got = bool(self.r.set(self._run_key(job_id, stage, attempt, "hb"), owner, nx=True, ex=ttl_s))
+        if got:
+            self.r.delete(self._run_key(job_id, stage, attempt, "pending"))
+        return got
+
+    _IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call("
+    _REFRESH = _IF_OWNER + "'expire', KEYS[1], ARGV[2]) end return 0"
+    _RELEASE = _IF_OWNER + "'del', KEYS[1]) end return 0"
+
+    def heartbeat(self, job_id: str, stage: str, attempt: int, owner: str, ttl_s: int) -> bool:
+        key = self._run_key(job_id, stage, attempt, "hb")
+        return bool(self.r.eval(self._REFRESH, 1, key, owner, ttl_s))
+
+    def release_run(self, job_id: str, stage: str, attempt: int, owner: str) -> None:
+        self.r.eval(self._RELEASE, 1, self._run_key(job_id, stage, attempt, "hb"), owner)
+
+    def run_alive(self, job_id: str, stage: str, attempt: int) -> bool:
+        """A runner holds the stage (live heartbeat) or the message is still queued for one."""
+        keys = [self._run_key(job_id, stage, attempt, k) for k in ("hb", "pending")]
+        return bool(self.r.exists(*keys))
+
     def count_delivery(self, job_id: str, stage: str, attempt: int) -> int:
         """How many times a runner received this (stage, attempt) message: caps redelivery loops."""
         return int(self.r.hincrby(f"{_job_key(job_id)}:deliveries", f"{stage}:{attempt}", 1))

@@ -34,15 +34,24 @@ def settle(r: Any, timeout: float = 10) -> None:
 
 
 def queued(r: Any, queue: str) -> list[tuple[str, list[Any], dict[str, Any]]]:
-    """Messages waiting on a Celery queue in Redis, oldest first (without consuming them)."""
+    """Messages due on a Celery queue in Redis, oldest first (without consuming them).
+
+    Delayed messages (with an `eta`: the runner watchdog's next look) are left out."""
     settle(r)
-    return [decode_message(raw) for raw in reversed(r.lrange(queue, 0, -1))]
+    raws = reversed(r.lrange(queue, 0, -1))
+    return [decode_message(raw) for raw in raws if not json.loads(raw)["headers"].get("eta")]
 
 
 @pytest.fixture
 def drain(deps: Any) -> Callable[[], list[Any]]:
-    """Run every message on the control queue (and those they enqueue) through the task bodies."""
+    """Run every message on the control queue (and those they enqueue) through the task bodies.
+
+    Delayed messages (an `eta`, i.e. sent with a countdown — the runner watchdog) are not due yet:
+    they are collected in `drain.later` instead of being run.
+    """
     import bot.tasks
+
+    later: list[tuple[str, list[Any]]] = []
 
     def _drain(limit: int = 100) -> list[Any]:
         outcomes = []
@@ -53,9 +62,13 @@ def drain(deps: Any) -> Callable[[], list[Any]]:
                 return outcomes
             name, args, _kwargs = decode_message(raw)
             assert name.startswith("bot.tasks."), name
+            if json.loads(raw)["headers"].get("eta"):
+                later.append((name, args))
+                continue
             assert all(isinstance(a, (str, int)) for a in args), f"message carries more than ids: {args}"
             result = getattr(bot.tasks, name.rsplit(".", 1)[1])(*args)
             outcomes.extend(result if isinstance(result, list) else [result])
         raise AssertionError("control queue did not drain")
 
+    _drain.later = later  # type: ignore[attr-defined]
     return _drain
