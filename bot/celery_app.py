@@ -30,6 +30,7 @@ CONTROL_TASKS: dict[str, str] = {
     "bot.tasks.deliver": "bot.tasks:deliver",
     "bot.tasks.refresh": "bot.tasks:refresh",
     "bot.tasks.watch": "bot.tasks:watch",
+    "bot.tasks.reconcile": "bot.tasks:reconcile",
 }
 RUNNER_TASKS: dict[str, str] = {"runners.tasks.run_stage": "runners.tasks:run_stage"}
 

@@ -3,12 +3,22 @@
 One per runner host: `adapt-bot worker --pool a2-8`. The control plane: `adapt-bot worker --control`.
 Runner workers take one stage at a time (prefork, concurrency 1, prefetch 1); the control worker
 uses threads (its tasks wait on GitHub, not on CPU).
+
+The Celery worker runs in a child process that is restarted when it dies (kombu's Redis transport
+can end a worker with an "Unrecoverable error" when the broker restarts under it); SIGTERM/SIGINT
+are passed on and stop it for good. A control worker re-arms the watch of every running job when
+it starts (`bot.tasks.reconcile`), so messages it held when it died cannot stall a job.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 
 HELP = "run a Celery worker: --pool POOL for a runner host, --control for the control plane"
 
@@ -23,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--loglevel", default="info")
     parser.add_argument("--name", default=None, help="worker node name (default: <queues>@<host>)")
+    parser.add_argument(
+        "--no-supervise", action="store_true", help="run Celery in this process; do not restart it"
+    )
 
 
 def celery_argv(args: argparse.Namespace) -> list[str]:
@@ -76,7 +89,7 @@ def _publish_outbox_while_running() -> None:
             state.pop("box").stop()
 
 
-def main(args: argparse.Namespace) -> int:
+def _run_celery(args: argparse.Namespace) -> int:
     import logging
 
     from bot.celery_app import make_celery
@@ -85,5 +98,76 @@ def main(args: argparse.Namespace) -> int:
     app = make_celery()
     if args.control:
         _publish_outbox_while_running()
+        _reconcile_when_ready(app)
     app.worker_main(celery_argv(args))
     return 0
+
+
+def _reconcile_when_ready(app: object) -> None:
+    from celery import signals
+
+    @signals.worker_ready.connect(weak=False)
+    def _go(**_kw: object) -> None:
+        from bot.celery_app import CONTROL_QUEUE
+
+        app.send_task("bot.tasks.reconcile", queue=CONTROL_QUEUE)  # type: ignore[attr-defined]
+
+
+#: Restart policy of the supervised Celery worker.
+MAX_RESTARTS = 10
+RESTART_WINDOW_S = 600.0
+
+
+def supervise(argv: list[str], sleep: Callable[[float], None] = time.sleep) -> int:
+    """Run `argv` as a child; restart it when it exits abnormally, with backoff, until stopped.
+
+    Gives up (returning the child's code) after MAX_RESTARTS abnormal exits within
+    RESTART_WINDOW_S, so a worker that cannot start does not spin forever.
+    """
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    crashes: list[float] = []
+    while True:
+        child = subprocess.Popen(argv)
+        code = child.wait()
+        if stopping or code == 0:
+            return code
+        now = time.monotonic()
+        crashes = [t for t in crashes if now - t < RESTART_WINDOW_S] + [now]
+        if len(crashes) > MAX_RESTARTS:
+            print(f"adapt-bot worker: Celery worker died {len(crashes)} times; giving up", file=sys.stderr)
+            return code
+        delay = min(30.0, 2.0 ** (len(crashes) - 1))
+        print(
+            f"adapt-bot worker: Celery worker exited with {code}; restarting in {delay:.0f} s",
+            file=sys.stderr,
+        )
+        sleep(delay)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.no_supervise:
+        return _run_celery(args)
+    celery_argv(args)  # validate before starting anything
+    return supervise([sys.executable, "-m", "bot.cli", "worker", *child_args(args)])
+
+
+def child_args(args: argparse.Namespace) -> list[str]:
+    """The same worker options for the supervised child, which runs Celery itself."""
+    out = [a for pool in args.pool for a in ("--pool", pool)]
+    if args.control:
+        out.append("--control")
+    if args.concurrency is not None:
+        out += ["--concurrency", str(args.concurrency)]
+    if args.name:
+        out += ["--name", args.name]
+    return [*out, "--loglevel", args.loglevel, "--no-supervise"]

@@ -148,6 +148,26 @@ def watch(job_id: str, stage: str, attempt: int) -> str:
     return "resent"
 
 
+def reconcile() -> list[str]:
+    """Re-arm every running job after a control-plane (re)start: the delayed `watch` messages and
+    the deliveries a dead control worker held are not lost with it. Idempotent: a watch of a job
+    that has moved on does nothing, and delivery updates the same branch and PR."""
+    d = deps()
+    armed: list[str] = []
+    for job in d.store.recent(1000):
+        stage = job.stage
+        if job.phase != "running" or stage is None:
+            continue
+        if stage == "deliver":
+            d.queue.control("bot.tasks.deliver", job.id)
+        else:
+            d.queue.control("bot.tasks.watch", job.id, stage, job.attempts.get(stage, 1))
+        armed.append(f"{job.id}:{stage}")
+    if armed:
+        log.info("reconcile: re-armed %s", ", ".join(armed))
+    return armed
+
+
 def _final_reaction(gh: Any, job: Job) -> None:
     if job.trigger_comment_id is None:
         return
