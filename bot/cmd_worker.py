@@ -99,8 +99,54 @@ def _run_celery(args: argparse.Namespace) -> int:
     if args.control:
         _publish_outbox_while_running()
         _reconcile_when_ready(app)
+        _exit_on_broker_restart()
     app.worker_main(celery_argv(args))
     return 0
+
+
+#: Exit code of a control worker that saw its broker restart (the supervisor starts a new one).
+BROKER_RESTARTED = 75
+
+
+def _exit_on_broker_restart(poll_s: float = 2.0) -> None:
+    """Control worker: when Redis restarts (its run_id changes), exit so the supervisor starts a
+    fresh worker that reconciles every running job.
+
+    kombu's Redis transport can neither restore the messages it held nor always recover its own
+    consumer after the server restarts under it (it logs "Unrecoverable error" and may hang in
+    shutdown). A fresh process plus `reconcile` re-arms everything the old one held; control tasks
+    are idempotent, so a message that is also redelivered later changes nothing.
+    """
+    import logging
+    import os
+    import threading
+
+    from bot.config import get_settings
+    from bot.redis_conn import client
+
+    log = logging.getLogger("bot.cmd_worker")
+
+    def run_id(r: object) -> str | None:
+        try:
+            return str(r.info("server")["run_id"])  # type: ignore[attr-defined]
+        except Exception:
+            return None
+
+    def loop() -> None:
+        r = client(get_settings())
+        first = None
+        while first is None:
+            first = run_id(r)
+            time.sleep(poll_s)
+        while True:
+            time.sleep(poll_s)
+            now = run_id(r)
+            if now is not None and now != first:
+                log.warning("Redis restarted (run_id changed); restarting this control worker")
+                logging.shutdown()
+                os._exit(BROKER_RESTARTED)
+
+    threading.Thread(target=loop, name="adapt-broker-watch", daemon=True).start()
 
 
 def _reconcile_when_ready(app: object) -> None:
