@@ -47,6 +47,7 @@ from typing import IO, Any
 
 import httpx
 
+from runners import accounting
 from runners import evidence as ev
 from runners.context import StageContext
 from runners.contracts import Evidence
@@ -648,17 +649,20 @@ def served(
             raise ServeError("cancelled" if exc.reason == "cancelled" else "lease-timeout", str(exc)) from exc
         devices = lease.devices
     try:
-        with _serve_on(
-            ctx,
-            prof,
-            load_format=load_format,
-            extra_args=extra_args,
-            extra_env=extra_env,
-            log_name=log_name,
-            devices=list(devices),
-            overrides=overrides or {},
-            ready_timeout_s=ready_timeout_s,
-        ) as server:
+        with (
+            accounting.timed(ctx.workspace.logs, f"vllm-serve:{log_name}"),
+            _serve_on(
+                ctx,
+                prof,
+                load_format=load_format,
+                extra_args=extra_args,
+                extra_env=extra_env,
+                log_name=log_name,
+                devices=list(devices),
+                overrides=overrides or {},
+                ready_timeout_s=ready_timeout_s,
+            ) as server,
+        ):
             yield server
     finally:
         if lease is not None:

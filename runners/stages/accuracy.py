@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from runners import accounting
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
 
@@ -299,7 +300,7 @@ def run_cancellable(
     argv: list[str], *, env: Mapping[str, str], cwd: Path, log_path: Path, timeout_s: float, cancel: Any
 ) -> tuple[int | None, str]:
     """Run in its own process group; poll the cancel flag every second; kill the group on exit."""
-    with log_path.open("ab") as log:
+    with log_path.open("ab") as log, accounting.timed(log_path.parent, "lm_eval"):
         proc = subprocess.Popen(
             argv, cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
