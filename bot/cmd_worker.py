@@ -165,9 +165,9 @@ RESTART_WINDOW_S = 600.0
 
 
 def supervise(argv: list[str], sleep: Callable[[float], None] = time.sleep) -> int:
-    """Run `argv` as a child; restart it when it exits abnormally, with backoff, until stopped.
+    """Run `argv` as a child; restart it whenever it exits without being asked to, with backoff.
 
-    Gives up (returning the child's code) after MAX_RESTARTS abnormal exits within
+    Gives up (returning the child's code) after MAX_RESTARTS unrequested exits within
     RESTART_WINDOW_S, so a worker that cannot start does not spin forever.
     """
     stopping = False
@@ -185,8 +185,10 @@ def supervise(argv: list[str], sleep: Callable[[float], None] = time.sleep) -> i
     while True:
         child = subprocess.Popen(argv)
         code = child.wait()
-        if stopping or code == 0:
+        if stopping:
             return code
+        # A worker never ends by itself: even a clean exit without a stop signal (Celery returns 0
+        # after an "Unrecoverable error") means it must be started again.
         now = time.monotonic()
         crashes = [t for t in crashes if now - t < RESTART_WINDOW_S] + [now]
         if len(crashes) > MAX_RESTARTS:

@@ -32,11 +32,16 @@ def flaky_child(tmp_path: Path, crashes: int) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def test_crashed_child_is_restarted_until_it_exits_cleanly(tmp_path: Path) -> None:
+def test_a_child_that_ends_by_itself_is_restarted_with_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crashes (exit 3) and an unrequested clean exit (Celery exits 0 after an "Unrecoverable
+    error") both get a new worker; the cap ends it."""
+    monkeypatch.setattr(cmd_worker, "MAX_RESTARTS", 3)
     delays: list[float] = []
     assert cmd_worker.supervise(flaky_child(tmp_path, 2), sleep=delays.append) == 0
-    assert (tmp_path / "runs").read_text() == "3"
-    assert delays == [1.0, 2.0]  # backoff between restarts
+    assert (tmp_path / "runs").read_text() == "4"  # 2 crashes + 2 clean exits, then given up
+    assert delays == [1.0, 2.0, 4.0]  # backoff between restarts
 
 
 def test_a_child_that_keeps_dying_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
