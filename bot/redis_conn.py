@@ -89,9 +89,32 @@ def redis_url(settings: Settings) -> str:
     )
 
 
+#: Pooled connections go stale when Redis restarts (append-only, nothing lost): retry a command on
+#: a fresh connection instead of failing the request or task that happened to pick a stale one.
+RETRIES = 5
+
+
+def _retry_options(asynchronous: bool) -> dict[str, Any]:
+    from redis.backoff import ExponentialBackoff
+
+    if asynchronous:
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        retry: Any = AsyncRetry(ExponentialBackoff(cap=2.0, base=0.1), RETRIES)
+    else:
+        from redis.retry import Retry
+
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), RETRIES)
+    return {
+        "retry": retry,
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError, ConnectionResetError],
+        "health_check_interval": 30,
+    }
+
+
 @functools.cache
 def _client_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    return redis.Redis.from_url(url, decode_responses=True, **_retry_options(False))
 
 
 def client(settings: Settings) -> redis.Redis:
@@ -103,4 +126,4 @@ def async_client(settings: Settings) -> redis.asyncio.Redis:
     """An asyncio client for the web process's event loop (connections open lazily in that loop)."""
     import redis.asyncio
 
-    return redis.asyncio.Redis.from_url(redis_url(settings), decode_responses=True, health_check_interval=30)
+    return redis.asyncio.Redis.from_url(redis_url(settings), decode_responses=True, **_retry_options(True))
