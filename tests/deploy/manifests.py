@@ -182,7 +182,9 @@ def example_env_file(compose_path: str) -> Path:
 
 # --------------------------------------------------------------------------- what the bot reads
 
-_ENV_READ = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](ADAPT_BOT_[A-Z0-9_]+)["']""")
+_ENV_READ = re.compile(
+    r"""(?:environ\.get\(|environ\[|getenv\(|\benv\.get\()\s*["'](ADAPT_BOT_[A-Z0-9_]+)["']"""
+)
 _SHELL_READ = re.compile(r"\$\{(ADAPT_BOT_[A-Z0-9_]+)")
 
 
