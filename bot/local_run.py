@@ -144,7 +144,7 @@ def _write_outputs(cfg: LocalRunConfig, ws: Workspace, outcome: LocalRunOutcome)
         "state": outcome.state,
         "options": cfg.options.model_dump(mode="json"),
         "stages": {s: r.model_dump(mode="json") for s, r in results.items()},
-        "feature_matrix": (features.data.get("matrix") if features else None),
+        "feature_matrix": (features.data.get("features") if features else None),
         "commit": outcome.commit,
         "timings": {
             "total_s": round(outcome.total_s, 3),

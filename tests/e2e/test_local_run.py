@@ -1,0 +1,80 @@
+"""The README's main job, locally: `adapt-bot run` on a tiny Llama with real weights against a
+vllm-ascend-shaped checkout, through the real console script, with a real `vllm serve` and lm-eval.
+No GitHub, no external Redis."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runners.contracts import FEATURES, FeatureStatus
+from runners.pipeline import PIPELINE
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_adapt_bot_run_end_to_end(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
+    from runners.sample_repo import make_sample_repo
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model("llama"), models / "tiny-llama")
+    repo = make_sample_repo(tmp_path / "vllm-ascend", "mkdocs")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    head_branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run", "adapt-bot/tiny-llama", "--repo", str(repo),
+         "--models-root", str(models), "--out", str(out), "--issue", "7"],
+        capture_output=True, text=True, timeout=1100,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # progress: every stage announced with its position and elapsed time, then its outcome
+    for i, stage in enumerate((*PIPELINE, "deliver"), start=1):
+        assert f"[{i}/{len(PIPELINE) + 1}] {stage}" in proc.stderr
+    assert "succeeded in" in proc.stderr
+
+    result = json.loads((out / "result.json").read_text())
+    assert result["state"] == "succeeded"
+    assert set(result["stages"]) == set(PIPELINE)
+    assert all(r["status"] == "passed" for r in result["stages"].values())
+    matrix = result["feature_matrix"]
+    assert set(matrix) == set(FEATURES)
+    assert {m["status"] for m in matrix.values()} <= {s.value for s in FeatureStatus}
+    assert all(m["reason"] and m["evidence"] for m in matrix.values())  # every status has its evidence
+    assert result["timings"]["total_s"] >= sum(result["timings"]["by_stage_s"].values()) - 1
+    logs = [Path(p) for p in result["logs"]]
+    assert any(p.name == "real-gate.log" for p in logs) and all(p.is_file() for p in logs)
+
+    # one signed-off commit on adapt/<slug>-<issue>, on top of the base; the checkout is untouched
+    commit = result["commit"]
+    assert commit["branch"] == "adapt/tiny-llama-7"
+    assert git(repo, "rev-list", "--count", f"{base}..{commit['branch']}").strip() == "1"
+    assert git(repo, "rev-parse", f"{commit['branch']}^").strip() == base
+    message = git(repo, "log", "-1", "--format=%B", commit["branch"])
+    assert "Signed-off-by: adapt-bot <adapt-bot@users.noreply.github.com>" in message
+    changed = set(git(repo, "diff", "--name-only", base, commit["branch"]).split())
+    assert changed == {
+        "tests/e2e/models/configs/tiny-llama.yaml",
+        "docs/source/tutorials/models/tiny-llama.md",
+        "mkdocs.yml",
+    }
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == head_branch
+    assert git(repo, "status", "--porcelain") == ""
+
+    report = (out / "report.zh.md").read_text()
+    for section in ("模型架构概述", "特性状态矩阵", "dummy 与真实权重验证矩阵", "回退阶梯证据", "提交哈希"):
+        assert section in report
+    assert commit["sha"] in report
+    runbook = (out / "runbook.zh.md").read_text()
+    assert "--enforce-eager" in runbook and "TORCHDYNAMO_DISABLE=1" in runbook
