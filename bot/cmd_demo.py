@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bot.local_run import LocalRunConfig, run_local
+    from bot.local_run import LocalRunConfig, print_outcome, run_local
     from runners.contracts import JobOptions
     from runners.profile import default_cpu_vllm_python
     from runners.sample_repo import make_sample_repo
@@ -54,13 +54,4 @@ def main(args: argparse.Namespace) -> int:
             models_root=models,
         )
     )
-    print(f"\n{outcome.state} in {outcome.total_s:.1f} s", file=sys.stderr)
-    for stage, seconds in outcome.timings.items():
-        print(f"  {stage:<11} {seconds:7.1f} s", file=sys.stderr)
-    if outcome.commit:
-        print(
-            f"commit {outcome.commit['sha']} on branch {outcome.commit['branch']} in {repo}", file=sys.stderr
-        )
-    for path in outcome.files.values():
-        print(f"wrote {path}", file=sys.stderr)
-    return 0 if outcome.ok else 1
+    return print_outcome(outcome, repo)

@@ -62,7 +62,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bot.local_run import DEFAULT_SIGNOFF, LocalRunConfig, run_local
+    from bot.local_run import DEFAULT_SIGNOFF, LocalRunConfig, print_outcome, run_local
 
     try:
         options = options_from_args(args)
@@ -84,11 +84,4 @@ def main(args: argparse.Namespace) -> int:
         stop_after=args.stop_after,
     )
     outcome = run_local(cfg)
-    print(f"\n{outcome.state} in {outcome.total_s:.1f} s", file=sys.stderr)
-    for stage, seconds in outcome.timings.items():
-        print(f"  {stage:<11} {seconds:7.1f} s", file=sys.stderr)
-    if outcome.commit:
-        print(f"commit {outcome.commit['sha']} on {outcome.commit['branch']} in {cfg.repo}", file=sys.stderr)
-    for path in outcome.files.values():
-        print(f"wrote {path}", file=sys.stderr)
-    return 0 if outcome.ok else 1
+    return print_outcome(outcome, cfg.repo)

@@ -9,6 +9,7 @@ result.json in the output directory.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,7 @@ def run_local(cfg: LocalRunConfig, progress: StageProgress | None = None) -> Loc
     job_id = f"local-{model_slug(cfg.options)}"
     cancel = LocalCancel()
     stages = PIPELINE if cfg.stop_after is None else PIPELINE[: PIPELINE.index(cfg.stop_after) + 1]
-    progress = progress or StageProgress(total=len(stages) + 1)
+    progress = progress or StageProgress(total=len(stages) + (cfg.stop_after is None))
     results: dict[str, StageResult] = {}
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -111,6 +112,20 @@ def run_local(cfg: LocalRunConfig, progress: StageProgress | None = None) -> Loc
     outcome = LocalRunOutcome(state=state, results=results, timings=timings, total_s=total, commit=commit)
     outcome.files = _write_outputs(cfg, ws, outcome)
     return outcome
+
+
+def print_outcome(outcome: LocalRunOutcome, repo: Path) -> int:
+    """The closing summary of `adapt-bot run` / `demo` on stderr; returns the exit code."""
+    print(f"\n{outcome.state} in {outcome.total_s:.1f} s", file=sys.stderr)
+    for stage, seconds in outcome.timings.items():
+        print(f"  {stage:<11} {seconds:7.1f} s", file=sys.stderr)
+    if outcome.commit:
+        print(
+            f"commit {outcome.commit['sha']} on branch {outcome.commit['branch']} in {repo}", file=sys.stderr
+        )
+    for path in outcome.files.values():
+        print(f"wrote {path}", file=sys.stderr)
+    return 0 if outcome.ok else 1
 
 
 def _deliver(cfg: LocalRunConfig, ws: Workspace) -> dict[str, Any]:

@@ -95,9 +95,6 @@ class Workers:
         w.wait_ready()
         return w
 
-    def logs(self) -> list[Worker]:
-        return self.all
-
     def stop_all(self) -> None:
         for w in self.all:
             w.stop()
@@ -128,14 +125,6 @@ def pids_with(fragment: str) -> list[int]:
     return found
 
 
-def children_of(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    try:
-        return [int(p) for p in path.read_text().split()]
-    except OSError:
-        return []
-
-
 def wait_gone(fragment: str, timeout: float) -> float:
     """Seconds until no process matches `fragment`; fails after `timeout`."""
     t0 = time.monotonic()
@@ -146,4 +135,4 @@ def wait_gone(fragment: str, timeout: float) -> float:
     return time.monotonic() - t0
 
 
-__all__ = ["MODEL_NAME", "Site", "Workers", "children_of", "pids_with", "wait_for", "wait_gone"]
+__all__ = ["MODEL_NAME", "Site", "Workers", "pids_with", "wait_for", "wait_gone"]
