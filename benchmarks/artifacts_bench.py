@@ -27,7 +27,7 @@ from runners.artifacts.facts import collect  # noqa: E402
 from runners.artifacts.target import detect  # noqa: E402
 from runners.contracts import Evidence, JobOptions, StageResult  # noqa: E402
 from runners.delivery_local import commit_local  # noqa: E402
-from runners.sample_repo import make_sample_repo  # noqa: E402
+from runners.demo.sample_repo import make_sample_repo  # noqa: E402
 
 REAL = ROOT / "tests" / "artifacts" / "data" / "real-run"
 SIGNOFF = "adapt-bot[bot] <1+adapt-bot[bot]@users.noreply.github.com>"

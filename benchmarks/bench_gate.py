@@ -28,9 +28,9 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from runners.demo.tiny import make_tiny_model  # noqa: E402
 from runners.profile import load_profile  # noqa: E402
 from runners.serve import group_members, pick_port  # noqa: E402
-from runners.tiny import make_tiny_model  # noqa: E402
 
 
 def run_bot(model: Path, work: Path) -> tuple[float, dict]:

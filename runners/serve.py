@@ -48,9 +48,9 @@ from typing import IO, Any
 import httpx
 
 from runners import accounting
-from runners import evidence as ev
 from runners.context import StageContext
 from runners.contracts import Evidence
+from runners.gates import evidence as ev
 from runners.lease import Lease, LeaseError, acquire
 from runners.profile import Profile, ProfileError, cache_dir, fill
 

@@ -24,7 +24,7 @@ FEATURE_TITLES = {
     "multimodal": "Multimodal",
 }
 GATE_STAGES = ("dummy-gate", "real-gate")
-#: what each fallback-ladder rung changes (runners.ladder names); env changes are added from the record
+#: what each fallback-ladder rung changes (runners.gates.ladder names); env changes are added from the record
 RUNG_FLAGS = {
     "reproduce": "",
     "enforce-eager": "--enforce-eager",

@@ -16,7 +16,7 @@ from typing import Any
 
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, StageStatus, utcnow
-from runners.gates import Attempt, attempt, has_weights, model_facts
+from runners.gates.gate import Attempt, attempt, has_weights, model_facts
 from runners.profile import CapacitySpec, Profile
 from runners.serve import RunningServer, stream_completion
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runners import evidence as ev
 from runners.context import StageContext
 from runners.contracts import FEATURES, Evidence, FeatureResult, FeatureStatus, StageResult, utcnow
-from runners.gates import Attempt, attempt, has_weights, model_facts
+from runners.gates import evidence as ev
+from runners.gates.gate import Attempt, attempt, has_weights, model_facts
 from runners.lease import Lease, LeaseError, acquire, plan_parallel
 from runners.profile import FeatureSpec, FeatureSwitch, Profile
 from runners.serve import RunningServer, per_job_devices, read_log_lines

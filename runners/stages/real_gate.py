@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from runners.context import StageContext
 from runners.contracts import StageResult
-from runners.gates import run_gate
+from runners.gates.gate import run_gate
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -285,7 +285,7 @@ def default_pools(env: dict[str, str | None]) -> set[str]:
 
 def consumed_queues(argvs: list[list[str]]) -> set[str]:
     """Queues the `adapt-bot worker ...` command lines among argvs consume (as the real CLI builds them)."""
-    from bot.cmd_worker import celery_argv
+    from bot.cli.worker import celery_argv
 
     queues: set[str] = set()
     for argv in argvs:

@@ -52,7 +52,7 @@ def site(
     tiny_model: Callable[[str], Path],
     tmp_path: Path,
 ) -> Site:
-    from runners.sample_repo import make_sample_repo
+    from runners.demo.sample_repo import make_sample_repo
     from tests.standin.git_api import seed_commit
 
     models_root = tmp_path / "models"

@@ -24,7 +24,7 @@ def git(repo: Path, *args: str) -> str:
 
 
 def test_adapt_bot_run_end_to_end(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
-    from runners.sample_repo import make_sample_repo
+    from runners.demo.sample_repo import make_sample_repo
 
     models = tmp_path / "models"
     shutil.copytree(tiny_model("llama"), models / "tiny-llama")

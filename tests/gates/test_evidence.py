@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runners import evidence as ev
+from runners.gates import evidence as ev
 from runners.serve import read_log_lines
 
 LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "vllm-logs"

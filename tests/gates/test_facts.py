@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 
 from runners.contracts import FeatureResult, FeatureStatus
-from runners.gates import Attempt, facts_from_config, has_weights, weight_names_of
+from runners.gates.gate import Attempt, facts_from_config, has_weights, weight_names_of
 from runners.profile import CapacitySpec, load_profile
 from runners.stages.capacity import baseline_len, next_search_len
 from runners.stages.features import Probe, decide_static, judge

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runners.ladder import LadderState, Rung, RungRecord, Stop, cumulative, next_step
+from runners.gates.ladder import LadderState, Rung, RungRecord, Stop, cumulative, next_step
 
 RUNGS = ["reproduce", "enforce-eager", "torchdynamo-disable", "text-only"]
 EAGER = ["--enforce-eager"]

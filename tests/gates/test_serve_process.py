@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from runners.context import LocalCancel
-from runners.gates import run_gate
+from runners.gates.gate import run_gate
 from runners.serve import (
     SERVE_TAG_VAR,
     LogSink,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.tiny import MARKER, TinyModelError, cached_path, make_tiny_model
+from runners.demo.tiny import MARKER, TinyModelError, cached_path, make_tiny_model
 
 
 def test_copy_marker_and_refusal(tiny_model, tmp_path: Path, vllm_python: Path) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot import cmd_worker
+from bot.cli import worker as cmd_worker
 from tests.intake.conftest import queued
 from tests.intake.test_runner_task import started_job
 
@@ -53,7 +53,7 @@ def test_a_child_that_keeps_dying_is_given_up(tmp_path: Path, monkeypatch: pytes
 def test_sigterm_stops_the_supervisor_and_its_child(tmp_path: Path) -> None:
     script = (
         "import sys, subprocess\n"
-        "from bot import cmd_worker\n"
+        "from bot.cli import worker as cmd_worker\n"
         "sys.exit(cmd_worker.supervise([sys.executable, '-c', 'import time; time.sleep(60)']))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT)

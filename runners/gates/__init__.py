@@ -1,0 +1,2 @@
+"""The gate subsystem: the dummy and real gates (`gate`), the fallback ladder (`ladder`) and the
+log-signature matcher (`evidence`)."""
