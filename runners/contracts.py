@@ -107,3 +107,6 @@ class JobOptions(BaseModel):
     local_path: str | None = None
     #: Issue number the job belongs to (names the branch `adapt/<slug>-<issue>`).
     issue: int | None = None
+    #: Explicit opt-in to run the checkpoint's own Python (`--trust-remote-code`): the CLI flag
+    #: `--trust-remote-code`, or the repo config key `remote_code.allow` for GitHub jobs.
+    trust_remote_code: bool = False
