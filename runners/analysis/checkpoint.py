@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from runners.analysis.config import JsonFileError, read_json
 from runners.analysis.model import Problem
@@ -99,20 +99,57 @@ def list_dir(model_dir: Path) -> list[str]:
     return sorted(names)
 
 
-def read_side_files(model_dir: Path, names: set[str], scan: CheckpointScan) -> None:
+class CheckpointSource(Protocol):
+    """Where the files come from: a local directory here, the hub in runners.analysis.hub.
+
+    Both raise the same errors with the same messages, so a checkpoint read from either place
+    yields the same scan (same problems)."""
+
+    def read_json(self, name: str) -> tuple[Any, int]:
+        """Parsed document and its size in bytes; raises JsonFileError."""
+        ...
+
+    def read_header(self, name: str) -> ShardHeader:
+        """Header of one shard (8 + N bytes read); raises HeaderError."""
+        ...
+
+
+@dataclass
+class LocalSource:
+    model_dir: Path
+    opener: Opener = open_unbuffered
+
+    def read_json(self, name: str) -> tuple[Any, int]:
+        path = self.model_dir / name
+        doc = read_json(path)
+        return doc, path.stat().st_size
+
+    def read_header(self, name: str) -> ShardHeader:
+        return read_header(self.model_dir / name, self.opener)
+
+
+def read_side_files(source: CheckpointSource, names: set[str], scan: CheckpointScan) -> None:
     for name in SIDE_JSON:
         if name not in names:
             continue
-        path = model_dir / name
         try:
-            scan.side[name] = read_json(path)
-            scan.metadata_bytes += path.stat().st_size
+            scan.side[name], size = source.read_json(name)
+            scan.metadata_bytes += size
         except JsonFileError as exc:
             scan.problems.append(Problem.of(f"side-file-{exc.code.removeprefix('file-')}", exc.message))
 
 
-def scan_checkpoint(model_dir: Path, names: list[str], opener: Opener = open_unbuffered) -> CheckpointScan:
-    """Inspect everything but config.json (see analyze) without reading tensor data."""
+def scan_checkpoint(
+    model_dir: Path,
+    names: list[str],
+    opener: Opener = open_unbuffered,
+    source: CheckpointSource | None = None,
+) -> CheckpointScan:
+    """Inspect everything but config.json (see analyze) without reading tensor data.
+
+    `names` are the checkpoint's top-level file names; `source` reads them (default: `model_dir`).
+    """
+    source = source or LocalSource(model_dir, opener)
     scan = CheckpointScan()
     name_set = set(names)
     shards_on_disk = sorted(n for n in names if n.endswith(".safetensors"))
@@ -129,12 +166,12 @@ def scan_checkpoint(model_dir: Path, names: list[str], opener: Opener = open_unb
         "shards": len(shards_on_disk),
         "pytorch_bin": len([n for n in names if n.endswith((".bin", ".pt", ".pth"))]),
     }
-    read_side_files(model_dir, name_set, scan)
+    read_side_files(source, name_set, scan)
 
     index_name = INDEX_NAME if INDEX_NAME in name_set else (index_names[0] if len(index_names) == 1 else None)
     if index_name:
         scan.files["index"] = index_name
-        _read_index(model_dir / index_name, scan)
+        _read_index(source, index_name, scan)
 
     expected = sorted(set(scan.weight_map.values())) if scan.weight_map else shards_on_disk
     good: list[str] = []
@@ -174,7 +211,7 @@ def scan_checkpoint(model_dir: Path, names: list[str], opener: Opener = open_unb
                 )
             )
 
-    _read_headers(model_dir, [s for s in good if s in name_set], scan, opener)
+    _read_headers(source, [s for s in good if s in name_set], scan)
     scan.headers_complete = (
         bool(expected) and not bad and not scan.shards_missing and (len(scan.headers) == len(expected))
     )
@@ -203,17 +240,17 @@ def scan_checkpoint(model_dir: Path, names: list[str], opener: Opener = open_unb
     return scan
 
 
-def _read_index(path: Path, scan: CheckpointScan) -> None:
+def _read_index(source: CheckpointSource, name: str, scan: CheckpointScan) -> None:
     try:
-        doc = read_json(path)
-        scan.metadata_bytes += path.stat().st_size
+        doc, size = source.read_json(name)
+        scan.metadata_bytes += size
     except JsonFileError as exc:
         scan.problems.append(Problem.of("index-invalid", exc.message))
         return
     wm = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(wm, dict) or not set(map(type, wm.values())) <= {str}:
         scan.problems.append(
-            Problem.of("index-invalid", f"{path.name} has no weight_map of tensor name -> shard file name")
+            Problem.of("index-invalid", f"{name} has no weight_map of tensor name -> shard file name")
         )
         return
     scan.weight_map = wm
@@ -224,13 +261,13 @@ def _read_index(path: Path, scan: CheckpointScan) -> None:
             scan.index_total_size = int(total)
 
 
-def _read_headers(model_dir: Path, shards: list[str], scan: CheckpointScan, opener: Opener) -> None:
+def _read_headers(source: CheckpointSource, shards: list[str], scan: CheckpointScan) -> None:
     dtypes: Counter[str] = Counter()
     count = 0
     nbytes = 0
     for shard in shards:
         try:
-            header = read_header(model_dir / shard, opener)
+            header = source.read_header(shard)
         except HeaderError as exc:
             scan.problems.append(Problem.of(exc.code, exc.message))
             continue

@@ -40,12 +40,22 @@ def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
         size = path.stat().st_size
         if not path.is_file():
             raise JsonFileError("file-unreadable", f"{name} is not a regular file")
-        if size > limit:
-            raise JsonFileError("file-too-large", f"{name} is {size} bytes, over the {limit}-byte limit")
+        check_json_size(name, size, limit)
         with open(path, "rb") as fh:
             raw = fh.read(limit + 1)
     except OSError as exc:
         raise JsonFileError("file-unreadable", f"{name}: cannot read ({exc.strerror})") from None
+    return parse_json(name, raw)
+
+
+def check_json_size(name: str, size: int, limit: int = MAX_JSON_BYTES) -> None:
+    """The size rule of read_json, for readers that know the size before reading (the hub)."""
+    if size > limit:
+        raise JsonFileError("file-too-large", f"{name} is {size} bytes, over the {limit}-byte limit")
+
+
+def parse_json(name: str, raw: bytes) -> Any:
+    """Parse JSON bytes read from `name`; JsonFileError("not-json") with the same message everywhere."""
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -132,6 +132,28 @@ def _read_exact(fh: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
+def header_length(name: str, size: int, head: bytes) -> int:
+    """N from the 8-byte prefix of a `size`-byte shard, checked (pure; the hub reader shares it)."""
+    if len(head) < 8:
+        raise HeaderError(
+            "header-truncated",
+            f"{name}: file is {size} bytes, too short for the 8-byte header length",
+        )
+    n = int.from_bytes(head[:8], "little")
+    if n > MAX_HEADER_BYTES:
+        raise HeaderError(
+            "header-too-large",
+            f"{name}: header claims {n} bytes, over the {MAX_HEADER_BYTES}-byte limit of the "
+            "safetensors library (corrupt or not a safetensors file)",
+        )
+    if 8 + n > size:
+        raise HeaderError(
+            "header-truncated",
+            f"{name}: header claims {n} bytes but the file is only {size} bytes (truncated download?)",
+        )
+    return n
+
+
 def read_header(path: Path, opener: Opener = open_unbuffered) -> ShardHeader:
     """Read and validate one shard header; read at most 8 + N bytes of the file."""
     name = path.name
@@ -144,25 +166,7 @@ def read_header(path: Path, opener: Opener = open_unbuffered) -> ShardHeader:
     size = st.st_size
     try:
         with opener(path) as fh:
-            head = _read_exact(fh, 8)
-            if len(head) < 8:
-                raise HeaderError(
-                    "header-truncated",
-                    f"{name}: file is {size} bytes, too short for the 8-byte header length",
-                )
-            n = int.from_bytes(head, "little")
-            if n > MAX_HEADER_BYTES:
-                raise HeaderError(
-                    "header-too-large",
-                    f"{name}: header claims {n} bytes, over the {MAX_HEADER_BYTES}-byte limit of the "
-                    "safetensors library (corrupt or not a safetensors file)",
-                )
-            if 8 + n > size:
-                raise HeaderError(
-                    "header-truncated",
-                    f"{name}: header claims {n} bytes but the file is only {size} bytes "
-                    "(truncated download?)",
-                )
+            n = header_length(name, size, _read_exact(fh, 8))
             raw = _read_exact(fh, n)
     except OSError as exc:
         raise HeaderError("shard-unreadable", f"{name}: cannot read ({exc.strerror})") from None
