@@ -1,7 +1,9 @@
 """Model references from untrusted text: hub ids, hub URLs and `/models/<name>` paths.
 
-Pure: parsing and validation only; `resolve` is the single place a reference becomes a path,
-and it refuses anything that escapes the models root (symlinks included).
+Parsing and validation are pure; `local_checkout` / `resolve` are the single place a reference
+becomes a path: they refuse anything that escapes the models root (symlinks included), and they
+treat the org as part of a hub model's identity (a flat `<root>/<name>` is used for `org/name`
+only when its provenance says it holds `org/name`).
 """
 
 from __future__ import annotations
@@ -148,18 +150,139 @@ def _outside_code_and_quotes(body: str) -> list[str]:
     return out
 
 
-def resolve(ref: ModelRef, models_root: Path) -> Path:
-    """Map a reference to a directory inside `models_root`; refuse escapes via symlinks.
+#: A file in a flat `<root>/<name>` checkout that says which hub repo (and revision) it holds:
+#: JSON `{"repo_id": "Qwen/Qwen3-8B", "revision": "<40-hex sha>"}` (revision optional).
+PROVENANCE_FILE = ".adapt-bot-source"
+#: What `hf download --local-dir` leaves next to each file: `<commit sha>\n<etag>\n<time>`.
+_HF_LOCAL_META = Path(".cache") / "huggingface" / "download" / "config.json.metadata"
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
-    A hub id `org/name` resolves to `<root>/<name>` (the workflow's convention), or
-    `<root>/<org>/<name>` when only that exists.
+
+@dataclass(frozen=True)
+class Provenance:
+    """Why a local directory is taken to hold a hub repo."""
+
+    #: "layout" (`<root>/<org>/<name>`), "marker" (PROVENANCE_FILE) or "revision" (the hub's own
+    #: download metadata names the pinned commit)
+    basis: str
+    repo_id: str | None = None
+    revision: str | None = None
+
+
+def read_provenance(directory: Path) -> Provenance | None:
+    """The PROVENANCE_FILE of a checkout, or None when absent or unusable."""
+    import json
+
+    try:
+        raw = (directory / PROVENANCE_FILE).read_bytes()[:4096]
+        doc = json.loads(raw)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("repo_id"), str):
+        return None
+    rev = doc.get("revision")
+    return Provenance("marker", doc["repo_id"], rev if isinstance(rev, str) and _SHA_RE.match(rev) else None)
+
+
+def write_provenance(directory: Path, repo_id: str, revision: str | None = None) -> Path:
+    """Mark a flat checkout as holding `repo_id` (operators, and tests)."""
+    import json
+
+    path = directory / PROVENANCE_FILE
+    path.write_text(json.dumps({"repo_id": repo_id, "revision": revision}) + "\n", encoding="utf-8")
+    return path
+
+
+def _hf_local_dir_revision(directory: Path) -> str | None:
+    try:
+        first = (directory / _HF_LOCAL_META).read_text(encoding="utf-8").split("\n", 1)[0].strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return first if _SHA_RE.match(first) else None
+
+
+def provenance_matches(directory: Path, ref: ModelRef, revision: str | None = None) -> Provenance | None:
+    """Does the flat `<root>/<name>` directory hold `ref`'s repo? The org is part of the identity.
+
+    A marker must name the same `org/name` (hub ids compare case-insensitively, as the hub does)
+    and, when both a pinned revision and a marked one are known, the same commit. Without a
+    marker, the hub's own `--local-dir` metadata naming the pinned commit is accepted: a 40-hex
+    commit of that repo cannot belong to another one by accident. Anything else is not a match.
     """
-    root = models_root.resolve()
-    candidates = [root / ref.name]
-    if ref.hub_id:
-        candidates.append(root / ref.hub_id)
-    chosen = next((c for c in candidates if c.exists()), candidates[0])
-    real = chosen.resolve()
+    if ref.hub_id is None:
+        return Provenance("layout")
+    mark = read_provenance(directory)
+    if mark is not None:
+        if mark.repo_id is None or mark.repo_id.casefold() != ref.hub_id.casefold():
+            return None
+        if revision and mark.revision and mark.revision != revision:
+            return None
+        return mark
+    if revision and _hf_local_dir_revision(directory) == revision:
+        return Provenance("revision", ref.hub_id, revision)
+    return None
+
+
+@dataclass(frozen=True)
+class LocalCheckout:
+    path: Path
+    provenance: Provenance
+
+
+def _inside(root: Path, candidate: Path, ref: ModelRef) -> Path:
+    real = candidate.resolve()
     if real != root and root not in real.parents:
         raise ModelRefError(f"{ref.display} resolves outside the models root {root}; refusing to read it.")
     return real
+
+
+def local_checkout(ref: ModelRef, models_root: Path, revision: str | None = None) -> LocalCheckout | None:
+    """The local directory that holds `ref`, or None (then the runner downloads it).
+
+    - `/models/<name>`: `<root>/<name>` (the author named the directory itself).
+    - `org/name`: `<root>/<org>/<name>` (the layout carries the org), else the flat `<root>/<name>`
+      only when its provenance names `org/name` (see provenance_matches). So
+      `attacker-org/Qwen3-8B` never resolves to a `/models/Qwen3-8B` that holds `Qwen/Qwen3-8B`.
+    Refuses (ModelRefError) any candidate that leads out of the root through a symlink.
+    """
+    root = models_root.resolve()
+    if ref.hub_id is None:
+        flat = root / ref.name
+        if not flat.exists():
+            return None
+        return LocalCheckout(_inside(root, flat, ref), Provenance("layout"))
+    nested = root / ref.hub_id
+    if nested.exists():
+        return LocalCheckout(_inside(root, nested, ref), Provenance("layout", ref.hub_id, None))
+    flat = root / ref.name
+    if flat.exists():
+        real = _inside(root, flat, ref)
+        if real.is_dir() and (prov := provenance_matches(real, ref, revision)) is not None:
+            return LocalCheckout(real, prov)
+    return None
+
+
+def flat_mismatch(ref: ModelRef, models_root: Path) -> str | None:
+    """Why `<root>/<name>` was not used for `ref` (for messages), or None when it does not exist."""
+    if ref.hub_id is None:
+        return None
+    flat = models_root / ref.name
+    if not flat.is_dir():
+        return None
+    mark = read_provenance(flat)
+    held = f"it holds {mark.repo_id}" if mark and mark.repo_id else f"it has no {PROVENANCE_FILE} marker"
+    return f"{flat} exists but is not used for {ref.hub_id}: {held}"
+
+
+def resolve(ref: ModelRef, models_root: Path, revision: str | None = None) -> Path:
+    """Map a reference to a directory inside `models_root`; refuse escapes via symlinks.
+
+    Returns the matching local checkout (see local_checkout); when there is none, the path it
+    would have (`<root>/<name>` for a path reference, `<root>/<org>/<name>` for a hub id), which
+    does not exist — callers check `is_dir()` and download or say it is not downloaded.
+    """
+    found = local_checkout(ref, models_root, revision)
+    if found is not None:
+        return found.path
+    root = models_root.resolve()
+    return root / (ref.hub_id or ref.name)

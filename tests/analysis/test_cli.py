@@ -53,6 +53,8 @@ def models_root(tmp_path: Path) -> Path:
     for name, tensors in shards.items():
         write_shard(d / name, tensors)
     write_index(d, shards)
+    # a flat <root>/<name> checkout is used for a hub id only when it says which repo it holds
+    (d / ".adapt-bot-source").write_text('{"repo_id": "Qwen/Tiny-Qwen3"}')
     return root
 
 

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from runners.model_ref import ModelRefError, find_model_ref, parse_model_ref, resolve
+from runners.model_ref import (
+    PROVENANCE_FILE,
+    ModelRefError,
+    find_model_ref,
+    flat_mismatch,
+    local_checkout,
+    parse_model_ref,
+    resolve,
+    write_provenance,
+)
 
 
 @pytest.mark.parametrize(
@@ -82,6 +91,7 @@ def test_resolve_stays_inside_root_even_through_symlinks(tmp_path: Path) -> None
     outside = tmp_path / "secret"
     outside.mkdir()
     os.symlink(outside, root / "Evil")
+    write_provenance(root / "Qwen3-8B", "Qwen/Qwen3-8B")
     assert resolve(parse_model_ref("Qwen/Qwen3-8B"), root) == (root / "Qwen3-8B").resolve()
     with pytest.raises(ModelRefError, match="outside the models root"):
         resolve(parse_model_ref("/models/Evil"), root)
@@ -90,3 +100,67 @@ def test_resolve_stays_inside_root_even_through_symlinks(tmp_path: Path) -> None
 def test_resolve_org_layout(tmp_path: Path) -> None:
     (tmp_path / "Qwen" / "Qwen3-8B").mkdir(parents=True)
     assert resolve(parse_model_ref("Qwen/Qwen3-8B"), tmp_path) == (tmp_path / "Qwen" / "Qwen3-8B").resolve()
+
+
+# --- the org is part of the identity (issue 11) ---
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_attacker_org_never_resolves_to_another_orgs_flat_checkout(tmp_path: Path) -> None:
+    flat = tmp_path / "Qwen3-8B"
+    flat.mkdir()
+    write_provenance(flat, "Qwen/Qwen3-8B", SHA)
+    assert local_checkout(parse_model_ref("Qwen/Qwen3-8B"), tmp_path) is not None
+    # the hub compares org names case-insensitively
+    assert local_checkout(parse_model_ref("qwen/Qwen3-8B"), tmp_path) is not None
+    evil = parse_model_ref("attacker-org/Qwen3-8B")
+    assert local_checkout(evil, tmp_path) is None
+    # resolve() then names the org's own directory, which does not exist: the runner downloads
+    assert resolve(evil, tmp_path) == tmp_path.resolve() / "attacker-org" / "Qwen3-8B"
+    assert not resolve(evil, tmp_path).exists()
+    assert "holds Qwen/Qwen3-8B" in (flat_mismatch(evil, tmp_path) or "")
+
+
+def test_flat_checkout_without_a_marker_is_not_taken_for_any_org(tmp_path: Path) -> None:
+    (tmp_path / "Qwen3-8B").mkdir()
+    assert local_checkout(parse_model_ref("Qwen/Qwen3-8B"), tmp_path) is None
+    assert PROVENANCE_FILE in (flat_mismatch(parse_model_ref("Qwen/Qwen3-8B"), tmp_path) or "")
+    # a /models/<name> reference names the directory itself
+    found = local_checkout(parse_model_ref("/models/Qwen3-8B"), tmp_path)
+    assert found is not None and found.provenance.basis == "layout"
+
+
+def test_marker_with_another_revision_is_not_the_pinned_one(tmp_path: Path) -> None:
+    flat = tmp_path / "Qwen3-8B"
+    flat.mkdir()
+    write_provenance(flat, "Qwen/Qwen3-8B", SHA)
+    ref = parse_model_ref("Qwen/Qwen3-8B")
+    assert local_checkout(ref, tmp_path, revision=SHA) is not None
+    assert local_checkout(ref, tmp_path, revision="f" * 40) is None
+
+
+def test_hf_local_dir_metadata_naming_the_pinned_commit_is_provenance(tmp_path: Path) -> None:
+    flat = tmp_path / "Qwen3-8B"
+    meta = flat / ".cache" / "huggingface" / "download"
+    meta.mkdir(parents=True)
+    (meta / "config.json.metadata").write_text(f'{SHA}\n"etag"\n1700000000.0\n')
+    ref = parse_model_ref("Qwen/Qwen3-8B")
+    assert local_checkout(ref, tmp_path) is None  # no pinned revision: nothing proves the org
+    found = local_checkout(ref, tmp_path, revision=SHA)
+    assert found is not None and found.provenance.basis == "revision"
+
+
+def test_org_layout_wins_over_a_flat_directory(tmp_path: Path) -> None:
+    (tmp_path / "Qwen3-8B").mkdir()
+    write_provenance(tmp_path / "Qwen3-8B", "attacker-org/Qwen3-8B")
+    (tmp_path / "Qwen" / "Qwen3-8B").mkdir(parents=True)
+    found = local_checkout(parse_model_ref("Qwen/Qwen3-8B"), tmp_path)
+    assert found is not None and found.path == (tmp_path / "Qwen" / "Qwen3-8B").resolve()
+
+
+def test_broken_marker_is_no_provenance(tmp_path: Path) -> None:
+    flat = tmp_path / "Qwen3-8B"
+    flat.mkdir()
+    (flat / PROVENANCE_FILE).write_text("Qwen/Qwen3-8B")  # not JSON
+    assert local_checkout(parse_model_ref("Qwen/Qwen3-8B"), tmp_path) is None
