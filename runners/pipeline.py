@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from runners import accounting
 from runners.context import CancelToken, LocalCancel, StageContext
 from runners.contracts import STAGES, JobOptions, StageResult, utcnow
 from runners.model_ref import ModelRefError, parse_model_ref, resolve
@@ -100,5 +101,7 @@ def execute_stage(
     result.attempt = attempt
     if result.finished_at is None:
         result.finished_at = utcnow()
+    if "device_seconds" not in result.data:  # devices × seconds of the stage's processes
+        result.data.update(accounting.stage_data(ws.logs, result.started_at, result.finished_at))
     ws.save_result(result)
     return result

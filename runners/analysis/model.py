@@ -154,6 +154,10 @@ class AnalysisResult(BaseModel):
     support: Support
     features: dict[str, Feature]
     suggested_tp: SuggestedTp
+    #: KV bytes per token of the layers that keep every token, config dtype, TP 1 (runners.analysis.kv).
+    kv_bytes_per_token: int | None = None
+    #: The KV layout behind it (full / window / state layers, heads, MLA latent, notes).
+    kv_cache: dict[str, Any] | None = None
     files: dict[str, Any] = Field(default_factory=dict)
     generation_defaults: dict[str, Any] = Field(default_factory=dict)
     problems: list[Problem] = Field(default_factory=list)
