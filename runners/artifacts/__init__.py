@@ -7,7 +7,10 @@ Public API (pure; the stages and delivery do the I/O):
     detect(root) -> TargetRepo; register_* (text edits)     runners.artifacts.target
     render_tutorial(facts, target)                          runners.artifacts.docs
     render_report, render_runbook, render_final_comment,
-    pr_title, pr_body, check_run_output, fit                runners.artifacts.builders
+    render_failure_report, pr_title, pr_body,
+    check_run_output, fit                                   runners.artifacts.builders
+    verdict_headline, verdict_block (plain-text wording)    runners.artifacts.wording
+The verdict itself (validated / serves-not-validated / failed) is runners.verdict.judge.
 """
 
 from runners.artifacts.builders import (
@@ -20,6 +23,7 @@ from runners.artifacts.builders import (
     fit,
     pr_body,
     pr_title,
+    render_failure_report,
     render_final_comment,
     render_report,
     render_runbook,
@@ -41,6 +45,7 @@ __all__ = [
     "model_names",
     "pr_body",
     "pr_title",
+    "render_failure_report",
     "render_final_comment",
     "render_report",
     "render_runbook",

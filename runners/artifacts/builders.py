@@ -16,6 +16,7 @@ from runners.artifacts.facts import GateFacts, JobFacts, collect, human_bytes, s
 from runners.artifacts.markdown import tidy
 from runners.contracts import JobOptions, StageResult
 from runners.render import render
+from runners.verdict import Verdict
 
 #: GitHub's limit for issue/PR comment and PR bodies (422 "Body is too long" above it)
 COMMENT_LIMIT = 65_536
@@ -299,16 +300,78 @@ def render_final_comment(
             )
         )
 
-    text = build(report)
+    return _with_report(build, report, limit, delivery.logs_url)
+
+
+def _with_report(build: Any, report: str, limit: int, link: str | None) -> str:
+    """`build(report)`, with the report clipped (fences closed, a note saying where the rest is)
+    so that the whole comment fits `limit`."""
+    text = str(build(report))
     if len(text) <= limit:
         return text
     overhead = len(text) - len(report)
-    note = (
-        "\n\n…（报告过长已截断" + (f"，完整报告见 {delivery.logs_url}" if delivery.logs_url else "") + "）\n"
-    )
+    note = "\n\n…（报告过长已截断" + (f"，完整报告见 {link}" if link else "") + "）\n"
     budget = max(0, limit - overhead - len(note) - 16)
-    text = build(close_fences(report[:budget]) + note)
-    return fit(text, limit, delivery.logs_url)
+    text = str(build(close_fences(report[:budget]) + note))
+    return fit(text, limit, link)
+
+
+def stage_rows(results: Mapping[str, StageResult]) -> list[dict[str, Any]]:
+    """Every stage of the pipeline in order: what ran, how it ended, how long it took."""
+    from runners.verdict import ORDER
+
+    rows: list[dict[str, Any]] = []
+    for stage in (*ORDER, *(s for s in results if s not in ORDER)):
+        r = results.get(stage)
+        rows.append(
+            {
+                "stage": stage,
+                "status": r.status if r else "not run",
+                "seconds": r.duration_s if r else None,
+                "reason": (r.reason or "") if r else "",
+                "attempt": r.attempt if r else None,
+            }
+        )
+    return rows
+
+
+def render_failure_report(
+    options: JobOptions,
+    results: Mapping[str, StageResult],
+    job_id: str,
+    verdict: Verdict,
+    limit: int = COMMENT_LIMIT,
+    *,
+    logs_url: str | None = None,
+) -> str:
+    """The issue comment of a failed job: what ran, the failed stage's evidence, diagnosis and next
+    step, what the earlier stages established, and the Chinese report in <details>; within `limit`.
+
+    `results` must hold a result for the failed stage (bot.comments.failure_results adds one from
+    the job's summary when the store has none)."""
+    facts = facts_for(options, results)
+    failed = results.get(verdict.failed_stage) if verdict.failed_stage else None
+    gate = next((g for g in facts.gates if g.stage == verdict.failed_stage), None)
+    report = render_report(options, results, Delivery(logs_url=logs_url))
+
+    def build(rep: str) -> str:
+        return tidy(
+            render(
+                "artifacts/failure_report.md.j2",
+                facts=facts,
+                v=verdict,
+                job_id=job_id,
+                failed=failed,
+                gate=gate,
+                rows=stage_rows(results),
+                logs=key_logs(facts, results),
+                logs_url=logs_url,
+                shell=shell_join,
+                report=rep,
+            )
+        )
+
+    return _with_report(build, report, limit, logs_url)
 
 
 def close_fences(markdown: str) -> str:

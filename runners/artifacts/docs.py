@@ -8,6 +8,7 @@ from runners.artifacts.facts import FeatureFacts, JobFacts, ServeFlags, shell_jo
 from runners.artifacts.markdown import tidy
 from runners.artifacts.target import TUTORIAL_DIR, TargetRepo
 from runners.render import render
+from runners.verdict import Verdict
 
 #: The section headings of the current template (vllm-ascend main, 2026), in order. The templates
 #: render exactly these; tests compare the rendered page's headings with this list.
@@ -55,7 +56,10 @@ class TutorialView:
     title: str
     hub_id: str
     served_name: str
-    hardware: str
+    #: the hardware the page is FOR; `verdict` says what actually ran (only an Ascend profile may
+    #: be named as verified)
+    target_hardware: str
+    verdict: Verdict
     npus: int
     serve_lines: tuple[str, ...]
     serve_cmd: str
@@ -108,7 +112,8 @@ def tutorial_view(facts: JobFacts, target: TargetRepo) -> TutorialView:
         title=facts.names.name,
         hub_id=hub,
         served_name=facts.names.served_name,
-        hardware=facts.hardware,
+        target_hardware=facts.target_hardware,
+        verdict=facts.verdict,
         npus=facts.tp * max(1, int(serve.value("--data-parallel-size") or 1)),
         serve_lines=(lines := _serve_lines(serve, hub, facts.names.served_name)),
         serve_cmd=" \\\n  ".join(lines),

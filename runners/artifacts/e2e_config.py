@@ -1,5 +1,11 @@
 """`tests/e2e/models/configs/<ModelName>.yaml`: the accuracy config the target repo's e2e test reads.
 
+`hardware` says where the baseline values were MEASURED (the target's test prints it as the report's
+"Hardware Environment"; nothing selects runners by it): the Ascend hardware of the profile that ran,
+or, off Ascend, the profile itself ("CPU (vLLM CPU build, adapt-bot cpu profile), not Ascend") with
+comment lines naming the hardware the config is for and asking for a re-measurement there. A metric
+the verdict flags as implausible carries a comment on its line: it is no baseline to keep.
+
 Every value comes from a run: the serve flags of the accuracy run (the configuration the metrics were
 measured with), vLLM's documented defaults for flags the run did not pass (those ARE the values that
 run used), and the measured metrics. Without measured metrics there is no config: inventing a
@@ -13,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from runners.accuracy.plan import eval_settings
 from runners.artifacts.facts import JobFacts, ServeFlags
 from runners.render import render
 
@@ -32,6 +39,16 @@ _ENV_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 class ArtifactError(ValueError):
     """An artifact cannot be produced from the facts at hand; the message says which fact is missing."""
+
+
+def hardware_value(facts: JobFacts) -> str:
+    """Where the values were measured: only an Ascend profile yields an Ascend name."""
+    v = facts.verdict
+    if v.hardware is not None:
+        return v.hardware
+    if v.profile == "cpu":
+        return "CPU (vLLM CPU build, adapt-bot cpu profile), not Ascend"
+    return f"adapt-bot {v.profile} profile, not Ascend"
 
 
 def config_path(facts: JobFacts) -> str:
@@ -79,7 +96,7 @@ def build_e2e_config(facts: JobFacts) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "model_name": facts.names.hub_id or facts.names.ref,
         "model_type": "vllm-vlm" if facts.analysis.multimodal else "vllm",
-        "hardware": facts.hardware,
+        "hardware": hardware_value(facts),
         "serve": _serve_section(serve, facts, facts.max_model_len),
     }
     env = {k: v for k, v in serve.env if PUBLISHED_ENV.match(k) and _ENV_KEY.fullmatch(k)}
@@ -89,14 +106,17 @@ def build_e2e_config(facts: JobFacts) -> dict[str, Any]:
         {"name": t.name, "metrics": [{"name": m.name, "value": round(m.value, 4)} for m in t.metrics]}
         for t in acc.tasks
     ]
-    if acc.num_fewshot is not None:  # unknown stays unsaid (the task's own default applied)
-        cfg["num_fewshot"] = acc.num_fewshot
-    if acc.limit is not None:
-        # measured on a subset: CI must compare on the same subset
-        cfg["limit"] = acc.limit
-    cfg["apply_chat_template"] = bool(acc.apply_chat_template)
-    cfg["fewshot_as_multiturn"] = bool(acc.fewshot_as_multiturn)
-    cfg["batch_size"] = acc.batch_size if acc.batch_size is not None else "auto"
+    # the evaluation settings the run's AccuracyPlan measured with, by the plan's own rule (so the
+    # YAML and the lm-eval argv cannot drift; runners/accuracy/plan.py)
+    cfg.update(
+        eval_settings(
+            num_fewshot=acc.num_fewshot,
+            limit=acc.limit,
+            apply_chat_template=acc.apply_chat_template,
+            fewshot_as_multiturn=acc.fewshot_as_multiturn,
+            batch_size=acc.batch_size,
+        )
+    )
     return cfg
 
 
@@ -120,7 +140,7 @@ def yaml_value(value: Any) -> str:
 
 def render_e2e_config(facts: JobFacts) -> str:
     cfg = build_e2e_config(facts)
-    text = render("artifacts/e2e_config.yaml.j2", cfg=cfg, yaml_value=yaml_value)
+    text = render("artifacts/e2e_config.yaml.j2", cfg=cfg, yaml_value=yaml_value, facts=facts)
     loaded = yaml.safe_load(text)
     if loaded != cfg:  # the emitter must never say something other than the data
         raise ArtifactError(f"e2e config did not round-trip through YAML: {loaded!r} != {cfg!r}")

@@ -14,8 +14,8 @@ from typing import Any
 
 from runners.contracts import FEATURES, FeatureStatus, JobOptions, StageResult
 from runners.model_ref import ModelRefError, parse_model_ref
+from runners.verdict import TARGET_HARDWARE, Verdict, judge, parity_state, quality_state
 
-HARDWARE_LABELS = {"a2": "Atlas A2 Series", "a3": "Atlas A3 Series"}
 FEATURE_TITLES = {
     "aclgraph": "ACLGraph",
     "expert_parallel": "Expert parallel (EP)",
@@ -180,6 +180,12 @@ class GateFacts:
     first_error: str | None
     evidence: tuple[tuple[str, str, str | None], ...]  # (kind, text, log path)
     ladder: tuple[LadderRung, ...]
+    #: reference parity: passed | skipped | failed | unchecked (runners.verdict.parity_state)
+    parity: str = "unchecked"
+    parity_detail: str | None = None
+    #: output quality: ok | degenerate | unchecked (runners.verdict.quality_state)
+    quality: str = "unchecked"
+    quality_detail: str | None = None
 
     @property
     def ran(self) -> bool:
@@ -283,7 +289,10 @@ class JobFacts:
 
     options: JobOptions
     names: ModelNames
-    hardware: str
+    #: the hardware the job is FOR (its `--hardware`); what actually ran is `verdict.profile` /
+    #: `verdict.hardware` — only that may be claimed as verified
+    target_hardware: str
+    verdict: Verdict
     analysis: AnalysisFacts
     gates: tuple[GateFacts, ...]
     features: tuple[FeatureFacts, ...]
@@ -295,6 +304,11 @@ class JobFacts:
     #: why the code changed (from the adapt step / candidate), if known
     code_rationale: str | None = None
     stage_status: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def on_ascend(self) -> bool:
+        """The runs happened on an Ascend profile (the only case a text may name Ascend as verified)."""
+        return self.verdict.on_ascend
 
     @property
     def real_gate(self) -> GateFacts | None:
@@ -417,6 +431,7 @@ def _gate(stage: str, result: StageResult | None) -> GateFacts:
     image_ok = pick(d, "image_ok", "multimodal_ok")
     if image_ok is None and isinstance(image, Mapping):
         image_ok = bool(image.get("ok"))
+    parity, quality = parity_state(d), quality_state(d)
     log_path = pick(d, "log_path", "serve_log", "log")
     if log_path is None:
         log_path = next((e.log_path for e in result.evidence if e.log_path), None)
@@ -439,6 +454,10 @@ def _gate(stage: str, result: StageResult | None) -> GateFacts:
         first_error=pick(d, "first_error", "signature", "error_signature"),
         evidence=_evidence(result),
         ladder=_ladder(d),
+        parity=parity[0],
+        parity_detail=parity[1],
+        quality=quality[0],
+        quality_detail=quality[1],
     )
 
 
@@ -653,7 +672,8 @@ def collect(
     return JobFacts(
         options=options,
         names=model_names(options),
-        hardware=HARDWARE_LABELS.get(options.hardware, options.hardware),
+        target_hardware=TARGET_HARDWARE.get(options.hardware, options.hardware),
+        verdict=judge(results, profile),
         analysis=_analysis(analysis_data, options.hardware),
         gates=tuple(_gate(s, results.get(s)) for s in GATE_STAGES),
         features=_features(results.get("features"), analysis_data),

@@ -54,7 +54,8 @@ def results_like(real: dict[str, Any]) -> tuple[JobOptions, dict[str, StageResul
         "accuracy": StageResult(stage="accuracy", status="passed", data=acc_data),
     }
     hw = "a3" if "A3" in real["hardware"] else "a2"
-    return JobOptions(model=real["model_name"], hardware=hw, issue=7), results
+    # the real configs were measured on Ascend: the same run on the Ascend profile yields the same file
+    return JobOptions(model=real["model_name"], hardware=hw, profile=f"ascend-{hw}", issue=7), results
 
 
 @pytest.mark.parametrize("path", REAL, ids=[p.stem for p in REAL])
@@ -129,10 +130,19 @@ def test_defaults_are_vllm_defaults_and_measured_values_are_rounded() -> None:
         "dtype": "auto",
         "max_model_len": 2048,
         "gpu_memory_utilization": 0.9,
-        "trust_remote_code": False,
+        "trust_remote_code": False,  # the run did not pass the flag: the code was not needed (issue 9)
     }
     assert cfg["tasks"][0]["metrics"][0]["value"] == 0.1235
     assert cfg["limit"] == 50  # measured on a subset -> CI compares on the same subset
+
+
+def test_trust_remote_code_only_when_the_run_passed_it() -> None:
+    results = b.full_results()
+    results["accuracy"] = b.accuracy(
+        serve_argv=["vllm", "serve", "Qwen/Qwen3-8B", "--max-model-len", "2048", "--trust-remote-code"],
+        tasks=[{"name": "gsm8k", "metrics": [{"name": "exact_match,strict-match", "value": 0.5}]}],
+    )
+    assert build_e2e_config(collect(b.options(), results))["serve"]["trust_remote_code"] is True
 
 
 def test_runner_plumbing_env_never_reaches_the_config() -> None:

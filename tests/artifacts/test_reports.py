@@ -98,7 +98,8 @@ def test_report_when_things_went_wrong_says_so() -> None:
         problems=["model.layers.0.mlp.weight is F8_E4M3 without weight_scale_inv"]
     )
     report = render_report(b.options(), results, DELIVERY)
-    assert "真实权重门禁未通过" in report
+    assert "- 结论：**失败：real-gate：false-ready，不能签收**" in report
+    assert "可以合入评审" not in report
     fr = report.split("## false-ready 案例", 1)[1].split("## ", 1)[0]
     assert "head_dim=16" in fr
     ladder = report.split("## 回退阶梯证据", 1)[1].split("## ", 1)[0]
