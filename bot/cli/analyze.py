@@ -2,6 +2,8 @@
 
 MODEL is an existing local directory, or a hub id / hub URL / `/models/<name>` resolved under the
 models root by runners.model_ref (which refuses `..`, shell metacharacters and symlink escapes).
+A hub id with no local checkout is read from the hub (runners.analysis.hub: config, index and
+safetensors headers only; HF_ENDPOINT / HF_TOKEN / HF_HUB_OFFLINE as huggingface_hub reads them).
 Exit 0 when analysed (even with problems), 1 when it cannot analyse, 2 for an unusable MODEL.
 """
 
@@ -45,23 +47,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_model(text: str, models_root: Path | None) -> Path:
-    """An existing directory is taken as is; anything else must be a valid model reference."""
-    from runners.model_ref import parse_model_ref, resolve
+def resolve_model(text: str, models_root: Path | None) -> Path | str:
+    """An existing directory is taken as is; anything else must be a valid model reference.
+
+    Returns the local checkout, or the hub id (`org/name`) when there is none: the caller then
+    runs the hub pre-flight. A flat `<root>/<name>` counts for `org/name` only when its
+    provenance names that repo (runners.model_ref.local_checkout).
+    """
+    from runners.model_ref import local_checkout, parse_model_ref
 
     candidate = Path(text)
     if candidate.is_dir():
         return candidate.resolve()
     root = models_root or Path(os.environ.get("ADAPT_BOT_MODELS_ROOT", "/models"))
     ref = parse_model_ref(text)
-    path = resolve(ref, root)
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"{ref.display} is not downloaded: no directory {root}/{ref.name}"
-            + (f" or {root}/{ref.hub_id}" if ref.hub_id else "")
-            + " (use --models-root DIR or pass the checkout directory)"
-        )
-    return path
+    found = local_checkout(ref, root)
+    if found is not None and found.path.is_dir():
+        return found.path
+    if ref.hub_id:
+        return ref.hub_id
+    raise FileNotFoundError(
+        f"{ref.display} is not downloaded: no directory {root}/{ref.name}"
+        " (use --models-root DIR or pass the checkout directory)"
+    )
 
 
 def _fail(code: int, message: str) -> int:
@@ -80,12 +88,27 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, OSError) as exc:
         return _fail(EXIT_CANNOT_ANALYSE, str(exc))
     try:
-        result = analyze(
-            model_dir,
-            vllm_root=args.vllm,
-            vllm_ascend_root=args.vllm_ascend,
-            vllm_python=args.vllm_python,
-        )
+        if isinstance(model_dir, str):
+            from runners.analysis.hub import HubError, hub_preflight
+
+            try:
+                result = hub_preflight(
+                    model_dir,
+                    vllm_root=args.vllm,
+                    vllm_ascend_root=args.vllm_ascend,
+                    vllm_python=args.vllm_python,
+                )
+            except HubError as exc:
+                root = args.models_root or os.environ.get("ADAPT_BOT_MODELS_ROOT", "/models")
+                message = f"{model_dir} is not downloaded under {root}; {exc.message}"
+                return _fail(EXIT_CANNOT_ANALYSE, message)
+        else:
+            result = analyze(
+                model_dir,
+                vllm_root=args.vllm,
+                vllm_ascend_root=args.vllm_ascend,
+                vllm_python=args.vllm_python,
+            )
     except AnalysisError as exc:
         return _fail(EXIT_CANNOT_ANALYSE, exc.message)
     if args.json:

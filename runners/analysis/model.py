@@ -43,7 +43,15 @@ BLOCKING: dict[str, str] = {
     "data-offsets-out-of-range": "checkpoint-corrupt",
     "data-offsets-overlap": "checkpoint-corrupt",
     "data-offsets-size-mismatch": "checkpoint-corrupt",
+    #: a tensor shape contradicts config.json: the real weights cannot load into the model vLLM builds
+    "shape-mismatch": "shape-mismatch",
+    #: the tokenizer emits special token ids the embedding has no row for
+    "tokenizer-special-id-beyond-vocab": "tokenizer-vocab-mismatch",
+    #: the checkpoint needs its own Python and the job did not opt in (set by the stage, not analyze())
+    "remote-code-not-allowed": "remote-code-not-allowed",
 }
+
+Severity = Literal["blocking", "warning"]
 
 
 class Problem(BaseModel):
@@ -51,10 +59,13 @@ class Problem(BaseModel):
     message: str
     #: True when the checkpoint cannot be served as it is (see BLOCKING).
     blocking: bool = False
+    #: "blocking" (the job stops before any server start) or "warning" (reported; the gates confirm).
+    severity: Severity = "warning"
 
     @classmethod
     def of(cls, code: str, message: str) -> Problem:
-        return cls(code=code, message=message, blocking=code in BLOCKING)
+        blocking = code in BLOCKING
+        return cls(code=code, message=message, blocking=blocking, severity="blocking" if blocking else "warning")
 
 
 class Moe(BaseModel):
@@ -124,6 +135,10 @@ class AnalysisResult(BaseModel):
     nested_config: str | None = None
     remote_code: bool
     remote_code_files: list[str] = Field(default_factory=list)
+    #: Serving needs the checkpoint's own code (`--trust-remote-code`): True, False, or None when
+    #: no vLLM registry was found to tell (see remote_code.py). `remote_code_reason` says why.
+    remote_code_required: bool | None = False
+    remote_code_reason: str = ""
     multimodal: bool
     modalities: list[str] = Field(default_factory=list)
     moe: Moe | None
@@ -161,6 +176,10 @@ class AnalysisResult(BaseModel):
     files: dict[str, Any] = Field(default_factory=dict)
     generation_defaults: dict[str, Any] = Field(default_factory=dict)
     problems: list[Problem] = Field(default_factory=list)
+    #: Hub pre-flight (runners.analysis.hub): the repo and the commit SHA it was read at; every
+    #: later stage uses that revision. None for a local checkout.
+    hub_id: str | None = None
+    revision: str | None = None
 
     @property
     def blocking_problems(self) -> list[Problem]:

@@ -120,7 +120,10 @@ def test_symlink_escaping_the_models_root_is_refused(
 
 
 def test_model_not_downloaded(models_root: Path, env: dict[str, str], tmp_path: Path) -> None:
-    proc = cli("Qwen/Not-Here", "--models-root", str(models_root), env=env, cwd=tmp_path)
+    # no local checkout: the CLI would ask the hub; offline, it says so in the same one line
+    proc = cli(
+        "Qwen/Not-Here", "--models-root", str(models_root), env={**env, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path
+    )
     assert proc.returncode == 1
     assert "not downloaded" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 

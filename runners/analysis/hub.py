@@ -1,0 +1,339 @@
+"""Pre-flight analysis of a hub repo over HTTP: the same AnalysisResult as a local checkout.
+
+Reads, through `huggingface_hub` (so `HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_OFFLINE` and the stored
+login behave exactly as they do for `huggingface_hub` itself):
+- one `model_info(..., files_metadata=True)`: the pinned commit SHA and every file with its size;
+- config.json, the side JSON files and the safetensors index (GET, in parallel);
+- ONLY the safetensors headers: per shard `Range: bytes=0-7` on the resolve URL (the hub
+  redirects LFS files to its CDN; the second read goes straight to the CDN URL the first one
+  ended on), then `Range: bytes=8-(7+N)`. All shards in parallel, so the wall time is a few
+  round trips, not 163 of them. `strategy="speculative"` reads `0-(K-1)` first (one round
+  trip, more bytes), like `get_safetensors_metadata`; benchmarks/bench_hub_preflight.py
+  measures both.
+
+Parsing is the local analysis's own (runners.analysis.checkpoint.scan_checkpoint through a
+`CheckpointSource`, `header_length`, `parse_header`, `parse_json`, `build_result`): same fields,
+same problems, same messages. Failures of the hub itself are `HubError`s (code, message,
+retryable) decided by the exception class `huggingface_hub` raises from `X-Error-Code`, never by
+the status alone; the token never appears in a message.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from runners.analysis import AnalysisError, build_result
+from runners.analysis.checkpoint import INDEX_NAME, SIDE_JSON, scan_checkpoint
+from runners.analysis.config import ConfigView, JsonFileError, check_json_size, parse_json
+from runners.analysis.model import AnalysisResult
+from runners.analysis.registry import Registries, RegistryError, load_registries
+from runners.analysis.safetensors_headers import HeaderError, ShardHeader, header_length, parse_header
+
+#: parallel header reads (a DeepSeek-V3 has 163 shards); the hub and its CDN take this easily
+DEFAULT_WORKERS = 32
+#: first read of the speculative strategy (what get_safetensors_metadata reads)
+SPECULATIVE_BYTES = 100_000
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class HubError(Exception):
+    """The hub could not answer: `code` in gated | not-found | revision-not-found | bad-token |
+    entry-not-found | unavailable | unreachable | offline; `retryable` for the transient ones."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+def hub_error(exc: BaseException, repo_id: str, revision: str | None = None) -> HubError:
+    """Map what huggingface_hub raised to one clear message (by exception class / X-Error-Code)."""
+    import httpx2  # huggingface_hub's HTTP client
+    from huggingface_hub import errors as e
+
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    rev = f" at revision {revision}" if revision and revision != "main" else ""
+    if isinstance(exc, e.GatedRepoError):
+        return HubError(
+            "gated",
+            f"{repo_id} is a gated repo: accept its terms on the hub with the account the bot's "
+            "token belongs to, and give the control plane and the runners that token as HF_TOKEN "
+            "(a read token)" + (" — the current token has not been granted access" if status == 403 else ""),
+        )
+    if isinstance(exc, e.RevisionNotFoundError):
+        return HubError("revision-not-found", f"{repo_id} has no revision {revision!r} on the hub")
+    if isinstance(exc, e.RepositoryNotFoundError):
+        return HubError(
+            "not-found",
+            f"{repo_id} was not found on the hub: check the id (org and name); if it is a private repo, "
+            "set HF_TOKEN to a read token of an account that can see it",
+        )
+    if isinstance(exc, e.EntryNotFoundError):
+        return HubError("entry-not-found", f"{repo_id}{rev}: a file the index names is not in the repo")
+    if isinstance(exc, e.OfflineModeIsEnabled):
+        return HubError(
+            "offline", f"{repo_id} is not downloaded and HF_HUB_OFFLINE is set: the hub is not asked"
+        )
+    if isinstance(exc, e.HfHubHTTPError) and status == 401:
+        return HubError("bad-token", "the hub refused HF_TOKEN (invalid or expired): set a valid read token")
+    if isinstance(exc, e.HfHubHTTPError) and status is not None and (status >= 500 or status == 429):
+        return HubError(
+            "unavailable",
+            f"the hub answered {status} for {repo_id}{rev} (after retries): a hub-side failure, "
+            "try again later",
+            retryable=True,
+        )
+    if isinstance(exc, httpx2.TimeoutException):
+        return HubError(
+            "unreachable", f"the hub did not answer in time for {repo_id}: try again later", retryable=True
+        )
+    if isinstance(exc, httpx2.TransportError):
+        return HubError(
+            "unreachable",
+            f"cannot reach the hub for {repo_id} ({type(exc).__name__}): check HF_ENDPOINT / the network",
+            retryable=True,
+        )
+    if isinstance(exc, e.HfHubHTTPError):
+        return HubError("http-error", f"the hub answered {status} for {repo_id}{rev}")
+    return HubError("http-error", f"reading {repo_id} from the hub failed: {type(exc).__name__}")
+
+
+@dataclass
+class HubStats:
+    """What the pre-flight cost: for the benchmark and the byte-counting tests."""
+
+    requests: int = 0
+    body_bytes: int = 0
+    header_bytes: int = 0
+    metadata_bytes: int = 0
+    wall_s: float = 0.0
+
+
+@dataclass
+class RepoListing:
+    repo_id: str
+    sha: str
+    #: path -> size in bytes, every file of the revision
+    sizes: dict[str, int]
+
+    @property
+    def top_level(self) -> list[str]:
+        """What a local `list_dir` of the checkout would show: files and first-level directories."""
+        names = {PurePosixPath(p).parts[0] for p in self.sizes}
+        return sorted(names)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname or "", parts.port
+
+
+@dataclass
+class HubReader:
+    """HTTP through huggingface_hub's session, headers and error mapping; counts what it reads."""
+
+    repo_id: str
+    endpoint: str | None = None
+    token: str | bool | None = None
+    timeout: float = DEFAULT_TIMEOUT_S
+    max_retries: int = 2
+    stats: HubStats = field(default_factory=HubStats)
+
+    def listing(self, revision: str | None) -> RepoListing:
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=self.endpoint, token=self.token)
+        try:
+            info = api.model_info(self.repo_id, revision=revision, files_metadata=True, timeout=self.timeout)
+        except Exception as exc:
+            raise hub_error(exc, self.repo_id, revision) from None
+        self.stats.requests += 1
+        if not info.sha:
+            raise HubError("http-error", f"the hub gave no commit SHA for {self.repo_id}")
+        sizes = {s.rfilename: int(s.size or (s.lfs.size if s.lfs else 0) or 0) for s in info.siblings or []}
+        return RepoListing(info.id or self.repo_id, info.sha, sizes)
+
+    def url(self, filename: str, sha: str) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(self.repo_id, filename, revision=sha, endpoint=self.endpoint)
+
+    def get(self, url: str, rng: tuple[int, int] | None = None) -> tuple[bytes, str]:
+        """GET (a byte range of) `url`, following the hub's redirect; body and the final URL."""
+        from huggingface_hub import constants
+        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+
+        if constants.HF_HUB_OFFLINE:
+            from huggingface_hub.errors import OfflineModeIsEnabled
+
+            raise hub_error(OfflineModeIsEnabled("offline"), self.repo_id)
+        headers = build_hf_headers(token=self.token)
+        if _origin(url) != _origin(self.endpoint or constants.ENDPOINT):
+            # a CDN URL the hub redirected to (the second range read): the token stays home
+            headers.pop("authorization", None)
+            headers.pop("Authorization", None)
+        headers["Accept-Encoding"] = "identity"
+        if rng is not None:
+            headers["Range"] = f"bytes={rng[0]}-{rng[1]}"
+        try:
+            # the session drops Authorization when the redirect leaves the hub's host (CDN)
+            resp = http_backoff(
+                "GET",
+                url,
+                headers=headers,
+                follow_redirects=True,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                base_wait_time=0.2,
+                max_wait_time=2,
+                retry_on_status_codes=(429, 500, 502, 503, 504),
+            )
+            hf_raise_for_status(resp)
+        except HubError:
+            raise
+        except Exception as exc:
+            raise hub_error(exc, self.repo_id) from None
+        body = resp.content
+        self.stats.requests += 1 + len(resp.history)
+        self.stats.body_bytes += len(body)
+        return body, str(resp.url)
+
+
+@dataclass
+class HubSource:
+    """A CheckpointSource over the hub: JSON files fetched whole, shard headers prefetched."""
+
+    reader: HubReader
+    listing: RepoListing
+    jsons: dict[str, bytes] = field(default_factory=dict)
+    headers: dict[str, ShardHeader | HeaderError] = field(default_factory=dict)
+
+    def fetch_json(self, name: str) -> None:
+        size = self.listing.sizes.get(name, 0)
+        try:
+            check_json_size(name, size)
+        except JsonFileError:
+            return  # read_json raises the same error without reading
+        body, _ = self.reader.get(self.reader.url(name, self.listing.sha))
+        self.jsons[name] = body
+
+    def read_json(self, name: str) -> tuple[Any, int]:
+        check_json_size(name, self.listing.sizes.get(name, 0))
+        if name not in self.jsons:
+            self.fetch_json(name)
+        raw = self.jsons[name]
+        doc = parse_json(name, raw)
+        self.reader.stats.metadata_bytes += len(raw)
+        return doc, len(raw)
+
+    def fetch_header(self, name: str, strategy: str = "exact") -> None:
+        size = self.listing.sizes.get(name, 0)
+        url = self.reader.url(name, self.listing.sha)
+        try:
+            if strategy == "speculative":
+                first, final = self.reader.get(url, (0, min(SPECULATIVE_BYTES, max(size, 1)) - 1))
+                n = header_length(name, size, first[:8])
+                raw = first[8 : 8 + n]
+                if len(raw) < n and len(first) >= min(SPECULATIVE_BYTES, size):
+                    more, _ = self.reader.get(final, (len(first), 7 + n))
+                    raw += more
+            else:
+                head, final = self.reader.get(url, (0, 7)) if size >= 8 else (b"", url)
+                n = header_length(name, size, head)
+                raw, _ = self.reader.get(final, (8, 7 + n)) if n else (b"", final)
+            if len(raw) < n:
+                raise HeaderError(
+                    "header-truncated", f"{name}: file ended after {len(raw)} of {n} header bytes"
+                )
+            self.headers[name] = parse_header(raw[:n], path=Path(name), file_size=size)
+        except HeaderError as exc:
+            self.headers[name] = exc
+
+    def read_header(self, name: str) -> ShardHeader:
+        if name not in self.headers:
+            self.fetch_header(name)
+        got = self.headers[name]
+        if isinstance(got, HeaderError):
+            raise got
+        self.reader.stats.header_bytes += got.bytes_read
+        return got
+
+
+def _expected_shards(source: HubSource, names: set[str]) -> list[str]:
+    """The shards the scan will ask for: the index's, else every top-level *.safetensors."""
+    shards = sorted(n for n in names if n.endswith(".safetensors"))
+    raw = source.jsons.get(INDEX_NAME)
+    if raw is not None:
+        try:
+            wm = parse_json(INDEX_NAME, raw).get("weight_map")
+        except (JsonFileError, AttributeError):
+            wm = None
+        if isinstance(wm, dict):
+            return sorted({v for v in wm.values() if isinstance(v, str) and v in names})
+    return shards
+
+
+def hub_preflight(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    vllm_root: Path | None = None,
+    vllm_ascend_root: Path | None = None,
+    vllm_python: Path | None = None,
+    registries: Registries | None = None,
+    workers: int = DEFAULT_WORKERS,
+    strategy: str = "exact",
+    timeout: float = DEFAULT_TIMEOUT_S,
+    stats: HubStats | None = None,
+) -> AnalysisResult:
+    """Analyse `repo_id` at `revision` (default: the default branch) without downloading weights.
+
+    The result is `analyze()`'s for the same files, with `revision` set to the pinned commit SHA
+    and `hub_id` to the repo; every later stage uses that SHA. Raises HubError when the hub cannot
+    answer, AnalysisError when there is nothing to analyse (no config.json, config not JSON).
+    """
+    started = time.perf_counter()
+    reader = HubReader(repo_id, endpoint=endpoint, token=token, timeout=timeout)
+    if stats is not None:
+        reader.stats = stats
+    listing = reader.listing(revision)
+    names = listing.top_level
+    name_set = set(names)
+    where = f"{repo_id}@{listing.sha[:12]}"
+    if "config.json" not in listing.sizes:
+        raise AnalysisError(
+            "config-missing", f"{where} has no config.json: not a Hugging Face checkpoint repo"
+        )
+    source = HubSource(reader, listing)
+    jsons = ["config.json", *[n for n in SIDE_JSON if n in name_set]]
+    jsons += [n for n in names if n.endswith(".safetensors.index.json")]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(source.fetch_json, jsons))
+        shards = _expected_shards(source, name_set)
+        list(pool.map(lambda s: source.fetch_header(s, strategy), shards))
+    try:
+        check_json_size("config.json", listing.sizes["config.json"])
+        raw_cfg = parse_json("config.json", source.jsons["config.json"])
+    except JsonFileError as exc:
+        code = "config-not-json" if exc.code == "not-json" else "config-invalid"
+        raise AnalysisError(code, f"cannot analyse: {exc.message}") from None
+    if not isinstance(raw_cfg, dict):
+        raise AnalysisError("config-invalid", "cannot analyse: config.json is JSON but not an object")
+    if registries is None:
+        try:
+            registries = load_registries(vllm_root, vllm_ascend_root, vllm_python)
+        except RegistryError as exc:
+            raise AnalysisError("bad-registry-root", str(exc)) from None
+    scan = scan_checkpoint(Path(repo_id), names, source=source)
+    result = build_result(Path(repo_id), ConfigView(raw_cfg), scan, registries)
+    reader.stats.wall_s = time.perf_counter() - started
+    return result.model_copy(update={"revision": listing.sha, "hub_id": listing.repo_id})
