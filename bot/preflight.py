@@ -1,0 +1,245 @@
+"""The pre-flight comment: the first useful answer on an issue, before any runner time is spent.
+
+Pure: `preflight_view(analysis)` turns the AnalysisResult of the hub pre-flight
+(runners.analysis.hub.hub_preflight) into what the comment says, and `render_preflight` renders
+templates/comments/preflight.md.j2. The figures come from the runners' pure contracts: the KV
+layout (runners.analysis.kv), the Ascend profiles' capacity settings and the start-cost estimate
+(runners.accounting.estimate_job). Every Ascend figure is a documented ASSUMPTION of those
+profiles (64 GB per NPU, load bandwidth, compile time), not a measurement; the comment says so.
+
+The control plane calls `render_preflight(result)` when a job starts from a hub id and posts it;
+`stops_job(result)` says whether blocking defects end the job there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runners.analysis.model import AnalysisResult, Problem
+from runners.render import render
+
+#: The capacity baseline every job measures: max_model_len × max_num_seqs.
+BASELINE_LEN = 131_072
+BASELINE_SEQS = 16
+#: hardware -> runner profile whose capacity settings (device memory, block size) apply
+HARDWARE_PROFILES = {"a2": "ascend-a2", "a3": "ascend-a3"}
+#: Seconds the servers are busy after READY, per stage (ESTIMATES: smoke requests, the capacity
+#: load test, lm-eval gsm8k on 1319 questions). Added to the start costs of the profile.
+SERVE_S = {"real-gate": 60.0, "capacity": 900.0, "accuracy": 2400.0}
+#: servers a job starts with real weights: real gate, capacity, accuracy
+REAL_STARTS = 3
+
+
+@dataclass(frozen=True)
+class HardwareFit:
+    hardware: str
+    profile: str
+    tp: int | None
+    #: the baseline length after the model's limit (runners.serve clamps to it)
+    length: int
+    fits: bool | None
+    starts: bool | None
+    kv_tokens: int | None
+    max_len_all_seqs: int | None
+    device_hours: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class PreflightView:
+    model: str
+    revision: str | None
+    architecture: str | None
+    model_type: str | None
+    verdict: str
+    verdict_reason: str
+    applies: list[tuple[str, str]]
+    not_applicable: list[tuple[str, str]]
+    blocking: list[Problem]
+    warnings: list[Problem]
+    kv_bytes_per_token: int | None
+    parameter_bytes: int | None
+    parameter_source: str | None
+    max_position_embeddings: int | None
+    model_limit_note: str | None
+    hardware: list[HardwareFit] = field(default_factory=list)
+
+    @property
+    def stops(self) -> bool:
+        return bool(self.blocking)
+
+
+def _model_limit(result: AnalysisResult) -> int | None:
+    """The longest context the model allows (max_position_embeddings already carries rope scaling
+    where the config states it; see runners.analysis.config)."""
+    return result.max_position_embeddings
+
+
+def _layout(result: AnalysisResult) -> Any | None:
+    kv_cache = getattr(result, "kv_cache", None)
+    if not kv_cache:
+        return None
+    try:
+        from runners.analysis.kv import KvLayout
+
+        return KvLayout(**kv_cache)
+    except Exception:  # an older analysis without a usable layout: no KV figures, said so
+        return None
+
+
+def _fit(result: AnalysisResult, hardware: str, features: int) -> HardwareFit:
+    from runners import accounting
+    from runners.analysis import kv
+    from runners.profile import load_profile
+
+    profile_name = HARDWARE_PROFILES[hardware]
+    spec = load_profile(profile_name).capacity
+    tp = getattr(result.suggested_tp, hardware)
+    limit = _model_limit(result)
+    length = min(BASELINE_LEN, limit) if limit else BASELINE_LEN
+    if tp is None:
+        return HardwareFit(
+            hardware,
+            profile_name,
+            None,
+            length,
+            False,
+            False,
+            None,
+            None,
+            None,
+            "the weights do not fit one node at 70 % of 64 GB per NPU: quantize or go multi-node",
+        )
+    est = accounting.estimate_job(
+        result.parameter_bytes,
+        tp,
+        spec,
+        real_starts=REAL_STARTS,
+        dummy_starts=1,
+        probe_starts=features,
+        serve_s=sum(SERVE_S.values()),
+    )
+    lay = _layout(result)
+    if lay is None:
+        return HardwareFit(
+            hardware,
+            profile_name,
+            tp,
+            length,
+            None,
+            None,
+            None,
+            None,
+            est["device_hours"],
+            "no KV layout from the config: the capacity stage measures it",
+        )
+    fit = kv.predict_fits(
+        lay,
+        tps=[tp],
+        max_model_len=length,
+        max_num_seqs=BASELINE_SEQS,
+        dtype=None,
+        block_size=int(spec.kv_block_size),
+        parameter_bytes=result.parameter_bytes,
+        device_memory_bytes=int(spec.device_memory_gib * kv.GIB) if spec.device_memory_gib else None,
+        memory_utilization=float(spec.memory_utilization),
+        reserve_bytes=int(float(spec.reserve_gib) * kv.GIB),
+        fixed_kv_bytes=None,
+        cap=length,
+    )[0]
+    larger = [
+        t
+        for t in spec.tp_choices
+        if t > tp and (not result.num_attention_heads or result.num_attention_heads % t == 0)
+    ]
+    fits_at = next(
+        (
+            f.tp
+            for f in kv.predict_fits(
+                lay,
+                tps=larger,
+                max_model_len=length,
+                max_num_seqs=BASELINE_SEQS,
+                dtype=None,
+                block_size=int(spec.kv_block_size),
+                parameter_bytes=result.parameter_bytes,
+                device_memory_bytes=int(spec.device_memory_gib * kv.GIB) if spec.device_memory_gib else None,
+                memory_utilization=float(spec.memory_utilization),
+                reserve_bytes=int(float(spec.reserve_gib) * kv.GIB),
+                fixed_kv_bytes=None,
+                cap=length,
+            )
+            if f.fits
+        ),
+        None,
+    )
+    more = f"; fits at TP {fits_at}" if fits_at else ""
+    if fit.fits:
+        reason = f"{length} × {BASELINE_SEQS} fits ({fit.kv_tokens} KV tokens per rank at TP {tp})"
+    elif fit.starts:
+        reason = (
+            f"{length} × {BASELINE_SEQS} does not fit at TP {tp}: {fit.kv_tokens} KV tokens; all "
+            f"{BASELINE_SEQS} fit up to {fit.max_len_all_seqs} tokens each{more}"
+        )
+    else:
+        reason = f"not even one {length}-token request fits at TP {tp}: the server would not start{more}"
+    return HardwareFit(
+        hardware,
+        profile_name,
+        tp,
+        length,
+        fit.fits,
+        fit.starts,
+        fit.kv_tokens,
+        fit.max_len_all_seqs,
+        est["device_hours"],
+        reason,
+    )
+
+
+def preflight_view(result: AnalysisResult) -> PreflightView:
+    applies = [(n, f.reason) for n, f in result.features.items() if f.status == "applicable"]
+    rest = [(n, f"{f.status}: {f.reason}") for n, f in result.features.items() if f.status != "applicable"]
+    limit = _model_limit(result)
+    note = None
+    if limit and limit < BASELINE_LEN:
+        note = (
+            f"the model allows {limit} tokens (max_position_embeddings): the {BASELINE_LEN}-token "
+            f"baseline runs at {limit} instead"
+        )
+    return PreflightView(
+        model=result.hub_id or result.served_model_name,
+        revision=result.revision,
+        architecture=result.architecture,
+        model_type=result.model_type,
+        verdict=result.support.verdict,
+        verdict_reason=result.support.reason,
+        applies=applies,
+        not_applicable=rest,
+        blocking=[p for p in result.problems if p.blocking],
+        warnings=[p for p in result.problems if not p.blocking],
+        kv_bytes_per_token=getattr(result, "kv_bytes_per_token", None),
+        parameter_bytes=result.parameter_bytes,
+        parameter_source=result.parameter_source,
+        max_position_embeddings=limit,
+        model_limit_note=note,
+        hardware=[_fit(result, hw, len(applies)) for hw in HARDWARE_PROFILES],
+    )
+
+
+def stops_job(result: AnalysisResult) -> bool:
+    """Blocking defects found before any runner time: the job ends with the pre-flight comment."""
+    return bool(result.blocking_problems)
+
+
+def render_preflight(result: AnalysisResult) -> str:
+    """The pre-flight comment (Markdown) for `result`; pure."""
+    view = preflight_view(result)
+    return render(
+        "comments/preflight.md.j2",
+        v=view,
+        baseline_len=BASELINE_LEN,
+        baseline_seqs=BASELINE_SEQS,
+        serve_s=SERVE_S,
+    )
