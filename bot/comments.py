@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bot.commands import BY_NAME, COMMANDS, PREFIX
 from bot.jobs.machine import ORDER
 from bot.jobs.model import Job
-from runners.contracts import utcnow
-from runners.render import render
+from runners.artifacts.wording import verdict_headline
+from runners.contracts import StageResult, utcnow
+from runners.render import md_inline, render
+from runners.verdict import Verdict, judge
 
 MAX_BODY = 65_000  # GitHub's hard limit is 65,536; leave room for the marker and a note
 MARKER_RE = re.compile(r"<!-- adapt-bot:status job=([A-Za-z0-9._-]{1,64}) -->")
@@ -99,7 +102,16 @@ def stage_rows(job: Job, now: dt.datetime) -> list[StageRow]:
     return rows
 
 
-def headline(job: Job) -> str:
+def verdict_for(job: Job, results: Mapping[str, StageResult]) -> Verdict | None:
+    """The verdict of a finished job (runners.verdict); None while it runs or after a cancel."""
+    if job.phase not in ("succeeded", "failed"):
+        return None
+    return judge(results, job.options.profile)
+
+
+def headline(job: Job, verdict: Verdict | None = None) -> str:
+    """The status comment's headline. A delivered job is worded by its verdict; without one it
+    claims nothing beyond "delivered" (a delivery is not a validation)."""
     phase = job.phase
     if phase == "running":
         return f"⏳ Running **{job.stage}**"
@@ -108,9 +120,13 @@ def headline(job: Job) -> str:
     if phase == "waiting":
         return "⏸️ Waiting for a maintainer"
     if phase == "succeeded":
-        return "✅ Succeeded"
+        if verdict is None:
+            return "📦 Delivered — the verdict is in the final report"
+        return verdict_headline(verdict)
     if phase == "failed":
-        return f"❌ Failed at **{job.stage}**"
+        summary = job.stages.get(job.stage or "")
+        reason = (summary.reason or summary.status) if summary else None
+        return f"❌ Failed at **{job.stage}**" + (f": `{md_inline(reason)[:80]}`" if reason else "")
     return "🚫 Cancelled"
 
 
@@ -119,13 +135,17 @@ def render_status(
     progress: list[dict[str, str]] | None = None,
     now: dt.datetime | None = None,
     jobs_url: str | None = None,
+    verdict: Verdict | None = None,
 ) -> str:
+    """The status comment. Pass `verdict` (`verdict_for(job, results)`) once the job has ended, so
+    the headline and the reasons say what the runs earned, not merely that they ended."""
     now = now or utcnow()
     body = render(
         "comments/status.md.j2",
         marker=marker(job.id),
         job=job,
-        headline=headline(job),
+        headline=headline(job, verdict),
+        verdict=verdict if job.phase == "succeeded" else None,
         rows=stage_rows(job, now),
         progress=(progress or [])[:1],
         job_url=f"{jobs_url.rstrip('/')}/jobs/{job.id}" if jobs_url else None,
@@ -195,6 +215,58 @@ def publish_report(gh: Any, job: Job, body: str) -> int:
     Found again by its own marker (distinct from the status marker) AND our App id, so a rerun that
     delivers again updates the report in place instead of adding a second one.
     """
+    return _publish_marked(gh, job, body)
+
+
+def publish_failure_report(gh: Any, job: Job, body: str) -> int:
+    """Post the full report of a failed job (runners.artifacts.render_failure_report).
+
+    It is THE job's report comment (same marker as the final report): a failure after a rerun edits
+    it, and a later successful delivery replaces it in place, so an issue never shows a stale
+    failure report next to the final one."""
+    return _publish_marked(gh, job, body)
+
+
+def failure_results(job: Job, results: Mapping[str, StageResult]) -> dict[str, StageResult]:
+    """The stored results plus the failed stage's summary when the store holds no result for it
+    (a delivery error, a lost runner), so the failure report always names what failed."""
+    out = dict(results)
+    stage = job.stage
+    summary = job.stages.get(stage or "")
+    if job.phase == "failed" and stage and summary is not None and stage not in out:
+        out[stage] = StageResult(
+            stage=stage,
+            status="failed" if summary.status == "failed" else "error",
+            started_at=summary.started_at or job.updated_at,
+            finished_at=summary.finished_at,
+            reason=summary.reason,
+            diagnosis=summary.diagnosis or job.message,
+            next_step=summary.next_step or job.next_step,
+            attempt=summary.attempt,
+        )
+    return out
+
+
+def post_failure_report(
+    gh: Any, job: Job, results: Mapping[str, StageResult], *, logs_url: str | None = None
+) -> int:
+    """Render and post the report of a job that ended `failed:<stage>` — what ran, the evidence,
+    the diagnosis, the next step — as the job's report comment. One call for bot.tasks."""
+    from runners.artifacts import render_failure_report
+
+    full = failure_results(job, results)
+    body = render_failure_report(
+        job.options.model_copy(update={"issue": job.issue}),
+        full,
+        job_id=job.id,
+        verdict=judge(full, job.options.profile),
+        limit=MAX_BODY - 100,
+        logs_url=logs_url,
+    )
+    return publish_failure_report(gh, job, body)
+
+
+def _publish_marked(gh: Any, job: Job, body: str) -> int:
     mark = report_marker(job.id)
     text = fit(f"{mark}\n{body}")
 

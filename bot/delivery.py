@@ -27,6 +27,7 @@ from bot.github import GitHubError
 from runners.artifacts.builders import CHECK_RUN_TEXT_LIMIT, COMMENT_LIMIT, Delivery, check_run_output, fit
 from runners.artifacts.facts import JobFacts
 from runners.delivery_local import DeliveryError, collect_files, with_signoff
+from runners.verdict import Verdict
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -456,6 +457,16 @@ class DeliveryOutcome:
         )
 
 
+def pr_draft(verdict: Verdict, delivery_config: Any = None) -> bool:
+    """The PR is a draft unless the verdict is `validated` (runners.verdict): a PR whose accuracy is
+    implausible, whose reference parity was skipped or whose real gate never passed is not ready for
+    review, whatever else passed. `delivery.draft_until_real_gate: false` in the repo config opts
+    out of drafts altogether (the key keeps its name; it now means "until validated")."""
+    if not getattr(delivery_config, "draft_until_real_gate", True):
+        return False
+    return not verdict.validated
+
+
 _IDENTITY_ATTR = "_adapt_bot_identity"
 
 
@@ -490,7 +501,7 @@ def deliver(
     config: Any,
     settings: Any,
 ) -> DeliveryOutcome:
-    """Deliver a finished job: one signed-off commit, its PR (draft until the real gate passed), and
+    """Deliver a finished job: one signed-off commit, its PR (draft unless the verdict is validated), and
     the gate check runs on the PR head. Idempotent: a rerun updates the same branch, PR and runs.
 
     `github` is bot.github.InstallationClient (its `.gh` is the installation githubkit client),
@@ -507,7 +518,7 @@ def deliver(
     base = getattr(dconf, "base_branch", None) or "main"
     fork = getattr(dconf, "fork", None) if getattr(dconf, "mode", "app-commit") == "fork" else None
     facts = collect(options, results)
-    draft = not facts.real_gate_passed if getattr(dconf, "draft_until_real_gate", True) else False
+    draft = pr_draft(facts.verdict, dconf)
     public = getattr(settings, "public_url", None)
     logs_url = f"{public.rstrip('/')}/jobs/{job.id}" if public else None
     paths = sorted(files)

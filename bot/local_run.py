@@ -3,7 +3,9 @@
 Runs the runner stages in order through `runners.pipeline.execute_stage` (the same entry the
 Celery task uses), stops at the first stage that fails, then delivers locally: one signed-off
 commit on `adapt/<slug>-<issue>` in the target checkout, and the report, runbook and
-result.json in the output directory.
+result.json in the output directory. It ends with the verdict the runs earned (runners.verdict):
+`validated`, `serves, not validated: <reasons>` or `failed: <stage>: <reason>`, also in
+result.json. The exit code is 0 when every stage ran (whatever the verdict), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.progress import StageProgress
+from runners.artifacts.wording import verdict_block
 from runners.context import LocalCancel
 from runners.contracts import JobOptions, StageResult
 from runners.model_ref import parse_model_ref
 from runners.pipeline import PIPELINE, execute_stage
+from runners.verdict import Verdict, judge
 from runners.workspace import Workspace
 
 DEFAULT_SIGNOFF = "adapt-bot <adapt-bot@users.noreply.github.com>"
@@ -45,6 +49,8 @@ class LocalRunOutcome:
     total_s: float
     commit: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)  # name -> path written in out/
+    #: what the runs earned (runners.verdict); a finished run is not a validated one
+    verdict: Verdict | None = None
 
     @property
     def ok(self) -> bool:
@@ -109,7 +115,14 @@ def run_local(cfg: LocalRunConfig, progress: StageProgress | None = None) -> Loc
         timings["deliver"] = time.monotonic() - s0
         progress.end("passed", f"{commit['sha'][:12]} on {commit['branch']}")
     total = time.monotonic() - t0
-    outcome = LocalRunOutcome(state=state, results=results, timings=timings, total_s=total, commit=commit)
+    outcome = LocalRunOutcome(
+        state=state,
+        results=results,
+        timings=timings,
+        total_s=total,
+        commit=commit,
+        verdict=judge(results, cfg.options.profile),
+    )
     outcome.files = _write_outputs(cfg, ws, outcome)
     return outcome
 
@@ -125,6 +138,9 @@ def print_outcome(outcome: LocalRunOutcome, repo: Path) -> int:
         )
     for path in outcome.files.values():
         print(f"wrote {path}", file=sys.stderr)
+    if outcome.verdict is not None:
+        # the last word: what the run earned and why (a finished run is not a validated one)
+        print(verdict_block(outcome.verdict), file=sys.stderr)
     return 0 if outcome.ok else 1
 
 
@@ -157,6 +173,7 @@ def _write_outputs(cfg: LocalRunConfig, ws: Workspace, outcome: LocalRunOutcome)
     doc = {
         "job_id": f"local-{model_slug(cfg.options)}",
         "state": outcome.state,
+        "verdict": outcome.verdict.model_dump(mode="json") if outcome.verdict else None,
         "options": cfg.options.model_dump(mode="json"),
         "stages": {s: r.model_dump(mode="json") for s, r in results.items()},
         "feature_matrix": (features.data.get("features") if features else None),

@@ -269,6 +269,16 @@ def _quality(real: StageResult | None) -> tuple[list[Reason], list[Reason]]:
     return reasons, warnings
 
 
+def _measured(task: Any) -> bool:
+    """A task with a name and at least one metric with a name and a numeric value."""
+    if not isinstance(task, Mapping) or not task.get("name"):
+        return False
+    return any(
+        isinstance(m, Mapping) and m.get("name") and _float(m.get("value")) is not None
+        for m in task.get("metrics") or []
+    )
+
+
 def accuracy_flags(data: Mapping[str, Any]) -> list[AccuracyFlag]:
     """Every implausible metric of an accuracy result: the stage's own flags plus the checks here."""
     refs_all = _mapping(data.get("references"))
@@ -324,7 +334,7 @@ def _accuracy(results: Mapping[str, StageResult]) -> tuple[list[Reason], list[Ac
         return [Reason(code="not-run", stage="accuracy")], []
     if r.status == "skipped":
         return [Reason(code="skipped", stage="accuracy", detail=r.reason or r.diagnosis)], []
-    tasks = [t for t in r.data.get("tasks") or [] if isinstance(t, Mapping) and t.get("metrics")]
+    tasks = [t for t in r.data.get("tasks") or [] if _measured(t)]
     if not tasks:
         return [Reason(code="accuracy-missing", stage="accuracy")], []
     reasons: list[Reason] = []
