@@ -49,6 +49,12 @@ class Delivery(_Strict):
     draft_until_real_gate: bool = True
 
 
+class RemoteCode(_Strict):
+    #: Let jobs of this repository run a checkpoint's own Python (`--trust-remote-code`) when vLLM
+    #: cannot serve it natively. Off by default: runner hosts would execute code from the internet.
+    allow: bool = False
+
+
 class RepoConfig(_Strict):
     label: str = "adapt-model"
     permission: Permission = "write"
@@ -57,6 +63,7 @@ class RepoConfig(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     artifacts: Artifacts = Field(default_factory=Artifacts)
     delivery: Delivery = Field(default_factory=Delivery)
+    remote_code: RemoteCode = Field(default_factory=RemoteCode)
 
     def pool_for(self, hardware: str) -> str:
         return self.pools.get(hardware) or next(iter(self.pools.values()), "cpu")

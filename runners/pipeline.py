@@ -83,7 +83,10 @@ def execute_stage(
             vllm_root=vllm_root,
             vllm_ascend_root=vllm_ascend_root,
         )
-        result = stage_function(stage)(ctx)
+        from runners.analysis.preflight import check_before_serving
+
+        # blocking defects (and remote code without the opt-in) stop a server stage before any start
+        result = check_before_serving(ctx, stage) or stage_function(stage)(ctx)
     except ModelRefError as exc:
         result = StageResult(
             stage=stage, status="failed", reason="bad-model", diagnosis=str(exc), started_at=started

@@ -48,6 +48,7 @@ from typing import IO, Any
 import httpx
 
 from runners import accounting
+from runners.analysis.preflight import remote_code_flags
 from runners.context import StageContext
 from runners.contracts import Evidence
 from runners.gates import evidence as ev
@@ -695,6 +696,7 @@ def _serve_on(
     try:
         values = template_values(ctx, prof, port=port, scratch=scratch, overrides=overrides)
         argv = build_argv(prof, values, prof.vllm_command())
+        argv = with_extra_args(argv, remote_code_flags(ctx, prof))  # only when needed AND opted in
         env = build_env(prof, values, devices=devices, extra_env=extra_env, tag=tag)
         cwd = Path(fill(prof.serve.cwd, values))
     except ProfileError as exc:

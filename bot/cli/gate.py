@@ -5,6 +5,11 @@ Runs ONE gate stage on this machine through the same pipeline entry the Celery t
 stderr ("waiting for /v1/models… 12 s"); the stage result goes to stdout (JSON with --json, a
 readable summary otherwise). Exit 0 = passed, 1 = failed/error, 2 = unusable input.
 Ctrl-C / SIGTERM set the job's cancel flag: the server is torn down before exiting.
+
+Before the first server start the analysis check runs (runners.analysis.preflight, inside
+execute_stage): a blocking defect (a tensor shape config.json contradicts, missing shards, a
+checkpoint that needs its own code without `--trust-remote-code`) fails the stage with nothing
+started. `--trust-remote-code` is the explicit opt-in for a checkpoint's own Python.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--models-root", type=Path, default=None, metavar="DIR")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the checkpoint's own Python (auto_map) to run when vLLM cannot serve it natively",
+    )
 
 
 def _job_dir(args: argparse.Namespace, model: str) -> tuple[str, Path | None]:
@@ -74,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
     options.tp = args.tp
     options.max_model_len = args.max_model_len
     options.served_model_name = args.served_model_name
+    options.trust_remote_code = args.trust_remote_code
     job_id, work_root = _job_dir(args, str(options.local_path or options.model))
 
     cancel = LocalCancel()

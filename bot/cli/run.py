@@ -27,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--signoff", default=None, help='"Name <email>" for the Signed-off-by trailer')
     parser.add_argument("--vllm", type=Path, default=None, help="vLLM checkout for the registry verdict")
     parser.add_argument("--vllm-ascend", type=Path, default=None, help="vllm-ascend checkout")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the checkpoint's own Python (auto_map) to run when vLLM cannot serve it natively",
+    )
     parser.add_argument("--stop-after", choices=PIPELINE, default=None, help="stop after STAGE (no commit)")
 
 
@@ -58,6 +63,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         max_model_len=args.max_model_len,
         features=features,
         issue=args.issue,
+        trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from runners.analysis import features as feat
 from runners.analysis import kv, sizing
+from runners.analysis import remote_code as rc
 from runners.analysis.checkpoint import CheckpointScan, list_dir, scan_checkpoint
 from runners.analysis.config import ConfigView, JsonFileError, quantization, read_json
 from runners.analysis.model import BLOCKING, AnalysisResult, Moe, Problem
@@ -22,8 +23,11 @@ from runners.analysis.registry import (
     is_multimodal_arch,
     load_registries,
     support_for,
+    transformers_has,
 )
 from runners.analysis.safetensors_headers import Opener, open_unbuffered
+from runners.analysis.shapes import check_shapes, header_tensors
+from runners.analysis.tokens import ids_beyond_vocab
 
 
 class AnalysisError(Exception):
@@ -72,7 +76,25 @@ def analyze(
         except RegistryError as exc:
             raise AnalysisError("bad-registry-root", str(exc)) from None
     scan = scan_checkpoint(model_dir, names, opener)
+    read_tokenizer_files(model_dir, names, scan)
     return build_result(model_dir, ConfigView(raw_cfg), scan, registries)
+
+
+#: tokenizer.json of a large vocabulary (Gemma's is ~33 MB) is bigger than other side files.
+TOKENIZER_JSON_LIMIT = 64 * 1024 * 1024
+
+
+def read_tokenizer_files(model_dir: Path, names: list[str], scan: CheckpointScan) -> None:
+    """tokenizer.json and added_tokens.json into `scan.side`, for the token-id check."""
+    for name, limit in (("tokenizer.json", TOKENIZER_JSON_LIMIT), ("added_tokens.json", 1024 * 1024)):
+        if name not in names:
+            continue
+        try:
+            scan.side[name] = read_json(model_dir / name, limit)
+            scan.metadata_bytes += (model_dir / name).stat().st_size
+        except JsonFileError as exc:
+            message = f"{exc.message}: token ids not checked"
+            scan.problems.append(Problem.of("tokenizer-file-unreadable", message))
 
 
 def build_result(model_dir: Path, cfg: ConfigView, scan: CheckpointScan, regs: Registries) -> AnalysisResult:
@@ -133,6 +155,32 @@ def build_result(model_dir: Path, cfg: ConfigView, scan: CheckpointScan, regs: R
 
     auto_map = cfg.top.get("auto_map") if isinstance(cfg.top.get("auto_map"), dict) else None
     support = support_for(arch, cfg.model_type, auto_map, regs)
+    in_tf = (
+        transformers_has(regs.transformers_dir, cfg.model_type, arch)
+        if arch and support.vllm.verdict not in ("registered", "unknown")
+        else None
+    )
+    need = rc.assess(
+        arch=arch,
+        model_type=cfg.model_type,
+        auto_map=auto_map,
+        tokenizer_config=tokenizer_cfg,
+        support=support,
+        transformers_defines_arch=in_tf,
+        transformers_dir=regs.transformers_dir,
+    )
+    problems.extend(check_shapes(cfg, header_tensors(scan.headers)))
+    problems.extend(ids_beyond_vocab(cfg.int_("vocab_size"), scan.side))
+    if multimodal and not scan.files.get("processor"):
+        problems.append(
+            Problem.of(
+                "processor-files-missing",
+                f"multimodal checkpoint ({', '.join(modalities)}) without preprocessor_config.json or "
+                "processor_config.json: vLLM cannot build the image/audio processor, so multimodal requests "
+                "(and a start that profiles the encoder) fail; copy the processor files from the original "
+                "model repository",
+            )
+        )
     files: dict[str, Any] = dict(scan.files)
     files.update(
         shards_expected=len(scan.shards_expected),
@@ -153,6 +201,8 @@ def build_result(model_dir: Path, cfg: ConfigView, scan: CheckpointScan, regs: R
         nested_config=cfg.nested_key,
         remote_code=cfg.remote_code or tok_auto,
         remote_code_files=remote_files,
+        remote_code_required=need.required,
+        remote_code_reason=need.reason,
         multimodal=multimodal,
         modalities=modalities,
         moe=moe,

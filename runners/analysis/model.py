@@ -65,7 +65,8 @@ class Problem(BaseModel):
     @classmethod
     def of(cls, code: str, message: str) -> Problem:
         blocking = code in BLOCKING
-        return cls(code=code, message=message, blocking=blocking, severity="blocking" if blocking else "warning")
+        severity: Severity = "blocking" if blocking else "warning"
+        return cls(code=code, message=message, blocking=blocking, severity=severity)
 
 
 class Moe(BaseModel):

@@ -12,8 +12,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
+from runners.analysis.remote_code import HOW_TO_ALLOW
 from runners.contracts import Evidence
 
 LadderHint = Literal["retry-clean", "enforce-eager", "torchdynamo-disable", "text-only", "stop", "none"]
@@ -92,9 +93,47 @@ SIGNATURES: tuple[Signature, ...] = (
             r"KeyError: '[\w.]+'|Following weights were not initialized from checkpoint",
         ),
         meaning="checkpoint tensor names do not map onto the vLLM model (or shards are missing)",
-        next_step="fix the weight-name mapping (load_weights / packed modules) or complete the checkpoint",
+        next_step="the log line names the tensors: map those checkpoint names in the model's load_weights "
+        "(stacked_params_mapping / packed_modules_mapping), or restore the shards the index lists "
+        "(`adapt-bot analyze MODEL` names missing shards); load_findings in the stage data lists every key",
         ladder="stop",
         real_weights_only=True,
+    ),
+    Signature(
+        id="weight-shape",
+        reason="weight-shape-mismatch",
+        patterns=(
+            r"Attempted to load weight \(torch\.Size\(\[[\d, ]*\]\)\) into parameter|"
+            r"size mismatch for [\w.]+: copying a param with shape",
+        ),
+        meaning="a checkpoint tensor's shape differs from the parameter vLLM built from config.json",
+        next_step="compare that tensor's header shape with config.json (`adapt-bot analyze MODEL` names "
+        "every contradiction; load_findings names the tensor with the logged shape): fix the config key it "
+        "contradicts, or the weight mapping if the model stacks or splits that tensor",
+        ladder="stop",
+        real_weights_only=True,
+    ),
+    Signature(
+        id="remote-code-needed",
+        reason="remote-code-not-allowed",
+        patterns=(
+            r"requires you to execute the (?:configuration|modeling|tokenizer) file|"
+            r"consider setting `trust_remote_code=True`|set the option `trust_remote_code=True`",
+        ),
+        meaning="loading the config, model or tokenizer needs the checkpoint's own Python, and the server "
+        "was started without --trust-remote-code",
+        next_step="if you trust the checkpoint's code, " + HOW_TO_ALLOW + "; otherwise add a native "
+        "implementation (the analysis' remote_code_reason says which part needs the code)",
+        ladder="stop",
+    ),
+    Signature(
+        id="vocab-out-of-range",
+        reason="tokenizer-vocab-mismatch",
+        patterns=(r"Token id -?\d+ is out of vocabulary|IndexError: index out of range in self",),
+        meaning="a token id is outside the embedding: the tokenizer and config.json vocab_size disagree",
+        next_step="make vocab_size cover every tokenizer id (`adapt-bot analyze MODEL` lists the ids past "
+        "vocab_size) and resize embed_tokens / lm_head to match, or use the tokenizer the weights belong to",
+        ladder="stop",
     ),
     Signature(
         id="missing-dependency",
@@ -103,7 +142,8 @@ SIGNATURES: tuple[Signature, ...] = (
             r"ModuleNotFoundError: No module named '[\w.]+'|ImportError: (?:cannot import name|lib\S+\.so)",
         ),
         meaning="the serving environment lacks a Python module or native library this model path imports",
-        next_step="install the missing package in the serving environment (matching its torch build)",
+        next_step="install the package the ModuleNotFoundError/ImportError line names into the serving "
+        "environment (a build matching its torch), then rerun the stage",
         ladder="stop",
     ),
     Signature(
@@ -205,7 +245,8 @@ SIGNATURES: tuple[Signature, ...] = (
         reason="config-rejected",
         patterns=(r"pydantic_core\._pydantic_core\.ValidationError|ValidationError: \d+ validation error",),
         meaning="vLLM rejected the engine configuration (a flag value, or a combination this build refuses)",
-        next_step="read the 'Value error' line under the ValidationError; change that flag or the config",
+        next_step="change the flag or config value the ValidationError's 'Value error' line names (quoted "
+        "in the diagnosis), then rerun the dummy gate",
         ladder="none",
         generic=True,
     ),
@@ -329,3 +370,116 @@ def context(lines: Sequence[str], line: int, before: int = 2, after: int = 2) ->
     lo = max(0, line - 1 - before)
     hi = min(len(lines), line + after)
     return "\n".join(clip_line(x) for x in lines[lo:hi])
+
+
+# --------------------------------------------------------------------------- load findings
+
+LoadKind = Literal[
+    "not-initialized",
+    "missing-keys",
+    "unexpected-keys",
+    "shape-mismatch",
+    "dtype-downcast",
+    "dtype-upcast",
+    "vocab-mismatch",
+]
+
+
+@dataclass(frozen=True)
+class LoadFinding:
+    """A load-time warning or error worth a maintainer's eye, even when the server came up."""
+
+    kind: LoadKind
+    text: str
+    line: int  # 1-based
+    #: Parsed parts: tensor names, {"loaded": [..], "param": [..]} shapes, {"from", "to"} dtypes.
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": clip_line(self.text, 300), "line": self.line, **self.detail}
+
+
+_SIZE = r"torch\.Size\(\[([\d, ]*)\]\)"
+_LOAD_RULES: tuple[tuple[LoadKind, re.Pattern[str]], ...] = (
+    (
+        "not-initialized",
+        re.compile(r"(?:weights|parameters) were not initialized from (?:the model )?checkpoint"),
+    ),
+    (
+        "missing-keys",
+        re.compile(
+            r"[Mm]issing keys?\b|Weight files referenced in index but missing|"
+            r"newly initialized: \[|(?:weights|tensors) (?:are )?missing from (?:the )?checkpoint"
+        ),
+    ),
+    (
+        "unexpected-keys",
+        re.compile(
+            r"[Uu]nexpected keys?\b|There is no module or parameter named '[\w.]+'|"
+            r"were not used when initializing|^\s*KeyError: '[\w.]+\.(?:weight|bias)\w*'"
+        ),
+    ),
+    (
+        "shape-mismatch",
+        re.compile(
+            rf"Attempted to load weight \({_SIZE}\) into parameter \({_SIZE}\)|"
+            rf"size mismatch for ([\w.]+): copying a param with shape {_SIZE}"
+        ),
+    ),
+    ("dtype-downcast", re.compile(r"\b(Downcasting|Casting) torch\.(\w+) to torch\.(\w+)")),
+    ("dtype-upcast", re.compile(r"\bUpcasting torch\.(\w+) to torch\.(\w+)")),
+    (
+        "vocab-mismatch",
+        re.compile(
+            r"Token id -?\d+ is out of vocabulary|index out of range in self|"
+            r"vocab(?:ulary)?[ _]size .*(?:mismatch|does not match|differs?|larger than|smaller than)",
+            re.I,
+        ),
+    ),
+)
+_TENSOR = re.compile(r"'((?:[\w]+\.)+(?:weight|bias)\w*)'")
+
+
+def _shape(text: str) -> list[int]:
+    return [int(x) for x in text.replace(" ", "").split(",") if x]
+
+
+def _detail(kind: LoadKind, m: re.Match[str], text: str) -> dict[str, Any]:
+    if kind == "shape-mismatch":
+        if m.group(1) is not None:
+            return {"loaded": _shape(m.group(1)), "param": _shape(m.group(2))}
+        return {"tensors": [m.group(3)], "loaded": _shape(m.group(4))}
+    if kind == "dtype-downcast":
+        return {"from": m.group(2), "to": m.group(3)}
+    if kind == "dtype-upcast":
+        return {"from": m.group(1), "to": m.group(2)}
+    names = _TENSOR.findall(text)
+    return {"tensors": names[:20]} if names else {}
+
+
+def load_findings(lines: Sequence[str], *, limit: int = 20) -> list[LoadFinding]:
+    """Load-time findings in log order: at most one per (kind, text), at most `limit` in all.
+
+    Read from every line, not only failures: a server that starts after down-casting fp32 weights
+    to bf16, or with weights left uninitialised, is a finding for the report even when it answers.
+    """
+    out: list[LoadFinding] = []
+    seen: set[tuple[str, str]] = set()
+    for i, text in enumerate(lines):
+        if _is_noise(text) and "Casting" not in text and "casting" not in text:
+            continue
+        for kind, rx in _LOAD_RULES:
+            m = rx.search(text)
+            if m is None:
+                continue
+            key = (kind, text.strip()[-200:])
+            if key not in seen:
+                seen.add(key)
+                out.append(
+                    LoadFinding(kind=kind, text=text.strip(), line=i + 1, detail=_detail(kind, m, text))
+                )
+            break
+        if len(out) >= limit:
+            break
+    return out
+

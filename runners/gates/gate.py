@@ -19,6 +19,7 @@ from typing import Any
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
 from runners.gates import evidence as ev
+from runners.gates.findings import load_findings_for, with_load_cause
 from runners.gates.ladder import LadderState, Rung, RungRecord, Stop, next_step
 from runners.profile import Profile
 from runners.serve import (
@@ -426,6 +427,7 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
         "facts_source": facts.get("source", "analyze"),
     }
     data.update(first.data())
+    data["load_findings"] = load_findings_for(first.log_path, ctx.model_path)  # issue 10: load warnings
     if first.ok:
         return StageResult(
             stage=stage,
@@ -476,7 +478,7 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
         stage=stage,
         status="failed",
         reason=first.reason or "crashed",
-        diagnosis=first.diagnosis,
+        diagnosis=with_load_cause(first.diagnosis, data["load_findings"]),
         next_step=next_text,
         started_at=started,
         finished_at=utcnow(),

@@ -12,18 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from runners.analysis import BLOCKING, AnalysisError, AnalysisResult, analyze
+from runners.analysis.preflight import NEXT_STEP, option_problems
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
 from runners.render import render
-
-NEXT_STEP = {
-    "checkpoint-incomplete": "Download the missing files again (or fix model.safetensors.index.json), "
-    "then `/adapt rerun analyze`.",
-    "checkpoint-corrupt": "Re-download the named shard files (their headers are damaged), then "
-    "`/adapt rerun analyze`.",
-    "bad-config": "Fix config.json in the checkpoint, then `/adapt rerun analyze`.",
-    "bad-registry-root": "Point the runner at a vLLM / vllm-ascend checkout that exists.",
-}
 
 
 def vllm_python_of(profile: Any) -> Path | None:
@@ -68,6 +60,7 @@ def run(ctx: StageContext) -> StageResult:
             evidence=[Evidence(kind="analysis", text=exc.message)],
             data={"problems": [{"code": exc.code, "message": exc.message, "blocking": True}]},
         )
+    result.problems.extend(option_problems(result.model_dump(mode="json"), ctx.options.trust_remote_code))
     data = result.model_dump(mode="json")
     summary_path = ctx.workspace.log_path("analyze")
     summary_path.parent.mkdir(parents=True, exist_ok=True)

@@ -138,15 +138,19 @@ def test_shard_on_disk_not_in_index(sharded: Path, real_registries: Registries) 
 
 
 def _fp8_checkpoint(d: Path, tensors: dict) -> None:
+    """256-wide: the fp8 linears below are [256, 256], consistent with this config (shape check)."""
     write_config(
         d,
+        hidden_size=256,
+        intermediate_size=256,
+        head_dim=64,
         quantization_config={
             "quant_method": "fp8",
             "weight_block_size": [128, 128],
             "activation_scheme": "dynamic",
         },
     )
-    write_shard(d / "model.safetensors", {**embed(), **tensors})
+    write_shard(d / "model.safetensors", {**embed(h=256), **tensors})
 
 
 def test_fp8_with_scales_is_clean(tmp_path: Path, real_registries: Registries) -> None:
@@ -193,10 +197,10 @@ def test_fp8_weight_without_scale_and_scale_without_weight(
 
 def test_fp8_scale_in_another_shard_counts(tmp_path: Path, real_registries: Registries) -> None:
     d = tmp_path / "fp8-split"
-    write_config(d)
+    write_config(d, hidden_size=128, intermediate_size=128, head_dim=32)
     shards = {
         "a.safetensors": {
-            **embed(),
+            **embed(h=128),
             "model.layers.0.mlp.down_proj.weight": (np.zeros((128, 128), np.uint8), FP8),
         },
         "b.safetensors": {"model.layers.0.mlp.down_proj.weight_scale_inv": np.ones((1, 1), np.float32)},

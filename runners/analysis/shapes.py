@@ -1,0 +1,353 @@
+"""Tensor shapes from the shard headers against the shapes config.json implies (pure).
+
+vLLM builds every parameter from config.json and then copies the checkpoint's tensor into it; a
+tensor whose header shape differs crashes the real-weight load (`Attempted to load weight ...`)
+after minutes of start-up, and the dummy gate, which never reads the weights, passes. Comparing
+the headers with the config names the contradiction before any server starts:
+`model.layers.1.mlp.down_proj.weight [128, 192], config implies [128, 256]`.
+
+Only the layouts of known families are checked (llama / mistral / qwen2 / qwen3 dense, qwen2-moe /
+qwen3-moe / mixtral / deepseek-moe experts, DeepSeek MLA): for any other family a name like
+`q_proj` may mean something else (Qwen3-Next's gated q_proj is twice as wide), and a false
+contradiction would stop a servable job. Packed quantized tensors (int4/int8 `qweight`,
+`weight_packed`, MXFP4 blocks) are not compared; fp8 weights keep their logical shape and are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from runners.analysis.config import ConfigView
+from runners.analysis.model import Problem
+
+#: Language-model `model_type`s whose tensor layout the rules below describe.
+FAMILIES = frozenset(
+    {
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "qwen2_moe",
+        "qwen3_moe",
+        "mixtral",
+        "deepseek_v2",
+        "deepseek_v3",
+        "deepseek_v32",
+        "kimi_k2",
+        "qwen2_5_vl",
+        "qwen2_5_vl_text",
+        "qwen2_vl",
+        "qwen2_vl_text",
+        "qwen3_vl_text",
+        "qwen3_vl_moe_text",
+    }
+)
+
+#: Header dtypes whose shape is the logical (unpacked) shape.
+_LOGICAL_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ"})
+#: First name components of vision / audio towers: their layers are not the language model's.
+_TOWER_PARTS = frozenset(
+    {
+        "visual",
+        "vision_tower",
+        "vision_model",
+        "vision_encoder",
+        "vit",
+        "vpm",
+        "image_encoder",
+        "audio_tower",
+        "audio_encoder",
+        "multi_modal_projector",
+        "mm_projector",
+        "mlp1",
+    }
+)
+#: How many tensor names one contradiction message quotes besides the first.
+EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Dims:
+    """The config numbers the shapes follow; None where the config does not say."""
+
+    hidden: int
+    vocab: int | None
+    heads: int | None
+    kv_heads: int | None
+    head_dim: int | None
+    intermediate: int | None
+    moe_intermediate: int | None
+    experts: int | None
+    shared_experts: int | None
+    shared_intermediate: int | None
+    q_lora: int | None
+    kv_lora: int | None
+    qk_nope: int | None
+    qk_rope: int | None
+    v_head: int | None
+
+
+def family_of(cfg: ConfigView) -> str | None:
+    text_type = cfg.text.get("model_type") if cfg.text is not cfg.top else None
+    for mt in (text_type, cfg.model_type):
+        if isinstance(mt, str) and mt in FAMILIES:
+            return mt
+    return None
+
+
+def dims_of(cfg: ConfigView) -> Dims | None:
+    """The dimensions of a known family's config, or None (unknown family, no hidden_size)."""
+    if family_of(cfg) is None or cfg.hidden_size is None or cfg.get("block_configs") is not None:
+        return None
+    moe = cfg.moe() or {}
+    heads = cfg.num_attention_heads
+    return Dims(
+        hidden=cfg.hidden_size,
+        vocab=cfg.int_("vocab_size"),
+        heads=heads,
+        kv_heads=cfg.num_key_value_heads or heads,
+        head_dim=cfg.head_dim,
+        intermediate=cfg.int_("intermediate_size"),
+        moe_intermediate=cfg.int_("moe_intermediate_size") or cfg.int_("intermediate_size"),
+        experts=moe.get("experts"),
+        shared_experts=cfg.int_("n_shared_experts"),
+        shared_intermediate=cfg.int_("shared_expert_intermediate_size"),
+        q_lora=cfg.int_("q_lora_rank"),
+        kv_lora=cfg.int_("kv_lora_rank"),
+        qk_nope=cfg.int_("qk_nope_head_dim"),
+        qk_rope=cfg.int_("qk_rope_head_dim"),
+        v_head=cfg.int_("v_head_dim"),
+    )
+
+
+Expected = tuple[str, tuple[int, ...], str]  # (rule, shape, which config keys)
+
+
+def _mul(*values: int | None) -> int | None:
+    out = 1
+    for v in values:
+        if v is None:
+            return None
+        out *= v
+    return out
+
+
+def _shape(rule: str, why: str, *dims: int | None) -> Expected | None:
+    if any(d is None for d in dims):
+        return None
+    return rule, tuple(d for d in dims if d is not None), why
+
+
+def _attention(mod: str, leaf: str, d: Dims) -> Expected | None:
+    h = d.hidden
+    if d.kv_lora:  # MLA (DeepSeek-V2/V3): low-rank q and kv projections
+        qk = None if d.qk_nope is None or d.qk_rope is None else d.qk_nope + d.qk_rope
+        if leaf != "weight":
+            return None
+        if mod == "q_proj" and not d.q_lora:
+            return _shape(
+                "mla-q",
+                "num_attention_heads × (qk_nope_head_dim + qk_rope_head_dim), hidden_size",
+                _mul(d.heads, qk),
+                h,
+            )
+        if mod == "q_a_proj":
+            return _shape("mla-q-a", "q_lora_rank, hidden_size", d.q_lora, h)
+        if mod == "q_a_layernorm":
+            return _shape("mla-q-a-norm", "q_lora_rank", d.q_lora)
+        if mod == "q_b_proj":
+            return _shape(
+                "mla-q-b",
+                "num_attention_heads × (qk_nope_head_dim + qk_rope_head_dim), q_lora_rank",
+                _mul(d.heads, qk),
+                d.q_lora,
+            )
+        if mod == "kv_a_proj_with_mqa":
+            rank = None if d.qk_rope is None else d.kv_lora + d.qk_rope
+            return _shape("mla-kv-a", "kv_lora_rank + qk_rope_head_dim, hidden_size", rank, h)
+        if mod == "kv_a_layernorm":
+            return _shape("mla-kv-a-norm", "kv_lora_rank", d.kv_lora)
+        if mod == "kv_b_proj":
+            nv = None if d.qk_nope is None or d.v_head is None else d.qk_nope + d.v_head
+            return _shape(
+                "mla-kv-b",
+                "num_attention_heads × (qk_nope_head_dim + v_head_dim), kv_lora_rank",
+                _mul(d.heads, nv),
+                d.kv_lora,
+            )
+        if mod == "o_proj":
+            return _shape(
+                "mla-o", "hidden_size, num_attention_heads × v_head_dim", h, _mul(d.heads, d.v_head)
+            )
+        return None
+    q = _mul(d.heads, d.head_dim)
+    kv = _mul(d.kv_heads, d.head_dim)
+    if leaf == "weight":
+        if mod == "q_proj":
+            return _shape("q", "num_attention_heads × head_dim, hidden_size", q, h)
+        if mod in ("k_proj", "v_proj"):
+            return _shape(mod[0], "num_key_value_heads × head_dim, hidden_size", kv, h)
+        if mod == "o_proj":
+            return _shape("o", "hidden_size, num_attention_heads × head_dim", h, q)
+        if mod in ("q_norm", "k_norm"):
+            return _shape(mod, "head_dim", d.head_dim)
+    elif leaf == "bias":
+        if mod == "q_proj":
+            return _shape("q-bias", "num_attention_heads × head_dim", q)
+        if mod in ("k_proj", "v_proj"):
+            return _shape(mod[0] + "-bias", "num_key_value_heads × head_dim", kv)
+    return None
+
+
+_GATE_UP = ("gate_proj", "up_proj")
+
+
+def _mlp(mod: str, inter: int | None, h: int, key: str, rule: str) -> Expected | None:
+    if mod in _GATE_UP:
+        return _shape(rule, f"{key}, hidden_size", inter, h)
+    if mod == "down_proj":
+        return _shape(rule + "-down", f"hidden_size, {key}", h, inter)
+    return None
+
+
+def expected_shape(parts: list[str], d: Dims) -> Expected | None:
+    """What config.json implies for the tensor named by `parts` (its name split at dots), or None."""
+    if len(parts) < 2:
+        return None
+    leaf, mod = parts[-1], parts[-2]
+    parent = parts[-3] if len(parts) >= 3 else ""
+    h = d.hidden
+    if leaf in ("gate_up_proj", "down_proj", "gate_proj", "up_proj") and mod == "experts":
+        return None  # fused 3-D experts (transformers 5 layout): only the expert count is checked
+    if leaf not in ("weight", "bias"):
+        return None
+    if leaf == "weight":
+        if mod == "embed_tokens":
+            return _shape("embed", "vocab_size, hidden_size", d.vocab, h)
+        if mod == "lm_head" or (mod == "head" and parent == "shared_head"):
+            return _shape("lm-head", "vocab_size, hidden_size", d.vocab, h)
+        if mod in ("input_layernorm", "post_attention_layernorm") or (
+            mod == "norm" and parent in ("model", "language_model")
+        ):
+            return _shape("norm", "hidden_size", h)
+    if parent == "self_attn":
+        return _attention(mod, leaf, d)
+    if leaf != "weight":
+        return None
+    if parent == "mlp":
+        if mod == "gate":
+            return _shape("router", "number of routed experts, hidden_size", d.experts, h)
+        return _mlp(mod, d.intermediate, h, "intermediate_size", "mlp")
+    if parent == "block_sparse_moe" and mod == "gate":
+        return _shape("router", "num_local_experts, hidden_size", d.experts, h)
+    if parent == "shared_experts":
+        return _mlp(
+            mod,
+            _mul(d.moe_intermediate, d.shared_experts),
+            h,
+            "moe_intermediate_size × n_shared_experts",
+            "shared-expert",
+        )
+    if parent == "shared_expert":
+        return _mlp(mod, d.shared_intermediate, h, "shared_expert_intermediate_size", "shared-expert")
+    if parent.isdigit() and len(parts) >= 4 and parts[-4] == "experts":
+        if mod in ("w1", "w3"):
+            return _shape("expert", "intermediate_size, hidden_size", d.moe_intermediate, h)
+        if mod == "w2":
+            return _shape("expert-down", "hidden_size, intermediate_size", h, d.moe_intermediate)
+        return _mlp(mod, d.moe_intermediate, h, "moe_intermediate_size", "expert")
+    return None
+
+
+@dataclass
+class _Group:
+    names: list[str]
+    got: tuple[int, ...]
+    want: tuple[int, ...]
+    why: str
+
+
+def _natural(name: str) -> list[int | str]:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(x) for x in shape) + "]"
+
+
+def check_shapes(cfg: ConfigView, tensors: Iterable[tuple[str, str, list[int]]]) -> list[Problem]:
+    """`shape-mismatch` problems for (name, dtype, shape) triples that contradict config.json.
+
+    One problem per kind of contradiction (rule, header shape, implied shape), naming its first
+    tensor in layer order and how many more share it; an expert index at or past the configured
+    expert count is a contradiction of its own (`expert-index-beyond-config`).
+    """
+    d = dims_of(cfg)
+    if d is None:
+        return []
+    groups: dict[tuple[str, tuple[int, ...], tuple[int, ...]], _Group] = {}
+    beyond: list[str] = []
+    experts = d.experts
+    for name, dtype, shape in tensors:
+        parts = name.split(".")
+        if parts[0] in _TOWER_PARTS or (len(parts) > 1 and parts[1] in _TOWER_PARTS):
+            continue
+        if experts and "experts" in parts:
+            i = parts.index("experts")
+            nxt = parts[i + 1] if i + 1 < len(parts) else ""
+            if nxt.isdigit() and int(nxt) >= experts:
+                beyond.append(name)
+            elif i + 2 == len(parts) and len(shape) == 3 and shape[0] != experts:
+                fkey: tuple[str, tuple[int, ...], tuple[int, ...]] = (
+                    "fused-experts",
+                    (shape[0],),
+                    (experts,),
+                )
+                groups.setdefault(fkey, _Group([], (shape[0],), (experts,), "number of routed experts"))
+                groups[fkey].names.append(name + " (dim 0)")
+        if dtype not in _LOGICAL_DTYPES:
+            continue
+        exp = expected_shape(parts, d)
+        if exp is None:
+            continue
+        rule, want, why = exp
+        got = tuple(shape)
+        if got != want:
+            key = (rule, got, want)
+            if key not in groups:
+                groups[key] = _Group([], got, want, why)
+            groups[key].names.append(name)
+    problems: list[Problem] = []
+    for g in sorted(groups.values(), key=lambda g: _natural(min(g.names, key=_natural))):
+        names = sorted(g.names, key=_natural)
+        text = f"{names[0]} {_fmt(g.got)}, config implies {_fmt(g.want)} ({g.why})"
+        if len(names) > 1:
+            more = ", ".join(names[1 : 1 + EXAMPLES])
+            extra = f" (+{len(names) - 1 - EXAMPLES} more)" if len(names) - 1 > EXAMPLES else ""
+            text += (
+                f"; the same in {len(names) - 1} more tensor{'s' if len(names) > 2 else ''}: {more}{extra}"
+            )
+        problems.append(Problem.of("shape-mismatch", text))
+    if beyond:
+        beyond.sort(key=_natural)
+        shown = ", ".join(beyond[:EXAMPLES]) + (
+            f" (+{len(beyond) - EXAMPLES} more)" if len(beyond) > EXAMPLES else ""
+        )
+        problems.append(
+            Problem.of(
+                "shape-mismatch",
+                f"{len(beyond)} expert tensors have an index at or past the {experts} experts config.json "
+                f"declares: {shown}",
+            )
+        )
+    return problems
+
+
+def header_tensors(headers: Iterable[object]) -> Iterable[tuple[str, str, list[int]]]:
+    """(name, dtype, shape) of every entry of the scanned ShardHeaders, without building TensorInfos."""
+    for h in headers:
+        entries = getattr(h, "entries", {})
+        for name, e in entries.items():
+            yield name, e["dtype"], e["shape"]
