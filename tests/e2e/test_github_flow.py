@@ -121,7 +121,10 @@ def test_label_to_pr_through_workers_surviving_a_killed_runner_and_a_redis_resta
     )
     assert done.state == "succeeded", (done.state, done.message)
     (pr,) = pulls_of(gh, REPO)
-    assert done.pr_number == pr["number"] and not pr["draft"]
+    # the tiny random-weight model scores 0.0 on the offline local task on the cpu profile: the
+    # verdict is "serves, not validated", so the PR stays a draft and says why
+    assert done.pr_number == pr["number"] and pr["draft"]
+    assert "(not validated; cpu profile only)" in pr["title"] and "stays a draft" in pr["body"]
     assert f"Fixes #{n}" in pr["body"]
     head_sha = ref(gh, pr["head_ref"])
     head = commit_of(gh, head_sha)
@@ -136,6 +139,7 @@ def test_label_to_pr_through_workers_surviving_a_killed_runner_and_a_redis_resta
     assert status_now["id"] == status["id"]  # one status comment, edited in place
     (report,) = ours(gh, n, REPORT)
     assert "特性状态矩阵" in report["body"] and f"/pull/{pr['number']}" in report["body"]
+    assert "serves, not validated" in report["body"] and "可以合入评审" not in report["body"]
     assert len(gh.requests_to("POST", f"/repos/{REPO}/pulls")) == 1
 
     # -- steering from the PR: /adapt rerun real-gate -----------------------------------------------
