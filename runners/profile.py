@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
+from runners.accuracy.plan import AccuracySpec
+
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -98,9 +100,6 @@ class ServeSpec(BaseModel):
     port: int = 0
     served_name: str = "{model_name}"
     dummy_args: list[str] = Field(default_factory=lambda: ["--load-format", "dummy"])
-    #: Added only when the checkpoint needs its own code AND the job opted in (issue 9):
-    #: `argv` itself must not trust remote code (checked below).
-    remote_code_args: list[str] = Field(default_factory=lambda: ["--trust-remote-code"])
     eager_args: list[str] = Field(default_factory=lambda: ["--enforce-eager"])
     text_only_args: list[str] = Field(
         default_factory=lambda: ["--limit-mm-per-prompt", '{"image":0,"video":0,"audio":0}']
@@ -246,6 +245,8 @@ class Profile(BaseModel):
     features: dict[str, FeatureSpec] = Field(default_factory=dict)
     ladder: LadderSpec = Field(default_factory=LadderSpec)
     capacity: CapacitySpec = Field(default_factory=CapacitySpec)
+    #: lm-eval tasks, dataset access and the reproducibility check (runners/accuracy/plan.py)
+    accuracy: AccuracySpec = Field(default_factory=AccuracySpec)
 
     @model_validator(mode="after")
     def _check_templates(self) -> Profile:
@@ -256,12 +257,6 @@ class Profile(BaseModel):
                     raise ValueError(f"profile {self.name}: unknown placeholder {{{name}}} in {element!r}")
         if "{vllm}" not in self.serve.argv:
             raise ValueError(f"profile {self.name}: serve.argv must contain the element '{{vllm}}'")
-        trusting = [a for a in self.serve.argv if a in self.serve.remote_code_args]
-        if trusting:
-            raise ValueError(
-                f"profile {self.name}: serve.argv must not contain {trusting[0]}: remote code runs only on "
-                "an explicit opt-in, through serve.remote_code_args"
-            )
         return self
 
     @property

@@ -1,14 +1,22 @@
-"""Stage `accuracy`: lm-eval against the served model's OpenAI endpoint; the values feed the e2e config.
+"""Stage `accuracy`: lm-eval against the served model; the values become the e2e config's baseline.
 
-The harness is the one vllm-ascend's e2e test uses (lm-evaluation-harness), run as a subprocess from
-the vLLM environment (the bot never imports it). Production defaults are the real tasks: gsm8k
-5-shot for text models, mmmu_val 0-shot for multimodal ones. Hub datasets are unreachable on the
-test machines, so the cpu profile evaluates a local task with the same metric keys
-(`exact_match,strict-match`, `exact_match,flexible-extract`) through lm-eval's `json` builder,
-with the tokenizer read from the local checkpoint and every HF library forced offline.
+The target repo's CI re-measures the committed YAML with `lm_eval.simple_evaluate(model="vllm")`
+and `rtol=0.05` (runners/accuracy/ci.py). So:
+- one AccuracyPlan gives both the YAML's settings and every lm-eval argv (runners/accuracy/plan.py);
+- each job measures twice (the profile's `accuracy.check`): "repeat" re-runs the live measurement on
+  the first `repeat_limit` documents of the same server (Ascend: 50 of gsm8k's 1319, ~4 % extra;
+  cpu: 4 of 8) and compares per-document scores on those documents; "offline-engine" runs CI's own
+  path from the YAML we would commit after the server stopped (cpu profile; ~60 s there). Values the
+  second measurement contradicts beyond CI's tolerance are withheld: reason `irreproducible`;
+- every metric carries lm-eval's stderr and a plausibility judgement (runners/accuracy/checks.py):
+  `data["plausibility"] = {"implausible", "why", "metrics": [...]}`, and each metric in
+  `data["tasks"]` carries `implausible` / `why`.
+Datasets: online unless the operator says offline (runners/accuracy/env.py). The harness runs as a
+subprocess from the vLLM environment (the bot never imports it).
 
-Overrides (job options if present, else environment): tasks, limit, num_fewshot —
-ADAPT_BOT_ACCURACY_TASKS (comma list), ADAPT_BOT_ACCURACY_LIMIT, ADAPT_BOT_ACCURACY_FEWSHOT.
+Overrides (job options if present, else environment): tasks, limit, num_fewshot, check -
+ADAPT_BOT_ACCURACY_TASKS (comma list), ADAPT_BOT_ACCURACY_LIMIT, ADAPT_BOT_ACCURACY_FEWSHOT,
+ADAPT_BOT_ACCURACY_CHECK (repeat | offline-engine | none).
 """
 
 from __future__ import annotations
@@ -20,50 +28,63 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runners import accounting
+from runners.accuracy import checks, ci
+from runners.accuracy.env import (
+    dataset_access,
+    dataset_diagnosis,
+    missing_dataset,
+    recorded_env,
+)
+from runners.accuracy.env import lm_eval_env as _lm_eval_env
+from runners.accuracy.plan import (
+    LOCAL_DATA,
+    LOCAL_TASK,
+    AccuracyPlan,
+    AccuracySpec,
+    has_chat_template,
+    live_argv,
+    make_plan,
+    write_local_task,
+)
+from runners.accuracy.results import find_results_file, parse_results, read_doc_scores, responses
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
 
-LOCAL_TASK = "adapt_gsm8k_local"
-LOCAL_DATA = Path(__file__).resolve().parent.parent / "accuracy_tasks" / f"{LOCAL_TASK}.jsonl"
-#: real task defaults (production)
-TEXT_TASK, TEXT_FEWSHOT = "gsm8k", 5
-VL_TASK, VL_FEWSHOT = "mmmu_val", 0
-DEFAULT_TIMEOUT_S = 6 * 3600
-LOCAL_TIMEOUT_S = 900
-_METRIC_KEY = re.compile(r"^(?P<metric>[A-Za-z0-9_]+),(?P<filter>[A-Za-z0-9_.-]+)$")
+__all__ = [
+    "LOCAL_DATA",
+    "LOCAL_TASK",
+    "AccuracyPlan",
+    "accuracy_spec",
+    "lm_eval_argv",
+    "lm_eval_env",
+    "parse_results",
+    "plan_for",
+    "run",
+    "run_cancellable",
+    "serve_overrides",
+    "write_local_task",
+]
+
+lm_eval_argv = live_argv
+#: the cpu profile's section when a profile has none (tests pass bare stand-ins)
+CPU_DEFAULT = AccuracySpec(task_source="local", offline=True, limit=8, timeout_s=900, repeat_limit=4)
 
 
-@dataclass(frozen=True)
-class AccuracyPlan:
-    tasks: tuple[str, ...]
-    num_fewshot: int | None
-    limit: int | None
-    backend: str  # local-completions | local-chat-completions
-    apply_chat_template: bool
-    fewshot_as_multiturn: bool
-    batch_size: int | str
-    task_source: str  # "registry" | "local"
-    timeout_s: float
-    include_path: Path | None = None
-    gen_kwargs: Mapping[str, Any] = field(default_factory=dict)
+def accuracy_spec(profile: Any) -> AccuracySpec:
+    spec = getattr(profile, "accuracy", None)
+    if isinstance(spec, AccuracySpec):
+        return spec
+    return CPU_DEFAULT if getattr(profile, "platform", "cpu") == "cpu" else AccuracySpec()
 
 
-def has_chat_template(model_dir: Path) -> bool:
-    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
-        return True
-    cfg = model_dir / "tokenizer_config.json"
-    try:
-        return bool(json.loads(cfg.read_text(encoding="utf-8")).get("chat_template"))
-    except (OSError, ValueError, AttributeError):
-        return False
+def lm_eval_env(scratch: Path, spec: AccuracySpec = CPU_DEFAULT) -> dict[str, str]:
+    return _lm_eval_env(spec, os.environ, scratch)
 
 
 def _override(ctx: StageContext, attr: str, env: str) -> str | None:
@@ -73,192 +94,31 @@ def _override(ctx: StageContext, attr: str, env: str) -> str | None:
     return os.environ.get(env) or None
 
 
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
 def plan_for(ctx: StageContext, multimodal: bool) -> AccuracyPlan:
     """Tasks and settings for this job (real tasks on Ascend, the local task on the cpu profile)."""
-    platform = getattr(ctx.profile, "platform", "cpu")
-    chat = has_chat_template(ctx.model_path)
-    tasks_override = _override(ctx, "accuracy_tasks", "ADAPT_BOT_ACCURACY_TASKS")
-    limit_override = _override(ctx, "accuracy_limit", "ADAPT_BOT_ACCURACY_LIMIT")
-    fewshot_override = _override(ctx, "accuracy_fewshot", "ADAPT_BOT_ACCURACY_FEWSHOT")
-    if platform == "cpu":
-        tasks: tuple[str, ...] = (LOCAL_TASK,)
-        fewshot: int | None = 1
-        limit: int | None = 8
-        source = "local"
-        timeout = LOCAL_TIMEOUT_S
-    elif multimodal:
-        tasks, fewshot, limit, source, timeout = (VL_TASK,), VL_FEWSHOT, None, "registry", DEFAULT_TIMEOUT_S
-    else:
-        tasks, fewshot, limit, source, timeout = (
-            (TEXT_TASK,),
-            TEXT_FEWSHOT,
-            None,
-            "registry",
-            DEFAULT_TIMEOUT_S,
-        )
-    if tasks_override:
-        tasks = tuple(t.strip() for t in tasks_override.split(",") if t.strip())
-        source = "local" if tasks == (LOCAL_TASK,) else "registry"
-    if limit_override and limit_override.isdigit():
-        limit = int(limit_override)
-    if fewshot_override and fewshot_override.isdigit():
-        fewshot = int(fewshot_override)
-    multimodal_chat = multimodal and source == "registry"
-    use_chat = chat or multimodal_chat
-    return AccuracyPlan(
-        tasks=tasks,
-        num_fewshot=fewshot,
-        limit=limit,
-        backend="local-chat-completions" if use_chat else "local-completions",
-        apply_chat_template=use_chat,
-        fewshot_as_multiturn=use_chat and bool(fewshot),
-        # chat-completions requests carry one conversation each; completions can batch prompts
-        batch_size=1 if use_chat else "auto",
-        task_source=source,
-        timeout_s=timeout,
-        gen_kwargs={"max_gen_toks": 32} if source == "local" else {},
+    tasks = _override(ctx, "accuracy_tasks", "ADAPT_BOT_ACCURACY_TASKS")
+    return make_plan(
+        accuracy_spec(ctx.profile),
+        multimodal=multimodal,
+        chat=has_chat_template(ctx.model_path),
+        tasks_override=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+        limit_override=_int(_override(ctx, "accuracy_limit", "ADAPT_BOT_ACCURACY_LIMIT")),
+        fewshot_override=_int(_override(ctx, "accuracy_fewshot", "ADAPT_BOT_ACCURACY_FEWSHOT")),
     )
 
 
-def local_task_yaml(data_file: Path) -> dict[str, Any]:
-    """A gsm8k-shaped task over a local jsonl file (same filters, so the same metric keys)."""
-    return {
-        "task": LOCAL_TASK,
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(data_file)}},
-        "output_type": "generate_until",
-        "test_split": "test",
-        "fewshot_split": "test",
-        "doc_to_text": "Question: {{question}}\nAnswer:",
-        "doc_to_target": "{{answer}}",
-        "target_delimiter": " ",
-        "fewshot_delimiter": "\n\n",
-        "metric_list": [
-            {
-                "metric": "exact_match",
-                "aggregation": "mean",
-                "higher_is_better": True,
-                "ignore_case": True,
-                "ignore_punctuation": False,
-                "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"],
-            }
-        ],
-        "generation_kwargs": {
-            "until": ["Question:", "</s>", "<|im_end|>"],
-            "do_sample": False,
-            "temperature": 0.0,
-        },
-        "filter_list": [
-            {
-                "name": "strict-match",
-                "filter": [
-                    {"function": "regex", "regex_pattern": "#### (\\-?[0-9\\.\\,]+)"},
-                    {"function": "take_first"},
-                ],
-            },
-            {
-                "name": "flexible-extract",
-                "filter": [
-                    {"function": "regex", "group_select": -1, "regex_pattern": "(-?[$0-9.,]{2,})|(-?[0-9]+)"},
-                    {"function": "take_first"},
-                ],
-            },
-        ],
-        "metadata": {"version": 1.0},
-    }
-
-
-def write_local_task(dest: Path, data: Path = LOCAL_DATA) -> Path:
-    """Write the task YAML (with an absolute data path) into `dest`; returns the include dir."""
-    dest.mkdir(parents=True, exist_ok=True)
-    copy = dest / data.name
-    shutil.copyfile(data, copy)
-    (dest / f"{LOCAL_TASK}.yaml").write_text(yaml.safe_dump(local_task_yaml(copy), sort_keys=False), "utf-8")
-    return dest
-
-
-def lm_eval_argv(
-    lm_eval: Sequence[str],
-    plan: AccuracyPlan,
-    *,
-    base_url: str,
-    served_name: str,
-    tokenizer: str,
-    output_path: Path,
-) -> list[str]:
-    endpoint = "chat/completions" if plan.backend == "local-chat-completions" else "completions"
-    model_args = {
-        "model": served_name,
-        "base_url": f"{base_url.rstrip('/')}/v1/{endpoint}",
-        "tokenizer": tokenizer,
-        "tokenizer_backend": "huggingface",
-        "tokenized_requests": "False",
-        "num_concurrent": "1",
-        "max_retries": "2",
-        "timeout": "600",
-    }
-    argv = [
-        *lm_eval,
-        "run",
-        "--model",
-        plan.backend,
-        "--model_args",
-        ",".join(f"{k}={v}" for k, v in model_args.items()),
-        "--tasks",
-        ",".join(plan.tasks),
-        "--batch_size",
-        str(plan.batch_size),
-        "--output_path",
-        str(output_path),
-        "--log_samples",
-        "--seed",
-        "0",
-    ]
-    if plan.num_fewshot is not None:
-        argv += ["--num_fewshot", str(plan.num_fewshot)]
-    if plan.limit is not None:
-        argv += ["--limit", str(plan.limit)]
-    if plan.apply_chat_template:
-        argv.append("--apply_chat_template")
-        argv += ["--fewshot_as_multiturn", "true" if plan.fewshot_as_multiturn else "false"]
-    if plan.include_path is not None:
-        argv += ["--include_path", str(plan.include_path)]
-    if plan.gen_kwargs:
-        argv += ["--gen_kwargs", ",".join(f"{k}={v}" for k, v in plan.gen_kwargs.items())]
-    return argv
-
-
-def parse_results(doc: Mapping[str, Any], tasks: Sequence[str]) -> list[dict[str, Any]]:
-    """lm-eval's results JSON -> [{name, metrics: [{name, value, stderr}]}] in e2e-config form."""
-    out: list[dict[str, Any]] = []
-    results = doc.get("results") or {}
-    for task in tasks:
-        entry = results.get(task)
-        if not isinstance(entry, Mapping):
-            continue
-        metrics = []
-        for key, value in entry.items():
-            m = _METRIC_KEY.match(str(key))
-            if not m or m.group("metric").endswith("_stderr") or isinstance(value, bool):
-                continue
-            if not isinstance(value, int | float):
-                continue
-            stderr = entry.get(f"{m.group('metric')}_stderr,{m.group('filter')}")
-            metrics.append(
-                {
-                    "name": key,
-                    "value": float(value),
-                    "stderr": float(stderr) if isinstance(stderr, int | float) else None,
-                }
-            )
-        if metrics:
-            out.append({"name": task, "metrics": metrics})
-    return out
-
-
-def find_results_file(output: Path) -> Path | None:
-    found = sorted(output.rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+def check_for(ctx: StageContext, spec: AccuracySpec) -> str:
+    """The second measurement; "offline-engine" needs free devices after the server, so cpu only."""
+    wanted = _override(ctx, "accuracy_check", "ADAPT_BOT_ACCURACY_CHECK") or spec.check
+    if wanted not in ("repeat", "offline-engine", "none"):
+        wanted = spec.check
+    if wanted == "offline-engine" and getattr(ctx.profile, "platform", "cpu") != "cpu":
+        return "repeat"
+    return wanted
 
 
 def lm_eval_command(profile: Any) -> list[str]:
@@ -278,22 +138,15 @@ def lm_eval_command(profile: Any) -> list[str]:
     )
 
 
-def lm_eval_env(workspace_tmp: Path) -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.update(
-        {
-            "HF_DATASETS_OFFLINE": "1",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "HF_DATASETS_CACHE": str(workspace_tmp / "hf-datasets"),
-            "HF_HOME": str(workspace_tmp / "hf-home"),
-            "TOKENIZERS_PARALLELISM": "false",
-            "OPENAI_API_KEY": "EMPTY",  # the local server needs none; the client library wants one
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
+def vllm_python(profile: Any) -> str:
+    """The python of the vLLM environment (for CI's offline engine path)."""
+    first = Path(profile.vllm_command()[0])
+    if first.name.startswith("python"):
+        return str(first)
+    for name in ("python", "python3"):
+        if (first.parent / name).is_file():
+            return str(first.parent / name)
+    return shutil.which("python3") or "python3"
 
 
 def run_cancellable(
@@ -330,7 +183,7 @@ def run_cancellable(
     return proc.returncode, outcome
 
 
-_SECRETISH = re.compile(r"TOKEN|SECRET|PASSWORD|KEY|CREDENTIAL", re.I)
+_SECRETISH = re.compile(r"TOKEN|SECRET|PASSWORD|KEY|CREDENTIAL|PROXY", re.I)
 _HOST_VARS = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "LD_LIBRARY_PATH", "LD_PRELOAD"}
 
 
@@ -368,13 +221,150 @@ def serve_overrides(ctx: StageContext, analysis: Mapping[str, Any]) -> dict[str,
     return {}
 
 
+def _flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv and argv.index(name) + 1 < len(argv) else None
+
+
+@dataclass
+class Measurement:
+    """One lm-eval run: where, what it printed, what it measured."""
+
+    label: str  # live-server | repeat | offline-engine
+    argv: list[str]
+    log_path: Path
+    output: Path
+    code: int | None = None
+    outcome: str = "not run"
+    results_path: Path | None = None
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    lm_eval_version: str | None = None
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "finished" and self.code == 0 and bool(self.tasks)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "argv": self.argv,
+            "log_path": str(self.log_path),
+            "results_path": str(self.results_path) if self.results_path else None,
+            "exit_code": self.code,
+            "outcome": self.outcome,
+            "tasks": self.tasks,
+            "wall_s": round(self.wall_s, 1),
+        }
+
+
+def _measure(
+    m: Measurement,
+    plan_tasks: tuple[str, ...],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout_s: float,
+    cancel: Any,
+) -> Measurement:
+    m.output.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    m.code, m.outcome = run_cancellable(
+        m.argv, env=env, cwd=cwd, log_path=m.log_path, timeout_s=timeout_s, cancel=cancel
+    )
+    m.wall_s = time.monotonic() - t0
+    m.results_path = find_results_file(m.output)
+    if m.outcome == "finished" and m.code == 0 and m.results_path is not None:
+        doc = json.loads(m.results_path.read_text(encoding="utf-8"))
+        m.tasks = parse_results(doc, plan_tasks)
+        m.lm_eval_version = doc.get("lm_eval_version") or doc.get("git_hash")
+    return m
+
+
+def _failure(
+    m: Measurement,
+    *,
+    plan: AccuracyPlan,
+    access: Any,
+    alive: bool,
+    data: dict[str, Any],
+    started: Any,
+    evidence: list[Evidence],
+) -> StageResult:
+    if m.outcome in ("timeout", "cancelled"):
+        return StageResult(
+            stage="accuracy",
+            status="failed",
+            reason=m.outcome,
+            diagnosis=f"lm-eval ({m.label}) hit its limit" if m.outcome == "timeout" else "cancelled",
+            evidence=evidence,
+            data=data,
+            started_at=started,
+        )
+    log_text = m.log_path.read_text(encoding="utf-8", errors="replace") if m.log_path.is_file() else ""
+    dataset = missing_dataset(log_text)
+    if dataset is not None:
+        diagnosis, next_step = dataset_diagnosis(dataset, ",".join(plan.tasks), access, log_text)
+        data["missing_dataset"] = dataset
+        return StageResult(
+            stage="accuracy",
+            status="failed",
+            reason="dataset-missing",
+            diagnosis=diagnosis,
+            next_step=next_step,
+            evidence=evidence,
+            data=data,
+            started_at=started,
+        )
+    if m.outcome == "finished" and m.code == 0 and m.results_path is not None:
+        return StageResult(
+            stage="accuracy",
+            status="failed",
+            reason="no-metrics",
+            diagnosis=f"lm-eval ({m.label}) finished but reported no metric for the requested tasks",
+            evidence=evidence,
+            data=data,
+            started_at=started,
+        )
+    return StageResult(
+        stage="accuracy",
+        status="failed",
+        reason="lm-eval-failed" if alive else "crashed",
+        diagnosis=f"lm-eval ({m.label}) exited with {m.code}"
+        + ("" if alive else "; the server died during the run"),
+        next_step="Read the lm-eval log; if the server died, the model fails under load (see serve log).",
+        evidence=evidence,
+        data=data,
+        started_at=started,
+    )
+
+
+def _ci_config(ctx: StageContext, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The e2e YAML this run would commit (built by the artifacts code from a provisional result)."""
+    from runners.artifacts.e2e_config import build_e2e_config
+    from runners.artifacts.facts import collect
+
+    results = {k: v for k, v in ctx.previous.items()}
+    results["accuracy"] = StageResult(stage="accuracy", status="passed", data=dict(data))
+    return build_e2e_config(collect(ctx.options, results))
+
+
+def _summary(tasks: list[dict[str, Any]]) -> str:
+    def one(m: Mapping[str, Any]) -> str:
+        se = f" ± {m['stderr']:.4f}" if m.get("stderr") is not None else ""
+        return f"{m['name']}={m['value']:.4f}{se}"
+
+    return "; ".join(f"{t['name']}: " + ", ".join(one(m) for m in t["metrics"]) for t in tasks)
+
+
 def run(ctx: StageContext) -> StageResult:
     from runners.serve import ServeError, served
 
     started = utcnow()
     analysis = ctx.previous.get("analyze")
     multimodal = bool(analysis and analysis.data.get("multimodal"))
+    spec = accuracy_spec(ctx.profile)
     plan = plan_for(ctx, multimodal)
+    check = check_for(ctx, spec)
     out_dir = ctx.workspace.path / "accuracy"
     tmp = ctx.workspace.path / "tmp" / "accuracy"
     if out_dir.exists():
@@ -382,7 +372,7 @@ def run(ctx: StageContext) -> StageResult:
     out_dir.mkdir(parents=True)
     tmp.mkdir(parents=True, exist_ok=True)
     if plan.task_source == "local":
-        plan = AccuracyPlan(**{**plan.__dict__, "include_path": write_local_task(tmp / "tasks")})
+        plan = replace(plan, include_path=write_local_task(tmp / "tasks"))
     try:
         lm_eval = lm_eval_command(ctx.profile)
     except FileNotFoundError as exc:
@@ -394,43 +384,59 @@ def run(ctx: StageContext) -> StageResult:
             next_step="pip install 'lm-eval[api]' in the vLLM environment",
             started_at=started,
         )
+    env = _lm_eval_env(spec, os.environ, tmp)
+    access = dataset_access(spec, os.environ, tmp)
     log_path = ctx.workspace.log_path("lm-eval")
     data: dict[str, Any] = {
+        **plan.record(),
         "tasks": [],
-        "task_source": plan.task_source,
-        "num_fewshot": plan.num_fewshot,
-        "limit": plan.limit,
-        "apply_chat_template": plan.apply_chat_template,
-        "fewshot_as_multiturn": plan.fewshot_as_multiturn,
-        "batch_size": plan.batch_size,
-        "lm_eval_model": plan.backend,
+        "settings": plan.settings(),
         "log_path": str(log_path),
+        "lm_eval_env": recorded_env(env),
+        "datasets": {
+            "offline": access.offline,
+            "offline_source": access.offline_source,
+            "cache_dir": access.cache_dir,
+        },
+        "check": check,
     }
     overrides = serve_overrides(ctx, analysis.data if analysis else {})
+    second: Measurement | None = None
     try:
         with served(ctx, log_name="accuracy", overrides=overrides) as server:
             data["serve_argv"] = list(server.argv)
             data["env"] = _publishable_env(server.env)
             data["serve_log"] = str(server.log_path)
             data["ready_s"] = server.ready_after_s
-            argv = lm_eval_argv(
-                lm_eval,
-                plan,
-                base_url=server.base_url,
-                served_name=server.served_name,
-                tokenizer=str(ctx.model_path),
-                output_path=out_dir,
-            )
-            data["lm_eval_argv"] = argv
+            serve_env = dict(server.env)
+            mml = _flag(server.argv, "--max-model-len")
+
+            def live(label: str, p: AccuracyPlan, out: Path, log: Path) -> Measurement:
+                argv = live_argv(
+                    lm_eval,
+                    p,
+                    base_url=server.base_url,
+                    served_name=server.served_name,
+                    tokenizer=str(ctx.model_path),
+                    output_path=out,
+                    max_length=int(mml) if mml and mml.isdigit() else None,
+                    trust_remote_code="--trust-remote-code" in server.argv,
+                )
+                return Measurement(label, argv, log, out)
+
+            first = live("live-server", plan, out_dir / "live", log_path)
+            data["lm_eval_argv"] = first.argv
             ctx.progress(f"lm-eval {','.join(plan.tasks)} ({plan.backend})")
-            code, outcome = run_cancellable(
-                argv,
-                env=lm_eval_env(tmp),
-                cwd=tmp,
-                log_path=log_path,
-                timeout_s=plan.timeout_s,
-                cancel=ctx.cancel,
-            )
+            _measure(first, plan.tasks, env=env, cwd=tmp, timeout_s=plan.timeout_s, cancel=ctx.cancel)
+            if first.ok and check == "repeat":
+                rep_plan = plan.with_limit(spec.repeat_limit)
+                second = live(
+                    "repeat", rep_plan, out_dir / "repeat", ctx.workspace.log_path("lm-eval-repeat")
+                )
+                ctx.progress(f"lm-eval repeat on {rep_plan.limit} documents (reproducibility)")
+                _measure(
+                    second, plan.tasks, env=env, cwd=tmp, timeout_s=spec.check_timeout_s, cancel=ctx.cancel
+                )
             alive = server.alive()
     except ServeError as exc:
         return StageResult(
@@ -443,49 +449,137 @@ def run(ctx: StageContext) -> StageResult:
             started_at=started,
         )
     evidence = [
-        Evidence(kind="command", text=" ".join(argv)),
+        Evidence(kind="command", text=" ".join(first.argv)),
         Evidence(kind="log", text=_tail(log_path, 15), log_path=str(log_path)),
     ]
-    if outcome != "finished":
-        diagnosis = f"lm-eval hit its {plan.timeout_s:.0f} s limit" if outcome == "timeout" else "cancelled"
+    data["lm_eval_version"] = first.lm_eval_version
+    data["measurements"] = [first.record()]
+    if not first.ok:
+        return _failure(
+            first, plan=plan, access=access, alive=alive, data=data, started=started, evidence=evidence
+        )
+    assert first.results_path is not None
+    data["results_path"] = str(first.results_path)
+    tasks = first.tasks
+
+    if check == "offline-engine":
+        ctx.progress("lm-eval offline engine (the target CI's path) for the reproducibility check")
+        second = _offline_engine(
+            ctx, {**data, "tasks": tasks}, plan, env, serve_env, out_dir, tmp, spec.check_timeout_s
+        )
+    repro = _reproducibility(check, first, second)
+    data["reproducibility"] = repro
+    if second is not None:
+        data["measurements"].append(second.record())
+    plaus = checks.plausibility(tasks)
+    data["plausibility"] = plaus
+    flags = {(r["task"], r["metric"]): r for r in plaus["metrics"]}
+    for t in tasks:
+        for m in t["metrics"]:
+            row = flags[(t["name"], m["name"])]
+            m["implausible"], m["why"] = row["implausible"], row["why"]
+    summary = _summary(tasks)
+    evidence.insert(0, Evidence(kind="result", text=summary, log_path=str(first.results_path)))
+    evidence.append(Evidence(kind="result", text=repro["summary"]))
+    if plaus["implausible"]:
+        evidence.append(Evidence(kind="result", text=f"implausible: {plaus['why']}"))
+    status, reason = verdict(repro)
+    if status == "failed":
+        data["withheld_tasks"] = tasks
         return StageResult(
             stage="accuracy",
             status="failed",
-            reason=outcome,
-            diagnosis=diagnosis,
+            reason=reason,
+            diagnosis=repro["summary"] + "; the values are withheld from the e2e config.",
+            next_step=(
+                "Greedy decoding on one server should repeat exactly: look for nondeterminism "
+                "(sampling settings, batch-dependent kernels) in the two lm-eval logs, then "
+                "`/adapt rerun accuracy`."
+                if reason == "irreproducible"
+                else "Read the second measurement's log, fix it, then `/adapt rerun accuracy`."
+            ),
             evidence=evidence,
             data=data,
             started_at=started,
         )
-    results_file = find_results_file(out_dir)
-    if code != 0 or results_file is None:
-        return StageResult(
-            stage="accuracy",
-            status="failed",
-            reason="lm-eval-failed" if alive else "crashed",
-            diagnosis=f"lm-eval exited with {code}" + ("" if alive else "; the server died during the run"),
-            next_step="Read the lm-eval log; if the server died, the model fails under load (see serve log).",
-            evidence=evidence,
-            data=data,
-            started_at=started,
-        )
-    doc = json.loads(results_file.read_text(encoding="utf-8"))
-    data["results_path"] = str(results_file)
-    data["tasks"] = parse_results(doc, plan.tasks)
-    data["lm_eval_version"] = doc.get("lm_eval_version") or doc.get("git_hash")
-    if not data["tasks"]:
-        return StageResult(
-            stage="accuracy",
-            status="failed",
-            reason="no-metrics",
-            diagnosis="lm-eval finished but reported no metric for the requested tasks",
-            evidence=evidence,
-            data=data,
-            started_at=started,
-        )
-    summary = "; ".join(
-        f"{t['name']}: " + ", ".join(f"{m['name']}={m['value']:.4f}" for m in t["metrics"])
-        for t in data["tasks"]
-    )
-    evidence.insert(0, Evidence(kind="result", text=summary, log_path=str(results_file)))
+    data["tasks"] = tasks  # only values a second measurement did not contradict reach the YAML
     return StageResult(stage="accuracy", status="passed", evidence=evidence, data=data, started_at=started)
+
+
+def verdict(repro: Mapping[str, Any]) -> tuple[str, str | None]:
+    """("passed", None), or ("failed", "irreproducible") when the two measurements disagree beyond
+    CI's tolerance, or ("failed", "unconfirmed") when the second one did not finish."""
+    if repro.get("agree") is False:
+        return "failed", "irreproducible" if repro.get("ran") else "unconfirmed"
+    return "passed", None
+
+
+def _offline_engine(
+    ctx: StageContext,
+    data: Mapping[str, Any],
+    plan: AccuracyPlan,
+    env: Mapping[str, str],
+    serve_env: Mapping[str, str],
+    out_dir: Path,
+    tmp: Path,
+    timeout_s: float,
+) -> Measurement:
+    """CI's own path: simple_evaluate(model="vllm", ...) with the params CI derives from our YAML."""
+    out = out_dir / "offline-engine"
+    out.mkdir(parents=True, exist_ok=True)
+    log = ctx.workspace.log_path("lm-eval-offline")
+    try:
+        cfg = _ci_config(ctx, data)
+    except ValueError as exc:  # ArtifactError: the YAML cannot be built, so CI could not run either
+        log.write_text(f"the e2e config could not be built: {exc}\n", encoding="utf-8")
+        return Measurement("offline-engine", [], log, out, outcome="no-config")
+    params = ci.ci_eval_params(
+        cfg, pretrained=str(ctx.model_path), tp_size=cfg["serve"]["tensor_parallel_size"]
+    )
+    request = tmp / "ci-request.json"
+    request.write_text(
+        json.dumps(ci.offline_request(params, include_path=plan.include_path, output_path=out)), "utf-8"
+    )
+    argv = ci.offline_argv(vllm_python(ctx.profile), request)
+    # the engine needs the serving environment (vLLM's platform switches) and lm-eval's dataset env
+    full_env = {**serve_env, **env}
+    m = Measurement("offline-engine", argv, log, out)
+    return _measure(m, plan.tasks, env=full_env, cwd=tmp, timeout_s=timeout_s, cancel=ctx.cancel)
+
+
+def _reproducibility(check: str, first: Measurement, second: Measurement | None) -> dict[str, Any]:
+    """{"check", "rtol", "ran", "agree", "pairs", "summary"}; agree None = no second measurement."""
+    base: dict[str, Any] = {"check": check, "rtol": ci.RTOL}
+    if check == "none" or second is None:
+        return {**base, "ran": False, "agree": None, "pairs": [],
+                "summary": "one measurement only (check: none): reproducibility not checked"}  # fmt: skip
+    if not second.ok:
+        return {**base, "ran": False, "agree": False, "pairs": [],
+                "summary": f"the second measurement ({second.label}) did not finish "
+                           f"(outcome {second.outcome}, exit {second.code}; "
+                           f"log {second.log_path})"}  # fmt: skip
+    if check == "repeat":
+        pairs = checks.compare_doc_scores(read_doc_scores(first.output), read_doc_scores(second.output))
+    else:
+        pairs = checks.compare_tasks(first.tasks, second.tasks)
+    same = responses(first.output)
+    other = responses(second.output)
+    common = sorted(set(same) & set(other))
+    identical = sum(1 for k in common if same[k] == other[k])
+    agree = checks.reproducible(pairs)
+    figures = ", ".join(
+        f"{p['task']} {p['metric']} {p['first']:.4f} vs {p['second']:.4f}" if p["first"] is not None
+        else f"{p['task']} {p['metric']} no common documents"
+        for p in pairs
+    )  # fmt: skip
+    verdict = "agree" if agree else "DISAGREE"
+    return {
+        **base,
+        "ran": True,
+        "agree": agree,
+        "pairs": pairs,
+        "identical_responses": identical,
+        "compared_responses": len(common),
+        "summary": f"{first.label} vs {second.label}: {verdict} within rtol {ci.RTOL} ({figures}); "
+        f"{identical}/{len(common)} generations identical",
+    }
