@@ -100,6 +100,9 @@ class ServeSpec(BaseModel):
     port: int = 0
     served_name: str = "{model_name}"
     dummy_args: list[str] = Field(default_factory=lambda: ["--load-format", "dummy"])
+    #: Added only when the checkpoint needs its own code AND the job opted in (issue 9):
+    #: `argv` itself must not trust remote code (checked below).
+    remote_code_args: list[str] = Field(default_factory=lambda: ["--trust-remote-code"])
     eager_args: list[str] = Field(default_factory=lambda: ["--enforce-eager"])
     text_only_args: list[str] = Field(
         default_factory=lambda: ["--limit-mm-per-prompt", '{"image":0,"video":0,"audio":0}']
@@ -257,6 +260,12 @@ class Profile(BaseModel):
                     raise ValueError(f"profile {self.name}: unknown placeholder {{{name}}} in {element!r}")
         if "{vllm}" not in self.serve.argv:
             raise ValueError(f"profile {self.name}: serve.argv must contain the element '{{vllm}}'")
+        trusting = [a for a in self.serve.argv if a in self.serve.remote_code_args]
+        if trusting:
+            raise ValueError(
+                f"profile {self.name}: serve.argv must not contain {trusting[0]}: remote code runs only on "
+                "an explicit opt-in, through serve.remote_code_args"
+            )
         return self
 
     @property
