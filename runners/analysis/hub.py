@@ -112,6 +112,9 @@ class HubStats:
     header_bytes: int = 0
     metadata_bytes: int = 0
     wall_s: float = 0.0
+    #: seconds spent on HTTP (listing, JSON files, headers) and on parsing/analysis
+    fetch_s: float = 0.0
+    parse_s: float = 0.0
 
 
 @dataclass
@@ -213,6 +216,8 @@ class HubSource:
     reader: HubReader
     listing: RepoListing
     jsons: dict[str, bytes] = field(default_factory=dict)
+    #: parsed documents (the 9 MB index of a DeepSeek-V3 is parsed once, not twice)
+    parsed: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, ShardHeader | HeaderError] = field(default_factory=dict)
 
     def fetch_json(self, name: str) -> None:
@@ -229,7 +234,8 @@ class HubSource:
         if name not in self.jsons:
             self.fetch_json(name)
         raw = self.jsons[name]
-        doc = parse_json(name, raw)
+        doc = self.parsed[name] if name in self.parsed else parse_json(name, raw)
+        self.parsed[name] = doc
         self.reader.stats.metadata_bytes += len(raw)
         return doc, len(raw)
 
@@ -272,8 +278,9 @@ def _expected_shards(source: HubSource, names: set[str]) -> list[str]:
     raw = source.jsons.get(INDEX_NAME)
     if raw is not None:
         try:
-            wm = parse_json(INDEX_NAME, raw).get("weight_map")
-        except (JsonFileError, AttributeError):
+            doc = source.parsed[INDEX_NAME] = parse_json(INDEX_NAME, raw)
+            wm = doc.get("weight_map") if isinstance(doc, dict) else None
+        except JsonFileError:
             wm = None
         if isinstance(wm, dict):
             return sorted({v for v in wm.values() if isinstance(v, str) and v in names})
@@ -320,6 +327,7 @@ def hub_preflight(
         list(pool.map(source.fetch_json, jsons))
         shards = _expected_shards(source, name_set)
         list(pool.map(lambda s: source.fetch_header(s, strategy), shards))
+    reader.stats.fetch_s = time.perf_counter() - started
     try:
         check_json_size("config.json", listing.sizes["config.json"])
         raw_cfg = parse_json("config.json", source.jsons["config.json"])
@@ -336,4 +344,5 @@ def hub_preflight(
     scan = scan_checkpoint(Path(repo_id), names, source=source)
     result = build_result(Path(repo_id), ConfigView(raw_cfg), scan, registries)
     reader.stats.wall_s = time.perf_counter() - started
+    reader.stats.parse_s = reader.stats.wall_s - reader.stats.fetch_s
     return result.model_copy(update={"revision": listing.sha, "hub_id": listing.repo_id})

@@ -295,6 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        if self.path.startswith("/_standin/"):
+            self._control()
+            return
         path = self._preamble()
         if path is None:
             return
@@ -304,6 +307,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._api(m.group("repo"), m.group("rev") or "main")
         elif m := _RESOLVE_RE.match(path):
             self._resolve(m.group("repo"), m.group("rev"), unquote(m.group("path")))
+        else:
+            self._error(404, None, "Not Found")
+
+    def _control(self) -> None:
+        """Test control when the stand-in runs in its own process (`python -m tests.standin.hub`):
+        `/_standin/log[?reset=1]` (the request log as JSON), `/_standin/latency?s=0.05`."""
+        url = urlsplit(self.path)
+        q = parse_qs(url.query)
+        if url.path == "/_standin/log":
+            with self.state.lock:
+                body = json.dumps([e.__dict__ for e in self.state.log]).encode()
+                if q.get("reset") == ["1"]:
+                    self.state.log.clear()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif url.path == "/_standin/latency":
+            self.state.latency_s = float(q.get("s", ["0"])[0])
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         else:
             self._error(404, None, "Not Found")
 
@@ -515,3 +540,28 @@ class HubStandin:
 
     def body_bytes(self, where: Callable[[LogEntry], bool] | None = None) -> int:
         return sum(e.body_bytes for e in self.requests(where))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve repos in this process until killed: `--repo org/name=DIR ... [--cdn]`; prints the URL."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="hub stand-in")
+    parser.add_argument("--repo", action="append", default=[], metavar="ORG/NAME=DIR")
+    parser.add_argument("--cdn", action="store_true")
+    parser.add_argument("--rtt", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    hub = HubStandin(cdn=args.cdn).start()
+    for spec in args.repo:
+        repo_id, _, root = spec.partition("=")
+        hub.add_repo(repo_id, Path(root))
+    hub.set_latency(args.rtt)
+    sys.stdout.write(hub.url + "\n")
+    sys.stdout.flush()
+    threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

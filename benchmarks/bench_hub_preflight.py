@@ -1,0 +1,159 @@
+"""Benchmark: hub pre-flight of a DeepSeek-V3-shaped repo (163 shards) at an injected RTT.
+
+Builds the sparse synthetic checkpoint of bench_analyze.py (real names, shapes, dtypes, 688 GB
+apparent, ~12 MB of headers), serves it from the hub stand-in (tests/standin/hub.py: a real
+threaded HTTP server; LFS files redirected to a second "CDN" server, as the hub does) with
+`--rtt` seconds added to every request on both hosts, and measures side by side:
+
+  * `hub_preflight(strategy="exact")`: Range 0-7, then 8-(7+N) on the CDN URL, shards in parallel
+  * `hub_preflight(strategy="speculative")`: Range 0-99999 first (one round trip, more bytes)
+  * huggingface_hub's own `HfApi.get_safetensors_metadata` (what the issue suggests measuring)
+
+Figures: requests (as the servers logged them), bytes the servers sent, bytes sent for shards /
+header bytes (target <= 1.5), wall time (target <= 2 s at 50 ms RTT). The result of each
+pre-flight is checked against the local `analyze()` of the same directory.
+
+Run:  .venv/bin/python benchmarks/bench_hub_preflight.py [--rtt 0.05] [--workers 32] [--shards 163]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_analyze import build  # noqa: E402
+
+from runners.analysis import analyze  # noqa: E402
+from runners.analysis.hub import HubStats, hub_preflight  # noqa: E402
+from runners.analysis.registry import Registries  # noqa: E402
+
+REPO_ID = "deepseek-ai/DeepSeek-V3-synthetic"
+
+
+def comparable(result: Any) -> dict[str, Any]:
+    d = result.model_dump(mode="json")
+    for key in ("model_path", "hub_id", "revision", "served_model_name"):
+        d.pop(key, None)
+    return d
+
+
+class RemoteHub:
+    """The stand-in in its own process (the hub is another machine: it must not share our GIL)."""
+
+    def __init__(self, root: Path, cdn: bool) -> None:
+        import subprocess
+
+        argv = [sys.executable, "-m", "tests.standin.hub", "--repo", f"{REPO_ID}={root}"]
+        self.proc = subprocess.Popen(
+            [*argv, *(["--cdn"] if cdn else [])], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+
+    def control(self, path: str) -> Any:
+        import httpx
+
+        r = httpx.get(self.url + path, timeout=30)
+        r.raise_for_status()
+        return r.json() if r.content else None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def run(hub: RemoteHub, fn: Any) -> tuple[Any, float, int, int, int]:
+    """(result, wall s, requests, bytes sent, bytes sent for *.safetensors), from the server's log."""
+    hub.control("/_standin/log?reset=1")
+    t0 = time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - t0
+    reqs = [e for e in hub.control("/_standin/log?reset=1") if not e["path"].startswith("/api/agent")]
+    shard_bytes = sum(e["body_bytes"] for e in reqs if e["path"].endswith(".safetensors"))
+    return out, wall, len(reqs), sum(e["body_bytes"] for e in reqs), shard_bytes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rtt", type=float, default=0.05, help="seconds added to every request")
+    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--shards", type=int, default=163)
+    parser.add_argument("--no-cdn", action="store_true", help="serve shards from the hub host itself")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-hub-"))
+    root = tmp / "DeepSeek-V3-synthetic"
+    root.mkdir()
+    hub: RemoteHub | None = None
+    try:
+        facts = build(root, args.shards)
+        regs = Registries(None, None, None)
+        t0 = time.perf_counter()
+        local = analyze(root, registries=regs)
+        local_s = time.perf_counter() - t0
+        hub = RemoteHub(root, cdn=not args.no_cdn)
+        # warm up imports and the connection pool (not counted)
+        hub_preflight(REPO_ID, endpoint=hub.url, registries=regs, workers=args.workers)
+        hub.control(f"/_standin/latency?s={args.rtt}")
+        rows = []
+        splits = {}
+        for label, strategy in (
+            ("hub_preflight exact (0-7, 8-7+N)", "exact"),
+            ("hub_preflight speculative (0-99999)", "speculative"),
+        ):
+            stats = HubStats()
+            res, wall, n, sent, shard = run(
+                hub,
+                lambda s=strategy, st=stats: hub_preflight(
+                    REPO_ID, endpoint=hub.url, registries=regs, workers=args.workers, strategy=s, stats=st
+                ),
+            )
+            assert comparable(res) == comparable(local), "hub result differs from the local analysis"
+            rows.append((label, wall, n, sent, shard))
+            splits[label] = (stats.fetch_s, stats.parse_s)
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=hub.url)
+        md, wall, n, sent, shard = run(hub, lambda: api.get_safetensors_metadata(REPO_ID))
+        assert len(md.files_metadata) == facts["shards"]
+        rows.append(("huggingface_hub get_safetensors_metadata", wall, n, sent, shard))
+        hb = facts["header_bytes"]
+        gb = facts["apparent_bytes"] / 1e9
+        print(
+            f"repo: {facts['shards']} shards, {facts['tensors']} tensors, {gb:.1f} GB apparent; "
+            f"header bytes {hb:,}; metadata (config + index) {facts['metadata_bytes']:,}"
+        )
+        where = "hub" if args.no_cdn else "hub and CDN"
+        print(
+            f"injected RTT {args.rtt * 1000:.0f} ms per request on {where}; {args.workers} parallel readers"
+        )
+        print(f"local analyze() of the same directory (same parsing, no HTTP): {local_s:.2f} s\n")
+        print(
+            f"{'reader':<44}{'wall s':>8}{'HTTP s':>8}{'requests':>10}{'bytes sent':>14}"
+            f"{'shards/headers':>16}"
+        )
+        for label, wall, n, sent, shard in rows:
+            http_s = f"{splits[label][0]:.2f}" if label in splits else "-"
+            print(f"{label:<44}{wall:>8.2f}{http_s:>8}{n:>10}{sent:>14,}{shard / hb:>16.3f}")
+        exact = rows[0]
+        print(
+            f"\ntargets (exact): shard bytes / header bytes <= 1.5 -> {exact[4] / hb:.3f}; "
+            f"wall <= 2 s -> {exact[1]:.2f} s (HTTP part {splits[exact[0]][0]:.2f} s)"
+        )
+        return 0 if exact[4] / hb <= 1.5 and exact[1] <= 2.0 else 1
+    finally:
+        if hub is not None:
+            hub.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
