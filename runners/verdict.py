@@ -8,8 +8,9 @@ data claims less, never more.
 Levels:
   - `validated`: the dummy and the real-weight gate passed, the served model matched the Hugging Face
     reference on the same weights (real-gate `data["parity"]["status"] == "passed"`), the real-gate
-    replies are not degenerate (`data["quality"]`), and every accuracy metric is plausible and was
-    measured on a benchmark the target CI runs (not the offline local test task).
+    replies are not degenerate (`data["quality"]`), and every accuracy metric is plausible, was
+    confirmed by a second measurement within the target CI's tolerance, and was measured on a
+    benchmark the target CI runs (not the offline local test task).
   - `serves-not-validated`: nothing failed, but at least one of those is missing, skipped or
     flagged; each such fact is a `Reason`. `served` says how far "serves" goes (real weights,
     dummy weights only, or nothing yet when the run stopped early) and the wording follows it.
@@ -26,12 +27,14 @@ Keys read (written by the gates and the accuracy stage; absent = not checked):
   real-gate `data["parity"]`:  {"status": "passed"|"failed"|"skipped", "reason": str, ...}
   real-gate `data["quality"]`: {"degenerate": bool, "reason"|"kind": str, "known_answers":
       [{"prompt", "expected", "answer", "ok": bool}]} (or "status": "degenerate"|"ok", "flags": [...])
-  accuracy `data`: `tasks` [{name, metrics: [{name, value, stderr, implausible?, implausible_reason?,
-      reference?}], reference?: {metric: value}}], `task_source` ("local" = the offline test task),
-      `implausible` (bool or a list of reasons), `references` {task: {metric: value}}.
-The accuracy flag is computed here as well (value at or below the task's chance level, within two
-standard errors of it, or far below a given reference), so a stage that does not flag cannot make
-an implausible metric look plausible.
+  accuracy `data` (runners/stages/accuracy.py): `tasks` [{name, metrics: [{name, value, stderr,
+      implausible, why, reference?}], reference?: {metric: value}}], `plausibility` {implausible, why},
+      `reproducibility` {agree: true|false|null, summary}, `task_source` ("local" = the offline test
+      task), `references` {task: {metric: value}}.
+Plausibility has one rule, the accuracy stage's (`runners.accuracy.checks.judge_metric`: at chance
+level for the task, or far below a reference); it is applied here as well, so a result from a stage
+version that did not judge (or a stage that did not flag) cannot make a chance-level metric look
+like a baseline.
 
 Pure: data in, data out; no I/O, no templates (wording lives in templates/artifacts/_verdict.j2).
 """
@@ -60,30 +63,6 @@ ASCEND_PROFILE_HARDWARE: dict[str, str] = {
 #: what the job's `--hardware` option asks for (the hardware the artifacts are FOR)
 TARGET_HARDWARE: dict[str, str] = {"a2": "Atlas A2 Series", "a3": "Atlas A3 Series"}
 
-#: Chance level of a metric per lm-eval task: open-answer tasks (gsm8k: exact match of a number) have
-#: chance 0; multiple choice tasks 1/choices (MMMU: the random-choice baseline of its paper, 22.1 %).
-#: A task not listed gets 0.0, so only a zero score is at chance there.
-CHANCE: dict[str, float] = {
-    "gsm8k": 0.0,
-    "adapt_gsm8k_local": 0.0,
-    "mmmu_val": 0.221,
-    "mmlu": 0.25,
-    "ceval-valid": 0.25,
-    "cmmlu": 0.25,
-    "arc_challenge": 0.25,
-    "arc_easy": 0.25,
-    "hellaswag": 0.25,
-    "winogrande": 0.5,
-    "piqa": 0.5,
-    "boolq": 0.5,
-}
-#: "far below a reference": more than this fraction below it (relative). A published score comes from
-#: other harness settings, so the target CI's 5 % band would flag mere settings differences; a
-#: model 20 % under its reference is broken, not differently configured.
-FAR_BELOW = 0.2
-#: "within two standard errors of chance": indistinguishable from guessing on this sample
-CHANCE_STDERRS = 2.0
-
 
 class Reason(BaseModel):
     """One fact that keeps a job below `validated` (or made it fail).
@@ -103,10 +82,11 @@ class AccuracyFlag(BaseModel):
     metric: str
     #: None when the stage flagged the result without naming a metric
     value: float | None
-    why: Literal["chance", "near-chance", "below-reference", "flagged"]
-    #: the chance level or the reference the value was compared with
-    against: float | None = None
-    detail: str | None = None
+    #: why, in the accuracy stage's words ("0.0000 is at chance level (0.00: free-form numeric answer)")
+    why: str | None = None
+    #: the task's chance level and the reference the value was judged against, when known
+    chance: float | None = None
+    reference: float | None = None
 
 
 #: every Reason.code (templates/artifacts/_verdict.j2 words each; a test checks they agree)
@@ -121,6 +101,7 @@ REASON_CODES: tuple[str, ...] = (
     "degenerate-output",
     "accuracy-missing",
     "accuracy-implausible",
+    "accuracy-unconfirmed",
     "accuracy-local-task",
 )
 #: codes of `Verdict.warnings`
@@ -225,7 +206,9 @@ def quality_state(data: Mapping[str, Any]) -> tuple[str, str | None]:
         or q.get("status") in ("degenerate", "failed")
         or (isinstance(flags, list) and flags)
     ):
-        return "degenerate", _text(q.get("reason") or q.get("kind") or flags)
+        return "degenerate", _text(
+            q.get("detail") or q.get("reason") or q.get("kind") or q.get("reasons") or flags
+        )
     return "ok", None
 
 
@@ -280,10 +263,14 @@ def _measured(task: Any) -> bool:
 
 
 def accuracy_flags(data: Mapping[str, Any]) -> list[AccuracyFlag]:
-    """Every implausible metric of an accuracy result: the stage's own flags plus the checks here."""
+    """Every implausible metric of an accuracy result: the stage's own judgement or, where it did not
+    judge (or said plausible), the same rule applied here; the stage's word wins only to flag."""
+    from runners.accuracy.checks import judge_metric
+
     refs_all = _mapping(data.get("references"))
-    stage_flag = data.get("implausible")
-    stage_flag_text = _text(stage_flag) if not isinstance(stage_flag, bool) else None
+    plaus = _mapping(data.get("plausibility"))
+    stage_flag = data.get("implausible", plaus.get("implausible"))
+    stage_why = _text(plaus.get("why")) or (None if isinstance(stage_flag, bool) else _text(stage_flag))
     out: list[AccuracyFlag] = []
     for task in data.get("tasks") or []:
         if not isinstance(task, Mapping) or not task.get("name"):
@@ -291,7 +278,6 @@ def accuracy_flags(data: Mapping[str, Any]) -> list[AccuracyFlag]:
         name = str(task["name"])
         task_refs = _mapping(task.get("reference"))
         more_refs = _mapping(refs_all.get(name))
-        chance = CHANCE.get(name, 0.0)
         for m in task.get("metrics") or []:
             if not isinstance(m, Mapping) or not m.get("name"):
                 continue
@@ -299,33 +285,35 @@ def accuracy_flags(data: Mapping[str, Any]) -> list[AccuracyFlag]:
             if value is None:
                 continue
             metric = str(m["name"])
-            stderr = _float(m.get("stderr")) or 0.0
             ref = _float(m.get("reference"))
             if ref is None:
                 ref = _float(task_refs.get(metric, more_refs.get(metric)))
-            flag: AccuracyFlag | None = None
-            if value <= chance:
-                flag = AccuracyFlag(task=name, metric=metric, value=value, why="chance", against=chance)
-            elif value <= chance + CHANCE_STDERRS * stderr:
-                flag = AccuracyFlag(task=name, metric=metric, value=value, why="near-chance", against=chance)
-            elif ref is not None and value < ref * (1 - FAR_BELOW):
-                flag = AccuracyFlag(task=name, metric=metric, value=value, why="below-reference", against=ref)
-            elif m.get("implausible") or m.get("flag") == "implausible" or stage_flag is True:
-                flag = AccuracyFlag(
-                    task=name,
-                    metric=metric,
-                    value=value,
-                    why="flagged",
-                    detail=_text(m.get("implausible_reason")) or stage_flag_text,
+            judged = judge_metric(name, metric, value, _float(m.get("stderr")), ref)
+            flagged_by_stage = m.get("implausible") is True or m.get("flag") == "implausible"
+            if judged["implausible"] or flagged_by_stage:
+                out.append(
+                    AccuracyFlag(
+                        task=name,
+                        metric=metric,
+                        value=value,
+                        why=_text(m.get("why") or m.get("implausible_reason")) or judged["why"],
+                        chance=judged.get("chance"),
+                        reference=ref,
+                    )
                 )
-            if flag is not None:
-                if flag.detail is None:
-                    flag.detail = _text(m.get("implausible_reason"))
-                out.append(flag)
-    if stage_flag and not out and stage_flag is not True:
+    if stage_flag and not out:
         # the stage flagged something this reader cannot tie to a metric: keep it, unattributed
-        out.append(AccuracyFlag(task="?", metric="?", value=None, why="flagged", detail=stage_flag_text))
+        out.append(AccuracyFlag(task="?", metric="?", value=None, why=stage_why))
     return out
+
+
+def _reproduced(data: Mapping[str, Any]) -> Reason | None:
+    """The values must have been confirmed by a second measurement (the target CI's tolerance)."""
+    repro = data.get("reproducibility")
+    if isinstance(repro, Mapping) and repro.get("agree") is True:
+        return None
+    detail = _text(repro.get("summary")) if isinstance(repro, Mapping) else None
+    return Reason(code="accuracy-unconfirmed", stage="accuracy", detail=detail)
 
 
 def _accuracy(results: Mapping[str, StageResult]) -> tuple[list[Reason], list[AccuracyFlag]]:
@@ -341,6 +329,8 @@ def _accuracy(results: Mapping[str, StageResult]) -> tuple[list[Reason], list[Ac
     flags = accuracy_flags(r.data)
     if flags:
         reasons.append(Reason(code="accuracy-implausible", stage="accuracy"))
+    if (unconfirmed := _reproduced(r.data)) is not None:
+        reasons.append(unconfirmed)
     if r.data.get("task_source") == "local":
         names = ", ".join(str(t.get("name")) for t in tasks)
         reasons.append(Reason(code="accuracy-local-task", stage="accuracy", detail=names))

@@ -160,7 +160,7 @@ def test_final_comment_flags_zero_accuracy_in_its_table() -> None:
     rows = [
         line for line in comment.split("<details>")[0].splitlines() if line.startswith("| adapt_gsm8k_local")
     ]
-    assert len(rows) == 2 and all("⚠️ implausible: at chance level" in row for row in rows)
+    assert len(rows) == 2 and all("⚠️ implausible: 0.0000 is at chance level" in row for row in rows)
 
 
 # ------------------------------------------------------------------------------------ PR title/draft
@@ -199,7 +199,7 @@ def test_pr_body_never_writes_an_implausible_baseline_without_its_flag() -> None
     assert "stays a draft" in tested and "[!CAUTION]" in tested
     for line in tested.splitlines():
         if line.startswith("| Accuracy:"):
-            assert "⚠️ implausible: at chance level" in line, line
+            assert "⚠️ implausible: 0.0000 is at chance level" in line and "not a baseline" in line, line
     assert "Nothing in this PR was run on Ascend hardware" in tested
     assert not ASCEND_NAMES.search(body.replace("Re-run on Atlas A2 Series before merging", ""))
 
@@ -254,11 +254,14 @@ def test_report_lists_the_reasons_and_flags_the_metric() -> None:
     head = report.split("## 模型架构概述", 1)[0]
     assert "  - 原因：未与 Hugging Face 参考实现做一致性比对" in head
     assert "  - 原因：未检查输出质量" in head
-    assert "  - 原因：精度不可信：adapt_gsm8k_local exact_match,strict-match = 0.0000，处于随机水平" in head
-    assert "  - 原因：精度来自离线本地测试任务 adapt_gsm8k_local" in head
     assert (
-        "| adapt_gsm8k_local | exact_match,strict-match | 0.0000 ± 0.0000 | ⚠️ 不可信：处于随机水平" in report
+        "  - 原因：精度不可信：adapt_gsm8k_local exact_match,strict-match = 0.0000（0.0000 is at chance level"
+        in head
     )
+    assert "  - 原因：精度未经第二次测量确认" in head
+    assert "  - 原因：精度来自离线本地测试任务 adapt_gsm8k_local" in head
+    row = "| adapt_gsm8k_local | exact_match,strict-match | 0.0000 ± 0.0000 | ⚠️ 不可信（0.0000 is at chance"
+    assert row in report
     matrix = report.split("## dummy 与真实权重验证矩阵", 1)[1]
     assert "| 与 HF 参考实现一致（同一权重，token + logprob） | 不适用 | 未检查 |" in matrix
     assert not ASCEND_NAMES.search(report.replace("- 目标硬件：Atlas A2 Series", ""))
@@ -305,7 +308,8 @@ def test_e2e_yaml_hardware_on_the_cpu_profile_names_the_cpu_and_flags_zero() -> 
         "# This config is for Atlas A2 Series: re-measure there and set `hardware` before relying on it.",
     ]
     values = [line for line in text.splitlines() if line.strip().startswith("value:")]
-    assert values == ["    value: 0.0  # implausible: at chance level (0.0000), not a baseline"] * 2
+    flag = "implausible: 0.0000 is at chance level (0.00: free-form numeric answer); not a baseline"
+    assert values == [f"    value: 0.0  # {flag}"] * 2
 
 
 def test_e2e_yaml_hardware_on_an_ascend_profile_is_the_profiles_hardware() -> None:
@@ -437,10 +441,8 @@ def test_print_outcome_ends_with_the_verdict_and_why(capsys: pytest.CaptureFixtu
     tail = err[err.index("verdict:") :]
     assert tail.splitlines()[0] == "verdict: ⚠️ serves, not validated"
     assert "  ran on the cpu runner profile (vLLM CPU build), not Ascend hardware" in tail
-    assert (
-        "  - accuracy implausible: adapt_gsm8k_local exact_match,strict-match = 0.0000 is at chance level"
-        in tail
-    )
+    assert "  - accuracy implausible: adapt_gsm8k_local exact_match,strict-match: 0.0000 is at chance" in tail
+    assert "  - accuracy not confirmed by a second measurement" in tail
     assert "succeeded in 1.0 s" in err and "validated on" not in err
 
     _failed_opts, failed = levels()["failed"]
