@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from bot.api import health, jobs, webhook
-from bot.api.intake import Intake
+from bot.api import access, health, jobs, webhook
+from bot.api.intake import Intake, intake_client
 from bot.api.outbox import Outbox
 from bot.config import Settings, get_settings
 from bot.intents import Queue
 from bot.jobs.store import JobStore
-from bot.redis_conn import async_client, client
+from bot.redis_conn import client
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,20 @@ def create_app(
 
         queue = CeleryQueue(make_celery(settings), settings)
     outbox = Outbox(r, queue)
-    intake = Intake(settings, async_client(settings))
+    intake = Intake(settings, intake_client(settings))  # bounded timeouts; spools when Redis is away
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if publish_outbox:
             outbox.start()
+        intake.loop = asyncio.get_running_loop()
         flusher = asyncio.create_task(intake.flush_forever(1.0))
+        replayer = asyncio.create_task(intake.replay_forever(settings.spool_replay_s))
         try:
             yield
         finally:
             flusher.cancel()
+            replayer.cancel()
             if publish_outbox:
                 await asyncio.to_thread(outbox.stop)
             with contextlib.suppress(Exception):
@@ -53,8 +56,20 @@ def create_app(
     app.state.redis = r
     app.state.store = JobStore(r)
     app.state.intake = intake
-    for module in (webhook, jobs, health):
+    app.state.access = access.Access(settings)
+    for module in (webhook, jobs, health, access):
         app.include_router(module.router)
+    app.state.metrics_app = create_metrics_app(app)
     if settings.webhook_secret is None:
         log.warning("ADAPT_BOT_WEBHOOK_SECRET is not set: /webhook answers 503 until it is")
     return app
+
+
+def create_metrics_app(main: FastAPI) -> FastAPI:
+    """`/metrics` (and `/healthz`) on their own app, served on `ADAPT_BOT_METRICS_BIND` only."""
+    metrics = FastAPI(title="adapt-bot metrics", docs_url=None, redoc_url=None, openapi_url=None)
+    metrics.state.redis = main.state.redis
+    metrics.state.intake = main.state.intake
+    metrics.include_router(health.metrics_router)
+    metrics.include_router(health.router)
+    return metrics

@@ -70,7 +70,25 @@ def make_celery(settings: Settings | None = None) -> Celery:
 def _register(app: Celery) -> None:
     from bot.github import RetryLater
 
+    def intent_shell(self: Task, *args: Any) -> Any:
+        """apply_intent: every transient failure comes back with a countdown (never a sleep),
+        with backoff, until the delivery is too old (bot.tasks.retry_intent_in decides)."""
+        from bot import tasks
+
+        try:
+            return tasks.apply_intent(*args)
+        except Exception as exc:
+            intent_ids, arm = args[0], (args[1] if len(args) > 1 else None)
+            countdown = tasks.retry_intent_in(intent_ids, arm, exc)
+            if countdown is None:
+                return ["given up"]
+            raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
+
+    app.task(name="bot.tasks.apply_intent", bind=True)(intent_shell)
+
     for name, spec in CONTROL_TASKS.items():
+        if name == "bot.tasks.apply_intent":
+            continue
 
         def shell(self: Task, *args: Any, _spec: str = spec) -> Any:
             try:

@@ -9,6 +9,8 @@ view and rendering are pure; `publish_status` is the one place that writes it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from runners.artifacts.wording import verdict_headline
 from runners.contracts import StageResult, utcnow
 from runners.render import md_inline, render
 from runners.verdict import Verdict, judge
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 65_000  # GitHub's hard limit is 65,536; leave room for the marker and a note
 MARKER_RE = re.compile(r"<!-- adapt-bot:status job=([A-Za-z0-9._-]{1,64}) -->")
@@ -283,4 +287,62 @@ def _publish_marked(gh: Any, job: Job, body: str) -> int:
             gh.update_comment(job.repo, int(existing["id"]), text)
         return int(existing["id"])
     created = gh.create_comment(job.repo, job.issue, text, find_existing=find_existing)
+    return int(created["id"])
+
+# -- replies: every other comment the bot posts, created at most once ----------------------------------
+REPLY_MARKER_RE = re.compile(r"<!-- adapt-bot:reply key=([0-9a-f]{20}) -->")
+#: Create records of replies (Redis): "attempted" before the POST, the comment id after it.
+CREATE_RECORD_TTL_S = 8 * 24 * 3600
+
+
+def reply_key(*parts: object) -> str:
+    """A short stable key for one reply: what it answers (intent dedupe key) and its kind."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:20]
+
+
+def reply_marker(key: str) -> str:
+    return f"<!-- adapt-bot:reply key={key} -->"
+
+
+def with_marker(body: str, mark: str) -> str:
+    """The body with its marker as the last line, cut so that both fit GitHub's limit."""
+    return fit(body, MAX_BODY - len(mark) - 1).rstrip("\n") + "\n" + mark
+
+
+def find_ours(gh: Any, repo: str, issue: int, mark: str) -> dict[str, Any] | None:
+    """Our comment (App id AND marker) on the issue, or None."""
+    for c in gh.list_comments(repo, issue):
+        app = c.get("performed_via_github_app") or {}
+        if gh.app_id is not None and app.get("id") == gh.app_id and mark in (c.get("body") or ""):
+            return dict(c)
+    return None
+
+
+def publish_reply(gh: Any, repo: str, issue: int, body: str, key: str) -> int:
+    """Post one reply exactly once, whatever happened to earlier attempts. Returns its id.
+
+    The body ends with a hidden marker of `key`. A Redis record says "attempted" before the POST
+    and holds the comment id after it: a redelivered or retried intent finds the id and posts
+    nothing; one whose earlier POST got no answer (timeout, 5xx, Redis or worker gone) looks for
+    the marker on the issue first. The happy path costs no extra request.
+    """
+    mark = reply_marker(key)
+    text = with_marker(body, mark)
+    r = getattr(gh, "redis", None)
+    record = f"adapt:reply:{repo}:{key}"
+    seen = r.get(record) if r is not None else "attempted"
+    if seen and seen != "attempted":
+        return int(seen)
+    if seen == "attempted":
+        existing = find_ours(gh, repo, issue, mark)
+        if existing is not None:
+            if r is not None:
+                r.set(record, str(existing["id"]), ex=CREATE_RECORD_TTL_S)
+            log.info("reply %s on %s#%s was posted by an earlier attempt; not again", key, repo, issue)
+            return int(existing["id"])
+    if r is not None:
+        r.set(record, "attempted", ex=CREATE_RECORD_TTL_S)
+    created = gh.create_comment(repo, issue, text, find_existing=lambda: find_ours(gh, repo, issue, mark))
+    if r is not None:
+        r.set(record, str(created["id"]), ex=CREATE_RECORD_TTL_S)
     return int(created["id"])

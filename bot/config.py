@@ -87,6 +87,33 @@ class Settings(BaseSettings):
     max_stage_attempts: int = 3
     stage_timeouts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
 
+    #: Durability of accepted deliveries (bot.ledger): an intent that fails on a transient GitHub
+    #: or Redis error is retried by Celery with backoff (base * 2^n, capped) until it is this old.
+    intent_max_age_s: int = 24 * 3600
+    intent_retry_base_s: float = 10.0
+    intent_retry_max_s: float = 900.0
+    #: Lease of the per-delivery apply lock (renewed while held; a dead holder blocks this long).
+    intent_lock_ttl_s: float = 30.0
+    #: The web process's Redis timeout per step of a delivery; past it the delivery is spooled to
+    #: `data_dir/spool` (fsync'd) and replayed every `spool_replay_s` once Redis is back.
+    intake_redis_timeout_s: float = 1.0
+    spool_enabled: bool = True
+    spool_replay_s: float = 5.0
+
+    #: `/metrics` listens here only (never on the public port): host:port.
+    metrics_bind: str = "127.0.0.1:9464"
+    #: Jobs pages: private repositories' jobs need a signed-in GitHub user who can read the repo
+    #: (the App's user authorization: OAuth client id/secret), or this operator token (API, bearer).
+    operator_token: SecretStr | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    #: Key of the session cookie (Fernet: signed and encrypted); unset: derived from the client secret.
+    session_secret: SecretStr | None = None
+    session_ttl_s: int = 8 * 3600
+    github_web_url: str = "https://github.com"
+    #: How long one user's read access to one repository is remembered (per web process).
+    access_cache_s: int = 300
+
     @field_validator("webhook_secret")
     @classmethod
     def _refuse_placeholder(cls, v: SecretStr | None) -> SecretStr | None:

@@ -523,7 +523,9 @@ def deliver(
     logs_url = f"{public.rstrip('/')}/jobs/{job.id}" if public else None
     paths = sorted(files)
     parent = getattr(github, "parent", None)
-    call: Caller = parent.call if parent is not None and hasattr(parent, "call") else direct_call
+    call: Caller = getattr(github, "call", None) or (  # the installation's call: its own write throttle
+        parent.call if parent is not None and hasattr(parent, "call") else direct_call
+    )
     done = deliver_pr(
         gh,
         job.repo,

@@ -52,6 +52,8 @@ class Intent(BaseModel):
     #: Semantic dedupe: the same key within the TTL creates nothing new, whatever the delivery GUID.
     dedupe_key: str
     dedupe_ttl_s: int | None = None
+    #: `repository.private` of the delivery (None: unknown, treated as private by the jobs pages).
+    repo_private: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,12 @@
   runner hosts can reach: runners must not be able to read credentials).
 - Explicit timeouts. githubkit's own retry is off so that ONE policy applies to every call:
   reads retry 5xx; writes go through `_write`, which spaces mutating requests across processes
-  with a Redis throttle and honours `retry-after` / `x-ratelimit-reset` on 403/429 and retries
-  502/503/504. Short waits happen inline; a long one raises `RetryLater` so a task can retry
-  with a countdown instead of sleeping.
+  with a Redis throttle (one per installation: one busy installation cannot slow the others) and
+  honours `retry-after` / `x-ratelimit-reset` on 403/429 and retries
+  every 5xx. Short waits happen inline; a long one raises `RetryLater` so a task can retry
+  with a countdown instead of sleeping. A `GitHubError` says whether it is `transient` (5xx,
+  timeouts, connection errors, rate limits: the task retries for hours) or permanent (404, 403
+  without a rate limit, 422: retrying cannot help).
 - Callers get plain dicts / ints / strings: the rest of the bot does not depend on githubkit.
 """
 
@@ -32,8 +35,14 @@ from bot.config import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRY_STATUSES = (502, 503, 504)
+RETRY_STATUSES = frozenset(range(500, 600))
 THROTTLE_KEY = "adapt:gh:next-write"
+
+
+def throttle_key(installation_id: int | None) -> str:
+    """One write throttle per installation (GitHub's secondary limits are per token)."""
+    return f"{THROTTLE_KEY}:{installation_id}" if installation_id is not None else f"{THROTTLE_KEY}:app"
+
 
 # Reserve the next write slot: returns how long (s) the caller waits before its write. Uses the
 # Redis server's clock so several hosts agree.
@@ -51,9 +60,13 @@ return tostring(slot - now)
 class GitHubError(Exception):
     """A GitHub call failed for good; the message is safe to log (no tokens, no bodies)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, transient: bool | None = None) -> None:
         super().__init__(message)
         self.status = status
+        #: True when a later attempt may succeed (5xx, timeout, connection error, rate limit).
+        if transient is None:
+            transient = status is None or status >= 500 or status == 429
+        self.transient = transient
 
 
 class RetryLater(Exception):
@@ -71,13 +84,13 @@ class WriteThrottle:
         self.spacing_s = spacing_s
         self._script = client.register_script(_THROTTLE_LUA) if client is not None and spacing_s > 0 else None
 
-    def reserve(self) -> float:
+    def reserve(self, installation_id: int | None = None) -> float:
         if self._script is None:
             return 0.0
-        return float(self._script(keys=[THROTTLE_KEY], args=[self.spacing_s]))
+        return float(self._script(keys=[throttle_key(installation_id)], args=[self.spacing_s]))
 
-    def wait(self) -> None:
-        delay = self.reserve()
+    def wait(self, installation_id: int | None = None) -> None:
+        delay = self.reserve(installation_id)
         if delay > 0:
             time.sleep(delay)
 
@@ -131,6 +144,7 @@ class GitHubClient:
             user_agent="adapt-bot",
         )
         self.throttle = WriteThrottle(redis_client, settings.write_spacing_s)
+        self.redis = redis_client
         self._installations: dict[int, InstallationClient] = {}
 
     def call(
@@ -140,16 +154,18 @@ class GitHubClient:
         *,
         mutating: bool = False,
         marker_check: Callable[[], T | None] | None = None,
+        installation_id: int | None = None,
     ) -> T:
         """The one request path. `marker_check` (for creates) finds an object a failed attempt
-        may have created anyway, so a retry after a 5xx never duplicates it."""
+        may have created anyway, so a retry after a 5xx or a timeout never duplicates it.
+        `installation_id` picks the write throttle (per installation)."""
         s = self.settings
         attempt = 0
         renewed = False
         while True:
             attempt += 1
             if mutating:
-                self.throttle.wait()
+                self.throttle.wait(installation_id)
             try:
                 return fn()
             except RequestFailed as exc:
@@ -162,7 +178,10 @@ class GitHubClient:
                 if wait is None and status not in RETRY_STATUSES:
                     raise GitHubError(f"{what}: HTTP {status}", status) from None
                 if attempt > s.write_retries:
-                    raise GitHubError(f"{what}: HTTP {status} after {attempt} attempts", status) from None
+                    # rate limited or 5xx: a later attempt (the task's countdown retry) may succeed
+                    raise GitHubError(
+                        f"{what}: HTTP {status} after {attempt} attempts", status, transient=True
+                    ) from None
                 if wait is None:
                     wait = min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311
                 if wait > s.max_inline_wait_s:
@@ -170,19 +189,30 @@ class GitHubClient:
                 log.warning("%s: HTTP %d, retrying in %.1fs (attempt %d)", what, status, wait, attempt)
                 time.sleep(wait)
                 if marker_check is not None and status in RETRY_STATUSES:
-                    found = marker_check()
+                    found = self._look_again(marker_check)
                     if found is not None:
                         return found
-            except RequestTimeout:
+            except (RequestTimeout, RequestError) as exc:
+                # A timeout or a dropped connection: the request may have been applied anyway.
+                kind = "timed out" if isinstance(exc, RequestTimeout) else type(exc.exc).__name__
                 if attempt > s.write_retries:
-                    raise GitHubError(f"{what}: timed out after {attempt} attempts") from None
+                    raise GitHubError(f"{what}: {kind} after {attempt} attempts", transient=True) from None
+                log.warning("%s: %s, retrying (attempt %d)", what, kind, attempt)
                 time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
                 if marker_check is not None:
-                    found = marker_check()
+                    found = self._look_again(marker_check)
                     if found is not None:
                         return found
-            except RequestError as exc:
-                raise GitHubError(f"{what}: {type(exc.exc).__name__}") from None
+
+    @staticmethod
+    def _look_again(marker_check: Callable[[], T | None]) -> T | None:
+        """Look for what a failed create may have made; a failing look means "not found yet"."""
+        try:
+            return marker_check()
+        except GitHubError as exc:
+            if not exc.transient:
+                raise
+            return None
 
     # -- app-level -------------------------------------------------------------------------------
     def installation_id(self, repo: str) -> int:
@@ -213,9 +243,27 @@ class InstallationClient:
     def app_id(self) -> int | None:
         return self.parent.settings.app_id
 
+    @property
+    def redis(self) -> redis.Redis | None:
+        """The shared Redis (create records of `bot.comments`), None without one."""
+        return self.parent.redis
+
+    def call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        *,
+        mutating: bool = False,
+        marker_check: Callable[[], T | None] | None = None,
+    ) -> T:
+        """`GitHubClient.call` with this installation's write throttle."""
+        return self.parent.call(
+            what, fn, mutating=mutating, marker_check=marker_check, installation_id=self.installation_id
+        )
+
     def get_issue(self, repo: str, number: int) -> dict[str, Any]:
         o, r = repo.split("/", 1)
-        resp = self.parent.call(f"GET issue {repo}#{number}", lambda: self.gh.rest.issues.get(o, r, number))
+        resp = self.call(f"GET issue {repo}#{number}", lambda: self.gh.rest.issues.get(o, r, number))
         data: dict[str, Any] = dict(resp.json())
         return data
 
@@ -223,7 +271,7 @@ class InstallationClient:
         o, r = repo.split("/", 1)
         out: list[dict[str, Any]] = []
         for page in range(1, max_pages + 1):
-            resp = self.parent.call(
+            resp = self.call(
                 f"GET comments {repo}#{number}",
                 functools.partial(self.gh.rest.issues.list_comments, o, r, number, per_page=100, page=page),
             )
@@ -242,7 +290,7 @@ class InstallationClient:
         find_existing: Callable[[], dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
         o, r = repo.split("/", 1)
-        resp = self.parent.call(
+        resp = self.call(
             f"POST comment on {repo}#{number}",
             lambda: self.gh.rest.issues.create_comment(o, r, number, data={"body": body}).json(),
             mutating=True,
@@ -252,7 +300,7 @@ class InstallationClient:
 
     def update_comment(self, repo: str, comment_id: int, body: str) -> dict[str, Any]:
         o, r = repo.split("/", 1)
-        resp = self.parent.call(
+        resp = self.call(
             f"PATCH comment {comment_id} on {repo}",
             lambda: self.gh.rest.issues.update_comment(o, r, comment_id, data={"body": body}).json(),
             mutating=True,
@@ -261,7 +309,7 @@ class InstallationClient:
 
     def add_reaction(self, repo: str, comment_id: int, content: str) -> None:
         o, r = repo.split("/", 1)
-        self.parent.call(
+        self.call(
             f"POST reaction {content} on comment {comment_id}",
             lambda: self.gh.rest.reactions.create_for_issue_comment(
                 o, r, comment_id, data={"content": content}
@@ -273,7 +321,7 @@ class InstallationClient:
         """The user's permission on the repo: admin, maintain, write, triage, read or none."""
         o, r = repo.split("/", 1)
         try:
-            resp = self.parent.call(
+            resp = self.call(
                 f"GET permission of {username} on {repo}",
                 lambda: self.gh.rest.repos.get_collaborator_permission_level(o, r, username),
             )
@@ -291,7 +339,7 @@ class InstallationClient:
         o, r = repo.split("/", 1)
         kwargs: dict[str, Any] = {"ref": ref} if ref else {}
         try:
-            resp = self.parent.call(
+            resp = self.call(
                 f"GET contents {path} of {repo}", lambda: self.gh.rest.repos.get_content(o, r, path, **kwargs)
             )
         except GitHubError as exc:

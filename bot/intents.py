@@ -112,7 +112,7 @@ def _reply(gh: InstallationClient, intent: Intent, kind: str, **ctx: Any) -> Non
     if intent.repo is None or intent.issue is None:
         return
     body = comments.render_reply(kind, user=intent.sender, command=intent.command_line, **ctx)
-    gh.create_comment(intent.repo, intent.issue, body)
+    comments.publish_reply(gh, intent.repo, intent.issue, body, comments.reply_key(intent.dedupe_key, kind))
 
 
 def _react(gh: InstallationClient, intent: Intent, content: str) -> None:
@@ -227,6 +227,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         trigger_comment_id=intent.comment_id,
         requested_by=intent.sender if intent.via == "comment" else None,
         origin=intent.dedupe_key,
+        repo_private=intent.repo_private,
     )
     job = machine.begin(job, machine.ORDER[0])
     try:

@@ -47,30 +47,93 @@ def deps() -> Deps:
     )
 
 
-def apply_intent(intent_ids: str) -> list[str]:
+def apply_intent(intent_ids: str, arm: str | None = None) -> list[str]:
     """Apply the intents of one delivery (space-separated ids), in the order they were written:
-    `/adapt cancel` then `/adapt run` in one comment must not run the other way round."""
+    `/adapt cancel` then `/adapt run` in one comment must not run the other way round.
+
+    Exactly once (bot.ledger): a copy whose `arm` token is no longer current (the entry was
+    re-armed after a restart) does nothing; one lock per delivery; intents already applied are
+    skipped. A transient error (GitHub 5xx, timeout, rate limit; Redis) propagates and Celery
+    retries the task (`retry_intent_in`); a permanent one (404 repo gone, 403 not installed, 422)
+    drops that intent with a log line saying why, and the others still run.
+    """
+    from bot import ledger
+
     d = deps()
+    book = ledger.Ledger(d.redis)
+    if arm is not None and not book.is_current(intent_ids, arm):
+        log.info("intents %s: a re-armed copy owns them; this older message does nothing", intent_ids)
+        return ["stale"]
     outcomes: list[str] = []
-    for intent_id in intent_ids.split():
-        raw = d.redis.get(intent_key(intent_id))
-        if raw is None:
-            log.warning("intent %s expired or unknown", intent_id)
-            outcomes.append("missing")
-            continue
-        intent = Intent.model_validate_json(raw)
-        outcome = intents.apply_intent(intent, d)
-        log.info(
-            "intent %s (%s via %s on %s#%s): %s",
-            intent_id,
-            intent.kind,
-            intent.via,
-            intent.repo,
-            intent.issue,
-            outcome,
-        )
-        outcomes.append(outcome)
+    with book.lock(intent_ids, ttl_s=d.settings.intent_lock_ttl_s):
+        for intent_id in intent_ids.split():
+            if book.state(intent_id) in (ledger.APPLIED, ledger.DROPPED):
+                outcomes.append("already applied")
+                continue
+            raw = d.redis.get(intent_key(intent_id))
+            if raw is None:
+                log.warning("intent %s expired or unknown", intent_id)
+                outcomes.append("missing")
+                continue
+            intent = Intent.model_validate_json(raw)
+            where = f"{intent.kind} via {intent.via} on {intent.repo}#{intent.issue}"
+            try:
+                outcome = intents.apply_intent(intent, d)
+            except Exception as exc:
+                if ledger.is_transient(exc):
+                    raise
+                log.error(
+                    "intent %s (%s) dropped for good: %s: %s", intent_id, where, type(exc).__name__, exc
+                )
+                book.mark(intent_id, ledger.DROPPED)
+                outcomes.append(f"dropped: {exc}")
+                continue
+            book.mark(intent_id, ledger.APPLIED)
+            log.info("intent %s (%s): %s", intent_id, where, outcome)
+            outcomes.append(outcome)
+    book.finish(intent_ids)
     return outcomes
+
+
+def retry_intent_in(intent_ids: str, arm: str | None, exc: BaseException) -> float | None:
+    """Seconds until `apply_intent` is tried again after `exc`, or None to stop (logged why).
+
+    Transient errors retry with exponential backoff (`intent_retry_base_s` doubling up to
+    `intent_retry_max_s`; a rate limit's own wait when longer) until the delivery is
+    `intent_max_age_s` old; then it is given up (a redelivery of it arms it again)."""
+    from bot import ledger
+    from bot.github import RetryLater
+
+    d = deps()
+    s = d.settings
+    book = ledger.Ledger(d.redis)
+    if not ledger.is_transient(exc):
+        log.error("intents %s failed and are not retried: %s: %s", intent_ids, type(exc).__name__, exc)
+        book.give_up(intent_ids)
+        return None
+    if arm is not None and not book.is_current(intent_ids, arm):
+        return None  # a re-armed copy owns the entry now
+    age = book.age_s(intent_ids)
+    if age is None:
+        return None  # finished meanwhile (another copy applied it)
+    if age > s.intent_max_age_s:
+        log.error(
+            "intents %s given up after %.0f s of transient failures (last: %s); "
+            "a redelivery of the webhook arms them again",
+            intent_ids,
+            age,
+            exc,
+        )
+        book.give_up(intent_ids)
+        return None
+    retries = book.note_retry(intent_ids, f"{type(exc).__name__}: {exc}")
+    wait = ledger.backoff_s(retries - 1, s.intent_retry_base_s, s.intent_retry_max_s)
+    if isinstance(exc, RetryLater):
+        wait = max(wait, exc.wait_s)
+    if isinstance(exc, ledger.Busy):
+        wait = min(wait, s.intent_retry_base_s)
+    log.warning("intents %s: %s; retry %d in %.1f s", intent_ids, exc, retries, wait)
+    return wait
 
 
 def _gh(d: Deps, job: Job) -> Any:

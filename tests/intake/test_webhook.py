@@ -176,8 +176,9 @@ def test_label_delivery_enqueues_an_intent_id_only(
     msgs = queued(deps.redis, "control")
     assert len(msgs) == 1
     name, args, kwargs = msgs[0]
-    assert name == "bot.tasks.apply_intent" and len(args) == 1 and kwargs == {}
+    assert name == "bot.tasks.apply_intent" and len(args) == 2 and kwargs == {}
     assert isinstance(args[0], str) and len(args[0]) == 32  # one intent id, not a payload
+    assert isinstance(args[1], str) and len(args[1]) == 16  # the owner token of its message chain
     stored = json.loads(deps.redis.get(f"adapt:intent:{args[0]}"))
     assert (
         stored["kind"] == "start" and stored["issue"] == issue["number"] and stored["installation_id"] == 77
@@ -238,13 +239,16 @@ def test_health_metrics_and_jobs_api(
     post("issues", b"{", delivery="m-2")
     post("issues", {}, secret="wrong-secret-123")
     assert httpx.get(bot_server.url + "/healthz").json() == {"ok": True, "redis": "ok"}
-    text = httpx.get(bot_server.url + "/metrics").text
+    assert httpx.get(bot_server.url + "/metrics").status_code == 404  # not on the public port
+    text = httpx.get(bot_server.metrics_url + "/metrics").text
     assert 'adapt_bot_webhook_deliveries_total{event="issues",outcome="accepted"} 1' in text
     assert 'adapt_bot_webhook_deliveries_total{event="issues",outcome="duplicate"} 1' in text
     assert 'adapt_bot_webhook_deliveries_total{event="issues",outcome="bad_request"} 1' in text
     assert 'adapt_bot_webhook_deliveries_total{event="unverified",outcome="unauthorized"} 1' in text
     assert 'adapt_bot_jobs{state="running"} 0' in text
-    assert httpx.get(bot_server.url + "/api/jobs").json() == {"jobs": []}
+    listed = httpx.get(bot_server.url + "/api/jobs").json()  # nothing applied it yet: it is pending
+    assert listed["jobs"] == [] and [p["kinds"] for p in listed["pending"]] == ["start"]
+    assert "adapt_bot_intents_pending 1" in text
     assert httpx.get(bot_server.url + "/api/jobs/nope").status_code == 404
     assert "No jobs yet" in httpx.get(bot_server.url + "/jobs").text
 

@@ -47,8 +47,12 @@ def deps(app_settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 def bot_server(app_settings: Any, deps: Any) -> Iterator[ThreadedServer]:
     from bot.app import create_app
 
-    server = ThreadedServer(create_app(app_settings, queue=deps.queue), "adapt-bot-web").start()
+    app = create_app(app_settings, queue=deps.queue)
+    server = ThreadedServer(app, "adapt-bot-web").start()
+    metrics = ThreadedServer(app.state.metrics_app, "adapt-bot-metrics").start()  # its own port
+    server.metrics_url = metrics.url  # type: ignore[attr-defined]
     yield server
+    metrics.stop()
     server.stop()
 
 

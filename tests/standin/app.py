@@ -9,6 +9,7 @@ object with `payload: JsonBody`. To add routes (git database, pulls, check runs)
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import time
@@ -25,6 +26,7 @@ from tests.standin.state import Recorded, StandinState
 ROUTE_MODULES: tuple[str, ...] = (
     "tests.standin.core_api",
     "tests.standin.git_api",  # artifacts: git blobs/trees/commits/refs, pulls, check runs
+    "tests.standin.oauth_api",  # user authorization (OAuth), /user, repository read access
 )
 
 
@@ -112,8 +114,12 @@ class Recorder(BaseHTTPMiddleware):
             body = raw.decode("utf-8", "replace")
         auth = _auth_kind(request, state)
         fault = state.take_fault(request.method, request.url.path)
-        if fault is not None:
-            response: Response = JSONResponse(fault.body, status_code=fault.status, headers=fault.headers)
+        if fault is not None and fault.apply:
+            response: Response = await call_next(request)
+            await asyncio.sleep(fault.delay_s)  # applied; the answer comes too late
+        elif fault is not None:
+            await asyncio.sleep(fault.delay_s)
+            response = JSONResponse(fault.body, status_code=fault.status, headers=fault.headers)
         else:
             response = await call_next(request)
         with state.lock:

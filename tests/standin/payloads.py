@@ -36,6 +36,7 @@ def _aim(
         "name": r.name,
         "full_name": repo,
         "owner": state.user(r.owner, "Organization"),
+        "private": r.private,
     }
     p["installation"] = {"id": r.installation_id, "node_id": f"MDIz{r.installation_id}"}
     p["sender"] = state.user(sender, sender_type)

@@ -21,6 +21,19 @@ class Fault:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=lambda: {"message": "fault injected"})
+    #: Seconds to hold the response back. With `apply=True` the request IS applied and its real
+    #: response comes late (GitHub created the comment, the client timed out first).
+    delay_s: float = 0.0
+    apply: bool = False
+
+
+def late_answer(delay_s: float) -> Fault:
+    """The request is applied, but the answer arrives after `delay_s` (past the client timeout)."""
+    return Fault(0, delay_s=delay_s, apply=True)
+
+
+def unavailable() -> Fault:
+    return Fault(503, body={"message": "Service Unavailable"})
 
 
 def bad_gateway() -> Fault:
@@ -71,6 +84,7 @@ class Repo:
     files: dict[str, str] = field(default_factory=dict)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    private: bool = False
 
     @property
     def full_name(self) -> str:
@@ -100,6 +114,12 @@ class StandinState:
             self.reactions: dict[int, list[dict[str, Any]]] = {}
             self.requests: list[Recorded] = []
             self.faults: deque[tuple[str, str, Fault]] = deque()
+            #: (method, path pattern, until (time.time()), fault): every match answers the fault
+            self.outages: list[tuple[str, str, float, Fault]] = []
+            #: OAuth (the App's user authorization): client id -> secret; code -> login; token -> login
+            self.oauth_clients: dict[str, str] = {}
+            self.oauth_codes: dict[str, str] = {}
+            self.user_tokens: dict[str, str] = {}
             #: Free space for route modules added through app.ROUTE_MODULES (e.g. git_api).
             self.extra: dict[str, Any] = {}
 
@@ -253,8 +273,36 @@ class StandinState:
             for f in faults:
                 self.faults.append((method.upper(), path_pattern, f))
 
+    def outage(self, method: str, path_pattern: str, seconds: float, fault: Fault | None = None) -> None:
+        """Every request matching METHOD and the glob answers `fault` (503) for `seconds`."""
+        with self.lock:
+            self.outages.append((method.upper(), path_pattern, time.time() + seconds, fault or unavailable()))
+
+    def end_outages(self) -> None:
+        with self.lock:
+            self.outages.clear()
+
+    def user_token(self, login: str) -> str:
+        """A user access token (what the OAuth code exchange hands out) for `login`."""
+        token = "gho_" + secrets.token_urlsafe(24)
+        with self.lock:
+            self.user(login)
+            self.user_tokens[token] = login
+        return token
+
+    def can_read(self, login: str | None, full_name: str) -> bool:
+        with self.lock:
+            repo = self.repos.get(full_name)
+            if repo is None:
+                return False
+            return not repo.private or (login is not None and login in repo.collaborators)
+
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
+            now = time.time()
+            for m, pattern, until, fault in self.outages:
+                if until > now and (m == method or m == "*") and fnmatch.fnmatch(path, pattern):
+                    return fault
             for i, (m, pattern, fault) in enumerate(self.faults):
                 if m == method and fnmatch.fnmatch(path, pattern):
                     del self.faults[i]

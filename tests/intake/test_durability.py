@@ -1,0 +1,211 @@
+"""Nothing accepted is lost, nothing is done twice (issue 12), against real processes: the web app on
+a real uvicorn server, a real `adapt-bot worker --control` process, the GitHub stand-in with
+injected faults, and the session's real redis-server stopped and restarted. Each test asserts what
+GitHub (the stand-in) ends up showing. Retry intervals are shortened through settings so each test
+takes seconds; the production values are hours of retries (`ADAPT_BOT_INTENT_MAX_AGE_S`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.plugins.service import Worker, wait_for
+from tests.plugins.standin import REPO
+from tests.standin import payloads
+from tests.standin.state import late_answer
+
+FAST = {
+    "intent_retry_base_s": 0.5,
+    "intent_retry_max_s": 1.0,
+    "intent_lock_ttl_s": 3.0,
+    "write_retries": 1,
+    "github_timeout_s": 1.5,
+    "spool_replay_s": 0.5,
+    "intake_redis_timeout_s": 0.5,
+}
+
+
+@pytest.fixture
+def app_settings(app_settings: Any) -> Any:
+    """The shared settings with short retry intervals (the same values go to the worker's env)."""
+    return app_settings.model_copy(update=FAST)
+
+
+@pytest.fixture
+def control(app_env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
+    env = {**app_env, **{f"ADAPT_BOT_{k.upper()}": str(v) for k, v in FAST.items()}}
+    w = Worker(["--control", "--concurrency", "2"], env, tmp_path / "control.log")
+    w.wait_ready()
+    yield w
+    w.stop()
+
+
+def ours(gh: Any, n: int) -> list[dict[str, Any]]:
+    return [c for c in gh.comments_on(REPO, n) if c.get("performed_via_github_app")]
+
+
+def status_comments(gh: Any, n: int) -> list[dict[str, Any]]:
+    return [c for c in ours(gh, n) if "<!-- adapt-bot:status job=" in c["body"]]
+
+
+def replies(gh: Any, n: int) -> list[dict[str, Any]]:
+    return [c for c in ours(gh, n) if "<!-- adapt-bot:reply key=" in c["body"]]
+
+
+def new_issue(gh: Any) -> int:
+    return int(gh.add_issue(REPO, "[New model] Qwen3-8B", "model: Qwen/Qwen3-8B")["number"])
+
+
+def pending(deps: Any) -> int:
+    from bot.ledger import PENDING
+
+    return int(deps.redis.zcard(PENDING))
+
+
+def test_github_503_for_a_while_then_recovers_gives_one_job_and_one_status_comment(
+    post: Callable[..., Any], github_standin: Any, deps: Any, control: Worker, bot_server: Any
+) -> None:
+    gh = github_standin
+    n = new_issue(gh)
+    gh.outage("*", "/repos/*", 6.0)  # every repository call answers 503
+    t0 = time.monotonic()
+    assert post("issues", payloads.issues_labeled(gh, REPO, n)).json()["status"] == "accepted"
+    # while GitHub is down the delivery is pending and visible, with its retries counted
+    wait_for("a retry", lambda: deps.redis.hget("adapt:metrics:intents", "retries"), 20, [control])
+    page = httpx.get(bot_server.url + "/api/jobs").json()
+    assert page["pending"][0]["kinds"] == "start" and page["pending"][0]["issue"] == n
+    assert "503" in page["pending"][0]["error"]
+    job = wait_for("the job", lambda: deps.store.active_for(REPO, n), 60, [control])
+    wait_for("its status comment", lambda: status_comments(gh, n), 30, [control])
+    assert time.monotonic() - t0 >= 5.0  # it really waited out the outage
+    assert sum(r.status == 503 for r in gh.requests) >= 2
+    wait_for("the ledger to empty", lambda: pending(deps) == 0, 20, [control])
+    time.sleep(2.0)  # any duplicate retry chain would act now
+    job = deps.store.get(job.id)
+    assert len(status_comments(gh, n)) == 1 and status_comments(gh, n)[0]["id"] == job.status_comment_id
+    assert [j.id for j in deps.store.recent(10) if j.issue == n] == [job.id]
+    metrics = httpx.get(bot_server.metrics_url + "/metrics").text
+    assert "adapt_bot_intents_pending 0" in metrics
+    retries = [ln for ln in metrics.splitlines() if ln.startswith("adapt_bot_intent_retries_total ")]
+    assert int(retries[0].split()[1]) >= 1
+
+
+def test_a_create_answered_after_the_client_timeout_is_not_made_twice(
+    post: Callable[..., Any], github_standin: Any, deps: Any, control: Worker
+) -> None:
+    gh = github_standin
+    n = new_issue(gh)
+    comments = f"/repos/{REPO}/issues/{n}/comments"
+    # GitHub creates the status comment and the help reply, but answers after the 1.5 s timeout
+    gh.inject("POST", comments, late_answer(2.5), late_answer(2.5))
+    assert post("issues", payloads.issues_labeled(gh, REPO, n)).status_code == 202
+    wait_for("the job", lambda: deps.store.active_for(REPO, n), 60, [control])
+    c = gh.add_comment(REPO, n, "/adapt help", "reader")
+    assert post("issue_comment", payloads.issue_comment(gh, REPO, n, c)).status_code == 202
+    wait_for("the help reply", lambda: replies(gh, n), 60, [control])
+    wait_for("both deliveries applied", lambda: pending(deps) == 0, 30, [control])
+    time.sleep(2.0)
+    assert len(gh.requests_to("POST", comments)) == 2  # one POST each: found again, not re-posted
+    assert len(status_comments(gh, n)) == 1
+    (reply,) = replies(gh, n)
+    assert "/adapt run" in reply["body"]
+
+
+def test_redis_stopped_while_a_delivery_arrives_answers_fast_and_the_job_exists_later(
+    post: Callable[..., Any], github_standin: Any, deps: Any, control: Worker, redis_server: Any
+) -> None:
+    gh = github_standin
+    n = new_issue(gh)
+    redis_server.stop()
+    try:
+        t0 = time.monotonic()
+        r = post("issues", payloads.issues_labeled(gh, REPO, n), delivery="spooled-1")
+        took = time.monotonic() - t0
+        assert r.status_code == 202 and r.json()["status"] == "spooled", r.text
+        assert took < 3.0, took  # GitHub gives up after 10 s
+    finally:
+        redis_server.start()  # same port and append-only directory
+    job = wait_for("the spooled delivery as a job", lambda: deps.store.active_for(REPO, n), 90, [control])
+    wait_for("its status comment", lambda: status_comments(gh, n), 60, [control])
+    assert job.repo == REPO
+    # GitHub's redelivery of the same GUID later is a duplicate: still one job, one comment
+    again = post("issues", payloads.issues_labeled(gh, REPO, n), delivery="spooled-1")
+    assert again.json()["status"] == "duplicate"
+    assert len(status_comments(gh, n)) == 1
+
+
+def test_redis_restart_while_a_status_command_applies_is_answered_without_the_visibility_timeout(
+    post: Callable[..., Any], github_standin: Any, deps: Any, control: Worker, redis_server: Any
+) -> None:
+    gh = github_standin
+    n = new_issue(gh)
+    c = gh.add_comment(REPO, n, "/adapt status", "reader")
+    # the worker is inside the 👀 reaction request (applied, answered after 3 s) when Redis restarts
+    gh.inject("POST", f"/repos/{REPO}/issues/comments/{c['id']}/reactions", late_answer(3.0))
+    assert post("issue_comment", payloads.issue_comment(gh, REPO, n, c)).status_code == 202
+    wait_for("the worker to be applying it", lambda: gh.requests_to("POST", "*/reactions"), 30, [control])
+    t0 = time.monotonic()
+    redis_server.restart()
+    (reply,) = wait_for("the answer", lambda: replies(gh, n), 90, [control])
+    took = time.monotonic() - t0
+    assert took < 60, took  # the broker's visibility timeout is 7,800 s
+    assert "/adapt status" in reply["body"]  # the answer to this command
+    wait_for("the ledger to empty", lambda: pending(deps) == 0, 30, [control])
+    time.sleep(2.0)
+    assert len(replies(gh, n)) == 1
+
+
+def test_a_redelivery_of_a_delivery_that_was_given_up_arms_it_again(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
+    """Dedupe remembers what was applied, not what was seen: GitHub's redelivery (same GUID) of a
+    delivery the bot gave up on after its retry window runs it, once."""
+    import bot.tasks
+    from bot import ledger
+
+    gh = github_standin
+    n = new_issue(gh)
+    body = payloads.issues_labeled(gh, REPO, n)
+    assert post("issues", body, delivery="lost-1").json()["status"] == "accepted"
+    (entry,) = [e for e, _ in deps.redis.zrange(ledger.PENDING, 0, -1, withscores=True)]
+    deps.redis.rpop("control")  # its message is lost with a dead worker...
+    ledger.Ledger(deps.redis).give_up(entry)  # ...and it was given up after its retry window
+    assert deps.store.active_for(REPO, n) is None
+    assert post("issues", body, delivery="lost-1").json()["status"] == "rearmed"
+    assert any(o.startswith("started job ") for o in drain())
+    assert deps.store.active_for(REPO, n) is not None and len(status_comments(gh, n)) == 1
+    # applied now: a further redelivery is a plain duplicate, and a stale message does nothing
+    assert post("issues", body, delivery="lost-1").json()["status"] == "duplicate"
+    assert bot.tasks.apply_intent(entry, "not-the-owner") in (["stale"], ["already applied"])
+    assert len(status_comments(gh, n)) == 1
+
+
+def test_a_permanent_answer_drops_the_intent_with_a_reason(
+    post: Callable[..., Any],
+    github_standin: Any,
+    deps: Any,
+    drain: Callable[[], list[Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from bot import ledger
+
+    gh = github_standin
+    n = new_issue(gh)
+    gh.inject("GET", f"/repos/{REPO}/contents/*", *[_forbidden()] * 1)
+    assert post("issues", payloads.issues_labeled(gh, REPO, n)).status_code == 202
+    with caplog.at_level("ERROR"):
+        (outcome,) = drain()
+    assert outcome.startswith("dropped: ") and "403" in outcome
+    assert "dropped for good" in caplog.text and "403" in caplog.text
+    assert deps.redis.zcard(ledger.PENDING) == 0 and deps.store.active_for(REPO, n) is None
+
+
+def _forbidden() -> Any:
+    from tests.standin.state import Fault
+
+    return Fault(403, body={"message": "Resource not accessible by integration"})
