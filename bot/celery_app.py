@@ -1,10 +1,13 @@
 """The Celery app, built from settings (nothing at import time), and its task registrations.
 
-Queues: `control` (control-plane tasks: GitHub writes, job transitions) and one per runner pool
-(`cpu`, `a2-8`, `a3-16`, ...; runner stage tasks are sent to the job's pool queue). Long hardware
+Queues: `control` (control-plane tasks: GitHub writes, job transitions). Runner pools (`cpu`,
+`a2-8`, `a3-16`, ...) have their own Celery app on the runner side (`runners.host.worker`) and
+their own key prefix; the control plane publishes to them through `bot.runner_link`. Long hardware
 stages: late acks, prefetch 1, reject-on-worker-lost (attempts capped in the job record), a
 visibility timeout above the longest stage limit, and per-stage soft/hard time limits at send time.
-Messages carry plain ids only (job id, stage, attempt, intent id): never tokens or payloads.
+Control messages carry plain ids (job id, stage, attempt, intent id); a stage request carries the
+`StageRequest` contract (options, earlier results, the attempt's random token): never a GitHub
+credential or a webhook payload.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from celery import Celery, Task
 
 from bot.config import Settings, get_settings
 from bot.redis_conn import redis_url
+from runners.contracts import StageRequest
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,6 @@ CONTROL_TASKS: dict[str, str] = {
     "bot.tasks.watch": "bot.tasks:watch",
     "bot.tasks.reconcile": "bot.tasks:reconcile",
 }
-RUNNER_TASKS: dict[str, str] = {"runners.tasks.run_stage": "runners.tasks:run_stage"}
 
 
 def _target(spec: str) -> Any:
@@ -106,15 +109,6 @@ def _register(app: Celery) -> None:
             max_retries=8,
         )(shell)
 
-    for name, spec in RUNNER_TASKS.items():
-
-        def runner_shell(*args: Any, _spec: str = spec) -> Any:
-            return _target(_spec)(*args)
-
-        # No autoretry: a failed stage is a result, not an exception. Worker loss is handled by
-        # reject_on_worker_lost + the attempt cap in runners.tasks.
-        app.task(name=name)(runner_shell)
-
 
 @functools.cache
 def get_celery() -> Celery:
@@ -122,21 +116,19 @@ def get_celery() -> Celery:
 
 
 class CeleryQueue:
-    """`bot.intents.Queue` on Celery: send by task name to the right queue with plain ids."""
+    """`bot.intents.Queue` on Celery: control tasks by name on `control`; stage requests to the
+    job's pool through `bot.runner_link.PoolPublisher` (the pool's key prefix)."""
 
     def __init__(self, app: Celery, settings: Settings) -> None:
+        from bot.runner_link import PoolPublisher
+
         self.app = app
         self.settings = settings
+        self.pools = PoolPublisher(redis_url(settings), settings.visibility_timeout_s)
 
-    def run_stage(self, job: Any, stage: str, attempt: int) -> None:
-        limit = self.settings.stage_timeout(stage)
-        self.app.send_task(
-            "runners.tasks.run_stage",
-            args=[job.id, stage, attempt],
-            queue=job.pool,
-            soft_time_limit=limit + 60,
-            time_limit=limit + 120,
-        )
+    def run_stage(self, request: StageRequest) -> None:
+        limit = request.timeout_s
+        self.pools.publish(request, soft_time_limit=limit + 60, time_limit=limit + 120)
 
     def control(self, task: str, *args: Any, countdown: float | None = None) -> None:
         self.app.send_task(task, args=list(args), queue=CONTROL_QUEUE, countdown=countdown)

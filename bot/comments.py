@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.commands import BY_NAME, COMMANDS, PREFIX
-from bot.jobs.machine import ORDER
 from bot.jobs.model import Job
 from runners.artifacts.wording import verdict_headline
-from runners.contracts import StageResult, utcnow
+from runners.contracts import STAGES, StageResult, utcnow
 from runners.render import md_inline, render
 from runners.verdict import Verdict, judge
 
@@ -85,7 +84,7 @@ class StageRow:
 
 def stage_rows(job: Job, now: dt.datetime) -> list[StageRow]:
     rows: list[StageRow] = []
-    for stage in ORDER:
+    for stage in STAGES:
         s = job.stages.get(stage)
         if s is None:
             status = "cancelled" if job.state == "cancelled" and stage == job.stage else "pending"
@@ -158,8 +157,42 @@ def render_status(
     return fit(body, link=f"{jobs_url.rstrip('/')}/api/jobs/{job.id}" if jobs_url else None)
 
 
+# Untrusted text (a stranger's command line, values quoted in error messages) must not speak in the
+# App's voice: no links, images, mentions or `#123` / `org/repo#123` references in what we post.
+_URL_SCHEME = re.compile(r"(?i)\b(https?|ftp|mailto)(:)")
+_WWW = re.compile(r"(?i)\b(www)(\.)")
+_REF = re.compile(r"(#|(?i:\bGH)-)(?=\d)")
+ZWSP = "\u200b"
+
+
+def inert(text: Any) -> str:
+    """Prose from untrusted text, rendered inert (then passed through `md_inline`): brackets
+    escaped (no links, images, footnotes), URL schemes and `www.` broken with a zero-width space
+    (no autolinks), `#123` / `GH-123` / `org/repo#123` likewise (no references). `@` is handled by
+    `md_inline`, HTML by its escaping."""
+    s = "" if text is None else str(text)
+    s = s.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    s = _URL_SCHEME.sub(lambda m: m.group(1) + ZWSP + m.group(2), s)
+    s = _WWW.sub(lambda m: m.group(1) + ZWSP + m.group(2), s)
+    return _REF.sub(lambda m: m.group(1) + ZWSP, s)
+
+
+def code_span(text: Any, limit: int = 300) -> str:
+    """Untrusted text as ONE inline code span: GitHub renders nothing inside it (no links,
+    mentions, references, HTML). The fence is longer than any backtick run in the text."""
+    s = " ".join(("" if text is None else str(text)).split("\n")).replace("\r", " ")
+    if len(s) > limit:
+        s = s[: limit - 1] + "…"
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", s)), default=0) + 1)
+    pad = " " if s.startswith(("`", " ")) or s.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
 def render_reply(kind: str, *, user: str | None, command: str | None, **ctx: Any) -> str:
-    """One reply format for every answer: mention, quoted command, message, help footer."""
+    """One reply format for every answer: mention, quoted command, message, help footer.
+
+    `command`, `error` and a text `detail` are untrusted: the command is shown as a code span,
+    the others through `inert`; lines a too-many refusal lists are code spans too."""
     defaults: dict[str, Any] = {
         "job": None,
         "job_url": None,
@@ -169,10 +202,25 @@ def render_reply(kind: str, *, user: str | None, command: str | None, **ctx: Any
         "level": None,
         "detail": None,
         "status_url": None,
+        "who": None,
+        "jobs": [],
     }
     defaults.update(ctx)
+    if defaults["error"] is not None:
+        defaults["error"] = inert(defaults["error"])
+    if isinstance(defaults["detail"], str):
+        defaults["detail"] = inert(defaults["detail"])
+    shown = defaults["detail"].get("shown", []) if isinstance(defaults["detail"], dict) else []
     return fit(
-        render("comments/reply.md.j2", kind=kind, user=user, command=command, prefix=PREFIX, **defaults)
+        render(
+            "comments/reply.md.j2",
+            kind=kind,
+            user=user,
+            command=code_span(command) if command else None,
+            refused_lines=[code_span(line, 120) for line in shown],
+            prefix=PREFIX,
+            **defaults,
+        )
     )
 
 
@@ -288,6 +336,7 @@ def _publish_marked(gh: Any, job: Job, body: str) -> int:
         return int(existing["id"])
     created = gh.create_comment(job.repo, job.issue, text, find_existing=find_existing)
     return int(created["id"])
+
 
 # -- replies: every other comment the bot posts, created at most once ----------------------------------
 REPLY_MARKER_RE = re.compile(r"<!-- adapt-bot:reply key=([0-9a-f]{20}) -->")

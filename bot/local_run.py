@@ -20,9 +20,9 @@ from typing import Any
 from bot.progress import StageProgress
 from runners.artifacts.wording import verdict_block
 from runners.context import LocalCancel
-from runners.contracts import JobOptions, StageResult
+from runners.contracts import RUNNER_STAGES, JobOptions, StageResult
 from runners.model_ref import parse_model_ref
-from runners.pipeline import PIPELINE, execute_stage
+from runners.pipeline import execute_stage
 from runners.verdict import Verdict, judge
 from runners.workspace import Workspace
 
@@ -73,7 +73,9 @@ def run_local(cfg: LocalRunConfig, progress: StageProgress | None = None) -> Loc
     ws.ensure()
     job_id = f"local-{model_slug(cfg.options)}"
     cancel = LocalCancel()
-    stages = PIPELINE if cfg.stop_after is None else PIPELINE[: PIPELINE.index(cfg.stop_after) + 1]
+    stages = (
+        RUNNER_STAGES if cfg.stop_after is None else RUNNER_STAGES[: RUNNER_STAGES.index(cfg.stop_after) + 1]
+    )
     progress = progress or StageProgress(total=len(stages) + (cfg.stop_after is None))
     results: dict[str, StageResult] = {}
     timings: dict[str, float] = {}

@@ -17,6 +17,7 @@ import redis
 import redis.asyncio
 
 from bot.config import Settings
+from runners.host.settings import url_with_password
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,10 @@ def redis_url(settings: Settings) -> str:
     process without ADAPT_BOT_REDIS_URL is misconfigured, and a private Redis would hide that.
     """
     if settings.redis_url:
-        return settings.redis_url
+        password = None
+        if settings.redis_password_file is not None:
+            password = settings.redis_password_file.read_text(encoding="utf-8").strip()
+        return url_with_password(settings.redis_url, password)
     if _embedded is not None:
         return str(_embedded.adapt_url)
     raise RuntimeError(

@@ -191,7 +191,7 @@ def watch(job_id: str, stage: str, attempt: int) -> str:
     A runner that is SIGKILLed (or whose host dies) never acks its message, and the broker would
     only redeliver it after the visibility timeout, which must exceed the longest stage. The runner
     keeps a heartbeat while it works; no heartbeat, no queued message and no stored result means
-    the stage is lost: send it again (same attempt; `runners.tasks` caps redeliveries). A late
+    the stage is lost: send it again (same attempt and token; `runners.host.task` caps redeliveries). A late
     redelivery of the old message finds the claim taken or the job moved on and does nothing.
     """
     d = deps()
@@ -199,7 +199,7 @@ def watch(job_id: str, stage: str, attempt: int) -> str:
     if job is None or job.state != f"running:{stage}" or job.attempts.get(stage) != attempt:
         return "done"
     interval = d.settings.watch_interval_s
-    if d.store.run_alive(job_id, stage, attempt):
+    if d.store.run_alive(job, stage, attempt):
         d.queue.control("bot.tasks.watch", job_id, stage, attempt, countdown=interval)
         return "alive"
     stored = d.store.get_result(job_id, stage)

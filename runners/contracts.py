@@ -12,16 +12,27 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-#: Pipeline order. A rerun of stage S reuses the stored results of the stages before S.
-STAGES: tuple[str, ...] = (
+#: The stage vocabulary, declared once. Runner stages run on a runner host, one Celery task each,
+#: in this order; `deliver` then runs on the control plane (it holds the GitHub credentials).
+#: A rerun of stage S reuses the stored results of the stages before S.
+RUNNER_STAGES: tuple[str, ...] = (
     "analyze",
     "dummy-gate",
     "real-gate",
     "features",
     "capacity",
     "accuracy",
-    "deliver",
+    "artifacts",
 )
+CONTROL_STAGES: tuple[str, ...] = ("deliver",)
+#: Every stage of a job, in order (what `/adapt rerun <stage>` accepts).
+STAGES: tuple[str, ...] = (*RUNNER_STAGES, *CONTROL_STAGES)
+
+
+def stages_before(stage: str) -> tuple[str, ...]:
+    """The stages whose stored results a run (or rerun) of `stage` reuses."""
+    return STAGES[: STAGES.index(stage)]
+
 
 FEATURES: tuple[str, ...] = ("aclgraph", "expert_parallel", "flashcomm1", "mtp", "multimodal")
 
@@ -105,8 +116,64 @@ class JobOptions(BaseModel):
     #: A local checkpoint directory given on the CLI (`adapt-bot run DIR`). Never set from
     #: GitHub input: issue text only ever yields a validated `model` reference.
     local_path: str | None = None
+    #: The hub commit SHA the pre-flight read (runners.analysis.hub); runners download and use
+    #: exactly this revision (runners.weights). None: a local checkout, or not pinned yet.
+    revision: str | None = None
     #: Issue number the job belongs to (names the branch `adapt/<slug>-<issue>`).
     issue: int | None = None
     #: Explicit opt-in to run the checkpoint's own Python (`--trust-remote-code`): the CLI flag
     #: `--trust-remote-code`, or the repo config key `remote_code.allow` for GitHub jobs.
     trust_remote_code: bool = False
+    #: Capacity steps (`--concurrency 16,32,64`): concurrent sequences the capacity stage tries, in
+    #: rising order; None = the profile's own steps. Validated by bot.options on both entry points.
+    capacity_steps: list[int] | None = None
+
+
+# -- the runner channel (runners/host/) ------------------------------------------------------------
+#: Bounds the control plane enforces on everything a runner sends (runners are untrusted).
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_FILES = 16
+MAX_PROGRESS_CHARS = 500
+
+#: Runner pool names: queue names, Redis key parts and ACL user names (`runner-<pool>`).
+POOL_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
+
+
+class StageRequest(BaseModel):
+    """What the control plane sends a runner for ONE attempt of ONE stage (the Celery message).
+
+    Everything the stage needs travels here, so a runner never reads the control plane's job
+    records: the options, the stored results of the earlier stages (a rerun may land on another
+    host), the time limit, and the attempt's `token`. The token is a random capability for this
+    attempt only; the control plane accepts a runner event only when it carries it.
+    """
+
+    job_id: str
+    stage: str
+    attempt: int = Field(ge=1)
+    pool: str = Field(pattern=POOL_PATTERN)
+    token: str = Field(min_length=16)
+    options: JobOptions
+    previous: dict[str, StageResult] = Field(default_factory=dict)
+    timeout_s: int = Field(gt=0)
+
+
+RunnerEventKind = Literal["started", "progress", "result"]
+
+
+class RunnerEvent(BaseModel):
+    """What a runner may hand back: `started`, a `progress` line, or the stage `result` with its
+    bounded files. Validated again, and tied to its attempt, on the control plane."""
+
+    kind: RunnerEventKind
+    job_id: str
+    stage: str
+    attempt: int = Field(ge=1)
+    token: str
+    at: dt.datetime = Field(default_factory=utcnow)
+    line: str | None = None
+    result: StageResult | None = None
+    #: Files to commit (repo-relative path -> text) and report previews (file name -> text).
+    files: dict[str, str] = Field(default_factory=dict)
+    reports: dict[str, str] = Field(default_factory=dict)

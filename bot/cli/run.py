@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from runners.contracts import FEATURES, JobOptions
+from bot.options import RUN_OPTIONS
+from bot.options import add_arguments as add_job_options
+from runners.contracts import RUNNER_STAGES, JobOptions
 from runners.model_ref import ModelRefError, parse_model_ref
-from runners.pipeline import PIPELINE
 
 HELP = "Run the whole adaptation job locally: analysis, gates, features, capacity, accuracy, one commit."
 
@@ -19,10 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", help="runner profile (cpu, ascend-a2, ascend-a3)")
     parser.add_argument("--out", type=Path, default=Path("adapt-out"), help="report, runbook, results, logs")
     parser.add_argument("--issue", type=int, default=None, help="issue number (names the branch)")
-    parser.add_argument("--hardware", choices=("a2", "a3"), default="a2")
-    parser.add_argument("--tp", type=int, default=None)
-    parser.add_argument("--max-model-len", type=int, default=None)
-    parser.add_argument("--features", default=None, help=f"comma list of {','.join(FEATURES)}")
+    add_job_options(parser, RUN_OPTIONS)  # the grammar of `/adapt run`, limits included (bot/options.py)
     parser.add_argument("--models-root", type=Path, default=None, help="root for hub ids (/models)")
     parser.add_argument("--signoff", default=None, help='"Name <email>" for the Signed-off-by trailer')
     parser.add_argument("--vllm", type=Path, default=None, help="vLLM checkout for the registry verdict")
@@ -32,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow the checkpoint's own Python (auto_map) to run when vLLM cannot serve it natively",
     )
-    parser.add_argument("--stop-after", choices=PIPELINE, default=None, help="stop after STAGE (no commit)")
+    parser.add_argument(
+        "--stop-after", choices=RUNNER_STAGES, default=None, help="stop after STAGE (no commit)"
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> JobOptions:
@@ -44,24 +44,16 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         ref = f"local/{Path(local_path).name}"
     else:
         ref = parse_model_ref(model).display
-    features = None
-    if args.features:
-        features = [f.strip() for f in args.features.split(",") if f.strip()]
-        unknown = sorted(set(features) - set(FEATURES))
-        if unknown:
-            raise ValueError(f"unknown feature(s) {', '.join(unknown)}; choose from {', '.join(FEATURES)}")
-    if args.tp is not None and not 1 <= args.tp <= 64:
-        raise ValueError("--tp must be between 1 and 64")
-    if args.max_model_len is not None and not 16 <= args.max_model_len <= 1_048_576:
-        raise ValueError("--max-model-len must be between 16 and 1048576")
+    # option values were checked by argparse with the converters `/adapt run` uses
     return JobOptions(
         model=ref,
         local_path=local_path,
         profile=args.profile,
-        hardware=args.hardware,
+        hardware=args.hardware or "a2",
         tp=args.tp,
         max_model_len=args.max_model_len,
-        features=features,
+        features=args.features,
+        capacity_steps=args.capacity_steps,
         issue=args.issue,
         trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
     )

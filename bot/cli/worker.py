@@ -1,6 +1,8 @@
-"""`adapt-bot worker`: a Celery worker for the control queue and/or runner pool queues.
+"""`adapt-bot worker`: a Celery worker for the control queue, or for ONE runner pool's queue.
 
-One per runner host: `adapt-bot worker --pool a2-8`. The control plane: `adapt-bot worker --control`.
+One per runner host: `adapt-bot worker --pool a2-8` (its child is `python -m runners.host.worker`,
+which loads runners/ only and connects as the pool's Redis user). The control plane:
+`adapt-bot worker --control` (control tasks, the intent outbox and the runners' event inbox).
 Runner workers take one stage at a time (prefork, concurrency 1, prefetch 1); the control worker
 uses threads (its tasks wait on GitHub, not on CPU).
 
@@ -19,13 +21,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 HELP = "run a Celery worker: --pool POOL for a runner host, --control for the control plane"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--pool", action="append", default=[], metavar="POOL", help="runner pool queue (repeatable)"
+        "--pool", action="append", default=[], metavar="POOL", help="the runner pool this host serves"
     )
     parser.add_argument("--control", action="store_true", help="consume the control queue")
     parser.add_argument(
@@ -38,26 +41,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check(args: argparse.Namespace) -> None:
+    if not args.control and not args.pool:
+        raise SystemExit("adapt-bot worker: give --pool POOL (a runner host) or --control")
+    if args.control and args.pool:
+        raise SystemExit(
+            "adapt-bot worker: --control and --pool run in separate processes (a runner host must "
+            "not hold the control plane's credentials); start two workers"
+        )
+    if len(args.pool) > 1:
+        raise SystemExit("adapt-bot worker: one --pool per runner worker (each pool has its own Redis user)")
+
+
 def celery_argv(args: argparse.Namespace) -> list[str]:
+    """The control worker's Celery argv (runner workers: `runners.host.worker.celery_argv`)."""
     from bot.celery_app import CONTROL_QUEUE
 
-    queues = ([CONTROL_QUEUE] if args.control else []) + list(args.pool)
-    if not queues:
-        raise SystemExit("adapt-bot worker: give --pool POOL and/or --control")
-    runner = bool(args.pool)
-    concurrency = args.concurrency or (1 if runner else 4)
-    exec_pool = "prefork" if runner else "threads"
-    name = args.name or f"{'+'.join(queues)}@{socket.gethostname()}"
+    _check(args)
     return [
         "worker",
         "-Q",
-        ",".join(queues),
+        CONTROL_QUEUE,
         "-P",
-        exec_pool,
+        "threads",
         "-c",
-        str(concurrency),
+        str(args.concurrency or 4),
         "-n",
-        name,
+        args.name or f"{CONTROL_QUEUE}@{socket.gethostname()}",
         "--loglevel",
         args.loglevel.upper(),
         "--without-gossip",
@@ -66,7 +76,8 @@ def celery_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _publish_outbox_while_running() -> None:
-    """The control worker also publishes the intent outbox (see bot.api.outbox), off the web path."""
+    """The control worker also publishes the intent outbox (see bot.api.outbox), off the web path,
+    and consumes the runners' event streams (bot.runner_link.Inbox)."""
     from celery import signals
 
     from bot.api.outbox import Outbox
@@ -74,19 +85,35 @@ def _publish_outbox_while_running() -> None:
     from bot.config import get_settings
     from bot.redis_conn import client
 
-    state: dict[str, Outbox] = {}
+    state: dict[str, Any] = {}
 
     @signals.worker_ready.connect(weak=False)
     def _start(**_kw: object) -> None:
+        import os
+
+        from bot.jobs.store import JobStore
+        from bot.runner_link import Inbox
+
         settings = get_settings()
-        box = Outbox(client(settings), CeleryQueue(get_celery(), settings))
+        queue = CeleryQueue(get_celery(), settings)
+        box = Outbox(client(settings), queue)
         box.start()
         state["box"] = box
+        inbox = Inbox(
+            JobStore(client(settings)),
+            settings.runner_pools,
+            lambda task, args: queue.control(task, *args),
+            consumer=f"{socket.gethostname()}:{os.getpid()}",
+            refresh_s=settings.status_refresh_s,
+        )
+        inbox.start()
+        state["inbox"] = inbox
 
     @signals.worker_shutdown.connect(weak=False)
     def _stop(**_kw: object) -> None:
-        if "box" in state:
-            state.pop("box").stop()
+        for name in ("inbox", "box"):
+            if name in state:
+                state.pop(name).stop()
 
 
 def _run_celery(args: argparse.Namespace) -> int:
@@ -203,17 +230,32 @@ def supervise(argv: list[str], sleep: Callable[[float], None] = time.sleep) -> i
 
 
 def main(args: argparse.Namespace) -> int:
+    _check(args)
+    if args.pool:  # a runner host: the child loads runners/ only (no control-plane module, no githubkit)
+        argv = [
+            sys.executable,
+            "-m",
+            "runners.host.worker",
+            "--pool",
+            args.pool[0],
+            "--loglevel",
+            args.loglevel,
+        ]
+        if args.name:
+            argv += ["--name", args.name]
+        if args.no_supervise:
+            from runners.host.worker import main as runner_main
+
+            return runner_main(argv[3:])
+        return supervise(argv)
     if args.no_supervise:
         return _run_celery(args)
-    celery_argv(args)  # validate before starting anything
     return supervise([sys.executable, "-m", "bot.cli", "worker", *child_args(args)])
 
 
 def child_args(args: argparse.Namespace) -> list[str]:
-    """The same worker options for the supervised child, which runs Celery itself."""
-    out = [a for pool in args.pool for a in ("--pool", pool)]
-    if args.control:
-        out.append("--control")
+    """The control worker's options for the supervised child, which runs Celery itself."""
+    out = ["--control"]
     if args.concurrency is not None:
         out += ["--concurrency", str(args.concurrency)]
     if args.name:

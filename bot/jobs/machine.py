@@ -11,11 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from bot.jobs.model import Job, StageSummary
-from runners.contracts import utcnow
-from runners.pipeline import PIPELINE
-
-#: Runner stages, then `deliver` on the control plane.
-ORDER: tuple[str, ...] = (*PIPELINE, "deliver")
+from runners.contracts import STAGES, utcnow
 
 
 class NoChange(Exception):
@@ -33,13 +29,13 @@ def _touch(job: Job, now: dt.datetime | None) -> Job:
 
 
 def next_stage(stage: str) -> str | None:
-    i = ORDER.index(stage)
-    return ORDER[i + 1] if i + 1 < len(ORDER) else None
+    i = STAGES.index(stage)
+    return STAGES[i + 1] if i + 1 < len(STAGES) else None
 
 
 def begin(job: Job, stage: str, now: dt.datetime | None = None) -> Job:
     """Queue `stage` as the job's current stage (the attempt number is allocated here)."""
-    if stage not in ORDER:
+    if stage not in STAGES:
         raise TransitionError(f"unknown stage {stage!r}")
     if not job.active:
         raise NoChange(f"job {job.id} is {job.state}")
@@ -148,18 +144,18 @@ def request_cancel(job: Job, now: dt.datetime | None = None) -> Job:
 
 def rerun(job: Job, stage: str, now: dt.datetime | None = None) -> Job:
     """Run `stage` again and everything after it, keeping earlier results."""
-    if stage not in ORDER:
+    if stage not in STAGES:
         raise TransitionError(f"unknown stage {stage!r}")
     if job.phase == "running":
         raise TransitionError(f"{job.stage} is still running; `/adapt cancel` first or wait for it")
-    earlier = ORDER[: ORDER.index(stage)]
+    earlier = STAGES[: STAGES.index(stage)]
     missing = [
         s for s in earlier if job.stages.get(s) is None or job.stages[s].status not in ("passed", "skipped")
     ]
     if missing:
         raise TransitionError(f"{stage} needs {missing[0]} to have passed first; `/adapt rerun {missing[0]}`")
     job = job.model_copy(deep=True)
-    for s in ORDER[ORDER.index(stage) :]:
+    for s in STAGES[STAGES.index(stage) :]:
         job.stages.pop(s, None)
     job.cancel_requested = False
     job.finished_at = None

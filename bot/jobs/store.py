@@ -17,6 +17,7 @@ import redis
 from bot.jobs.machine import NoChange
 from bot.jobs.model import Job
 from runners.contracts import StageResult, utcnow
+from runners.host import keys
 
 P = "adapt"
 JOBS_INDEX = f"{P}:jobs"
@@ -176,14 +177,15 @@ class JobStore:
         raw = self.r.lrange(f"{_job_key(job_id)}:progress", 0, limit - 1)
         return [json.loads(x) for x in raw]
 
-    def set_cancel(self, job_id: str) -> None:
-        self.r.set(f"{_job_key(job_id)}:cancel", "1", ex=7 * 24 * 3600)
+    def set_cancel(self, job: Job) -> None:
+        """The flag the job's runner polls: the only job key a runner pool may read."""
+        self.r.set(keys.cancel_flag(job.pool, job.id), "1", ex=7 * 24 * 3600)
 
-    def clear_cancel(self, job_id: str) -> None:
-        self.r.delete(f"{_job_key(job_id)}:cancel")
+    def clear_cancel(self, job: Job) -> None:
+        self.r.delete(keys.cancel_flag(job.pool, job.id))
 
-    def cancel_set(self, job_id: str) -> bool:
-        return bool(self.r.exists(f"{_job_key(job_id)}:cancel"))
+    def cancel_set(self, job: Job) -> bool:
+        return bool(self.r.exists(keys.cancel_flag(job.pool, job.id)))
 
     def claim_refresh(self, job_id: str, interval_s: int) -> bool:
         """True at most once per interval: progress lines refresh the status comment that often."""
@@ -195,36 +197,21 @@ class JobStore:
         return bool(self.r.set(key, "1", nx=True, ex=30 * 24 * 3600))
 
     # -- runner liveness (see bot.tasks.watch) -------------------------------------------------
-    def _run_key(self, job_id: str, stage: str, attempt: int, kind: str) -> str:
-        return f"{_job_key(job_id)}:{kind}:{stage}:{attempt}"
+    def _pending_key(self, job_id: str, stage: str, attempt: int) -> str:
+        return f"{_job_key(job_id)}:pending:{stage}:{attempt}"
 
     def mark_pending(self, job_id: str, stage: str, attempt: int, ttl_s: int) -> None:
         """The stage message is on its way to a runner (queued, not yet claimed)."""
-        self.r.set(self._run_key(job_id, stage, attempt, "pending"), "1", ex=ttl_s)
+        self.r.set(self._pending_key(job_id, stage, attempt), "1", ex=ttl_s)
 
-    def claim_run(self, job_id: str, stage: str, attempt: int, owner: str, ttl_s: int) -> bool:
-        """One runner at a time per (stage, attempt); the claim lives while its heartbeat does."""
-        got = bool(self.r.set(self._run_key(job_id, stage, attempt, "hb"), owner, nx=True, ex=ttl_s))
-        if got:
-            self.r.delete(self._run_key(job_id, stage, attempt, "pending"))
-        return got
+    def clear_pending(self, job_id: str, stage: str, attempt: int) -> None:
+        self.r.delete(self._pending_key(job_id, stage, attempt))
 
-    _IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call("
-    _REFRESH = _IF_OWNER + "'expire', KEYS[1], ARGV[2]) end return 0"
-    _RELEASE = _IF_OWNER + "'del', KEYS[1]) end return 0"
-
-    def heartbeat(self, job_id: str, stage: str, attempt: int, owner: str, ttl_s: int) -> bool:
-        key = self._run_key(job_id, stage, attempt, "hb")
-        return bool(self.r.eval(self._REFRESH, 1, key, owner, ttl_s))
-
-    def release_run(self, job_id: str, stage: str, attempt: int, owner: str) -> None:
-        self.r.eval(self._RELEASE, 1, self._run_key(job_id, stage, attempt, "hb"), owner)
-
-    def run_alive(self, job_id: str, stage: str, attempt: int) -> bool:
-        """A runner holds the stage (live heartbeat) or the message is still queued for one."""
-        keys = [self._run_key(job_id, stage, attempt, k) for k in ("hb", "pending")]
-        return bool(self.r.exists(*keys))
-
-    def count_delivery(self, job_id: str, stage: str, attempt: int) -> int:
-        """How many times a runner received this (stage, attempt) message: caps redelivery loops."""
-        return int(self.r.hincrby(f"{_job_key(job_id)}:deliveries", f"{stage}:{attempt}", 1))
+    def run_alive(self, job: Job, stage: str, attempt: int) -> bool:
+        """A runner holds the attempt (its claim, refreshed by its heartbeat, lives in the pool's
+        key space) or the message is still queued for one."""
+        return bool(
+            self.r.exists(
+                keys.claim(job.pool, job.id, stage, attempt), self._pending_key(job.id, stage, attempt)
+            )
+        )

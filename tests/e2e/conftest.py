@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.plugins.service import Worker, wait_for
+from tests.plugins.service import Worker, as_runner_env, wait_for
 from tests.plugins.standin import REPO
 
 MODEL_NAME = "tiny-llama"
@@ -26,6 +26,8 @@ class Site:
     """One machine's worth of the deployment: paths and the environment of its workers."""
 
     env: dict[str, str]
+    #: what runner workers get: no App secrets, the `cpu` pool's Redis ACL user
+    runner_env: dict[str, str]
     models_root: Path
     target_repo: Path
     work_root: Path
@@ -51,6 +53,7 @@ def site(
     github_standin: Any,
     tiny_model: Callable[[str], Path],
     tmp_path: Path,
+    redis_server: Any,
 ) -> Site:
     from runners.demo.sample_repo import make_sample_repo
     from tests.standin.git_api import seed_commit
@@ -76,7 +79,14 @@ def site(
     )
     logs = tmp_path / "worker-logs"
     logs.mkdir()
-    return Site(env=env, models_root=models_root, target_repo=target, work_root=work, logs=logs)
+    return Site(
+        env=env,
+        runner_env=as_runner_env(env, redis_server),
+        models_root=models_root,
+        target_repo=target,
+        work_root=work,
+        logs=logs,
+    )
 
 
 class Workers:
@@ -90,7 +100,8 @@ class Workers:
     def start(self, *argv: str, env: dict[str, str] | None = None) -> Worker:
         self._n += 1
         name = "-".join(a.strip("-") for a in argv)
-        w = Worker(list(argv), env or self.site.env, self.site.logs / f"{self._n:02d}-{name}.log")
+        default = self.site.runner_env if "--pool" in argv else self.site.env
+        w = Worker(list(argv), env or default, self.site.logs / f"{self._n:02d}-{name}.log")
         self.all.append(w)
         w.wait_ready()
         return w

@@ -42,6 +42,16 @@ def queued(r: Any, queue: str) -> list[tuple[str, list[Any], dict[str, Any]]]:
     return [decode_message(raw) for raw in raws if not json.loads(raw)["headers"].get("eta")]
 
 
+def stage_requests(r: Any, pool: str = "cpu") -> list[tuple[str, str, int]]:
+    """(job id, stage, attempt) of the stage requests waiting on a runner pool's queue (which
+    lives under the pool's key prefix, `adapt:pool:<pool>:`)."""
+    out = []
+    for name, args, _kw in queued(r, f"adapt:pool:{pool}:{pool}"):
+        assert name == "runners.host.task.run_stage", name
+        out.append((args[0]["job_id"], args[0]["stage"], args[0]["attempt"]))
+    return out
+
+
 @pytest.fixture
 def drain(deps: Any) -> Callable[[], list[Any]]:
     """Run every message on the control queue (and those they enqueue) through the task bodies.

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.plugins.service import Worker, wait_for
+from tests.plugins.service import Worker, as_runner_env, wait_for
 from tests.plugins.standin import REPO
 from tests.standin import payloads
 
@@ -54,10 +54,12 @@ def chain_env(app_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def workers(chain_env: dict[str, str], tmp_path: Path, bot_server: Any) -> Iterator[list[Worker]]:
+def workers(
+    chain_env: dict[str, str], tmp_path: Path, bot_server: Any, redis_server: Any
+) -> Iterator[list[Worker]]:
     started = [
         Worker(["--control"], chain_env, tmp_path / "control.log"),
-        Worker(["--pool", "cpu"], chain_env, tmp_path / "runner.log"),
+        Worker(["--pool", "cpu"], as_runner_env(chain_env, redis_server), tmp_path / "runner.log"),
     ]
     try:
         for w in started:

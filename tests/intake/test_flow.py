@@ -18,7 +18,8 @@ import pytest
 
 from bot.comments import marker
 from bot.github import RetryLater
-from tests.intake.conftest import queued
+from tests.intake.conftest import queued, stage_requests
+from tests.intake.test_runner_task import request
 from tests.plugins.standin import REPO
 from tests.standin import payloads
 from tests.standin.state import bad_gateway, secondary_rate_limit, too_many_requests
@@ -84,7 +85,7 @@ def test_label_starts_a_job_and_posts_one_status_comment(
     assert "Running **analyze**" in comment["body"] and "`Qwen/Qwen3-8B`" in comment["body"]
     type_validate_python(IssueComment, {k: v for k, v in comment.items() if not k.startswith("_")})
     # the first stage went to the pool's queue as plain ids
-    assert queued(deps.redis, "cpu") == [("runners.tasks.run_stage", [job.id, "analyze", 1], {})]
+    assert stage_requests(deps.redis) == [(job.id, "analyze", 1)]
     # the installation token came from the App JWT exchange
     assert gh.requests_to("POST", "/app/installations/77/access_tokens")[0].auth == "jwt"
     assert all(r.auth == "token:77" for r in gh.requests_to("POST", "/repos/*"))
@@ -99,7 +100,7 @@ def test_status_comment_is_edited_in_place_at_every_transition(
     drain()
     job = deps.store.active_for(REPO, n)
     assert finish_stage(deps, job.id, "analyze") == "running:dummy-gate"
-    assert queued(deps.redis, "cpu")[-1] == ("runners.tasks.run_stage", [job.id, "dummy-gate", 1], {})
+    assert stage_requests(deps.redis)[-1] == (job.id, "dummy-gate", 1)
     finish_stage(
         deps,
         job.id,
@@ -136,7 +137,7 @@ def test_read_only_user_is_refused_with_the_permission_needed(
     (reply,) = replies(gh, n)
     assert (
         reply.startswith("@reader")
-        and "> /adapt run" in reply
+        and "> `/adapt run`" in reply  # untrusted text is quoted as a code span
         and "**write**" in reply
         and "**read**" in reply
     )
@@ -232,7 +233,11 @@ def test_run_options_and_second_run_while_active(
 
 
 def test_status_cancel_and_rerun(
-    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+    post: Callable[..., Any],
+    github_standin: Any,
+    deps: Any,
+    drain: Callable[[], list[Any]],
+    runner_settings: Any,
 ) -> None:
     gh = github_standin
     n = new_issue(gh)
@@ -244,21 +249,19 @@ def test_status_cancel_and_rerun(
     assert "is **running:analyze**" in replies(gh, n)[-1]
     command(post, gh, n, "/adapt cancel")
     assert drain() == [f"cancel {job.id}: cancelled"]  # not picked up by a runner yet: ends at once
-    assert deps.store.cancel_set(job.id)
+    assert deps.store.cancel_set(job)
     assert "🚫 Cancelled" in status_comments(gh, n)[0]["body"]
-    # the runner that now receives the queued stage drops it
-    from runners.tasks import run_stage
+    # the runner that now receives the queued stage sees the cancel flag and starts nothing
+    from runners.host.task import run_stage
 
-    assert run_stage(job.id, "analyze", 1) == "stale"
+    assert run_stage(request(deps, job)) == "cancelled"
     command(post, gh, n, "/adapt rerun analyze")
     assert drain() == [f"rerun analyze of {job.id}"]
     again = deps.store.get(job.id)
     assert (
-        again.state == "running:analyze"
-        and again.attempts["analyze"] == 2
-        and not deps.store.cancel_set(job.id)
+        again.state == "running:analyze" and again.attempts["analyze"] == 2 and not deps.store.cancel_set(job)
     )
-    assert queued(deps.redis, "cpu")[-1] == ("runners.tasks.run_stage", [job.id, "analyze", 2], {})
+    assert stage_requests(deps.redis)[-1] == (job.id, "analyze", 2)
     assert len(status_comments(gh, n)) == 1
     command(post, gh, n, "/adapt rerun capacity")
     assert drain()[0].startswith("refused: analyze is still running")
@@ -331,7 +334,10 @@ def test_repo_config_is_read_and_validated(
     assert drain()[0] == "ignored: label 'adapt-model' is not 'please-adapt'"
     command(post, gh, n, "/adapt run")  # maintainer has write; this repo wants maintain
     assert drain()[0].startswith("refused: maintainer has write, needs maintain")
-    label(post, gh, n, label="please-adapt")
+    label(post, gh, n, label="please-adapt")  # a label needs the same level as /adapt run
+    assert drain()[0].startswith("refused: maintainer has write, needs maintain")
+    gh.repos[REPO].issues[n]["updated_at"] = "2030-01-01T00:00:00Z"  # label removed and added again
+    label(post, gh, n, label="please-adapt", sender="admin-user")
     drain()
     job = deps.store.active_for(REPO, n)
     assert job.pool == "a2-8" and job.options.profile == "ascend-a2"
@@ -356,14 +362,14 @@ def test_broken_repo_config_falls_back_to_defaults_and_says_so(
 def test_check_run_buttons_send_the_same_intents(
     post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
 ) -> None:
-    from bot.jobs.machine import ORDER
+    from runners.contracts import STAGES
 
     gh = github_standin
     n = new_issue(gh)
     label(post, gh, n)
     drain()
     job = deps.store.active_for(REPO, n)
-    for stage in ORDER[:-1]:
+    for stage in STAGES[:-1]:
         finish_stage(deps, job.id, stage)
     pr = gh.add_issue(
         REPO, "[adapt-bot] Qwen3-8B", "Fixes #1", author="adapt-bot-test[bot]", pull_request=True

@@ -9,10 +9,10 @@ import pytest
 import redis
 
 from bot.jobs import machine
-from bot.jobs.machine import ORDER, NoChange, TransitionError
+from bot.jobs.machine import NoChange, TransitionError
 from bot.jobs.model import Job, StageSummary
 from bot.jobs.store import ActiveJobExists, JobStore
-from runners.contracts import JobOptions, StageResult
+from runners.contracts import STAGES, JobOptions, StageResult
 
 PASS = StageSummary(status="passed")
 
@@ -22,12 +22,12 @@ def new_job(**kw: Any) -> Job:
 
 
 def test_happy_path_walks_every_stage_in_order() -> None:
-    job = machine.begin(new_job(), ORDER[0])
+    job = machine.begin(new_job(), STAGES[0])
     seen = []
     while job.phase == "running" and job.stage != "deliver":
         seen.append(job.stage)
         job = machine.finish(job, job.stage, job.attempts[job.stage], PASS)
-    assert seen == list(ORDER[:-1])
+    assert seen == list(STAGES[:-1])
     assert job.state == "running:deliver"
     job = machine.succeed(job, pr_number=12)
     assert job.state == "succeeded" and job.pr_number == 12 and not job.active
@@ -79,7 +79,7 @@ def test_cancel_while_running_ends_when_the_stage_reports() -> None:
 
 def test_rerun_reuses_earlier_stages_and_refuses_while_running() -> None:
     job = machine.begin(new_job(), "analyze")
-    for stage in ORDER[:3]:
+    for stage in STAGES[:3]:
         job = machine.finish(job, stage, 1, PASS)
     with pytest.raises(TransitionError, match="still running"):
         machine.rerun(job, "dummy-gate")
@@ -97,7 +97,7 @@ def test_rerun_reuses_earlier_stages_and_refuses_while_running() -> None:
 
 def test_wait_then_rerun_deliver() -> None:
     job = machine.begin(new_job(), "analyze")
-    for stage in ORDER[:-1]:
+    for stage in STAGES[:-1]:
         job = machine.finish(job, stage, 1, PASS)
     job = machine.wait(job, "delivery not connected")
     assert job.state == "waiting" and job.active
@@ -178,8 +178,9 @@ def test_results_files_progress_and_flags(store: JobStore) -> None:
         store.add_progress("j1", "analyze", f"line {i}")
     assert store.progress("j1", 2)[0]["line"] == "line 59"
     assert len(store.progress("j1", 100)) == 50
-    assert not store.cancel_set("j1")
-    store.set_cancel("j1")
-    assert store.cancel_set("j1")
+    job = Job(id="j1", repo="o/r", issue=1, options=JobOptions(model="/models/m"))
+    assert not store.cancel_set(job)
+    store.set_cancel(job)
+    assert store.cancel_set(job)
+    assert store.r.exists("adapt:cancel:cpu:j1")  # in the key space the job's runner pool may read
     assert store.claim_enqueue("j1", "analyze", 1) and not store.claim_enqueue("j1", "analyze", 1)
-    assert [store.count_delivery("j1", "analyze", 1) for _ in range(3)] == [1, 2, 3]

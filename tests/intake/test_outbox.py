@@ -16,7 +16,7 @@ class Recording:
         self.sent: list[str] = []
         self.fail_after = fail_after
 
-    def run_stage(self, job: Any, stage: str, attempt: int) -> None:
+    def run_stage(self, request: Any) -> None:
         raise AssertionError("not used")
 
     def control(self, task: str, *args: Any, countdown: float | None = None) -> None:

@@ -1,6 +1,8 @@
-"""`runners.tasks.run_stage` called directly (the body the cpu worker runs): the stage runs, its
-result and files are stored durably in Redis, the control plane is told by id; stale and
-redelivered messages do nothing twice; a message that keeps killing workers is capped."""
+"""`runners.host.task.run_stage` called directly (the body a `cpu` runner worker runs), as the
+`cpu` pool's Redis ACL user, and the control plane's inbox consuming what it sent: the stage
+runs, its events are accepted only for that attempt, the result is stored by the control plane
+and the next control task is queued by id; redelivered messages do nothing twice; a message that
+keeps killing workers is capped."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from bot import runner_link
 from bot.jobs import machine
 from bot.jobs.model import Job
-from runners.contracts import JobOptions
-from runners.tasks import RedisCancel, collect_files, run_stage
+from runners.contracts import JobOptions, StageRequest
+from runners.host.channel import RunnerChannel
+from runners.host.task import ChannelCancel, collect_files, redis_client, run_stage
 from runners.workspace import Workspace
 from tests.intake.conftest import queued
 
@@ -30,55 +34,83 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def started_job(deps: Any, model: str = "/models/tiny-llama") -> Job:
-    job = machine.begin(Job(repo="o/r", issue=3, options=JobOptions(model=model)), "analyze")
+def started_job(deps: Any, model: str = "/models/tiny-llama", issue: int = 3) -> Job:
+    job = machine.begin(Job(repo="o/r", issue=issue, options=JobOptions(model=model)), "analyze")
     return deps.store.create(job)
 
 
-def test_stage_runs_stores_its_result_and_reports_by_id(deps: Any, models: Path, tmp_path: Path) -> None:
+def request(deps: Any, job: Job, stage: str = "analyze", attempt: int = 1) -> dict[str, Any]:
+    req = runner_link.request_for(deps.store, job, stage, attempt, timeout_s=600)
+    return req.model_dump(mode="json")
+
+
+def inbox(deps: Any) -> runner_link.Inbox:
+    follow: list[tuple[str, tuple[Any, ...]]] = []
+    box = runner_link.Inbox(
+        deps.store, ["cpu"], lambda t, a: follow.append((t, a)), consumer="test", block_ms=10
+    )
+    box.follow = follow  # type: ignore[attr-defined]
+    return box
+
+
+def test_stage_runs_and_the_control_plane_stores_its_result(
+    deps: Any, models: Path, runner_settings: Any
+) -> None:
     job = started_job(deps)
-    assert run_stage(job.id, "analyze", 1) == "passed"
+    assert run_stage(request(deps, job)) == "passed"
+    # nothing is stored on the control plane until its inbox accepted the runner's events
+    assert deps.store.get_result(job.id, "analyze") is None
+    box = inbox(deps)
+    assert box.poll_once() >= 2
     stored = deps.store.get_result(job.id, "analyze")
     assert stored.status == "passed" and stored.attempt == 1
-    assert deps.store.get(job.id).stages["analyze"].status == "running"  # marked started by the runner
+    assert deps.store.get(job.id).stages["analyze"].status == "running"  # marked started
+    tasks = [t for t, _ in box.follow]  # type: ignore[attr-defined]
+    assert tasks[0] == "bot.tasks.stage_started" and tasks[-1] == "bot.tasks.stage_finished"
     # progress lines are stored; the first one also refreshes the status comment (at most once
     # a minute, however many lines follow)
     assert deps.store.progress(job.id, 50)[0]["stage"] == "analyze"
-    assert not deps.store.claim_refresh(job.id, 60)  # the next line within the minute sends nothing
-    assert [m[:2] for m in queued(deps.redis, "control")] == [
-        ("bot.tasks.stage_started", [job.id, "analyze", 1]),
-        ("bot.tasks.refresh", [job.id]),
-        ("bot.tasks.stage_finished", [job.id, "analyze", 1]),
-    ]
-    # redelivered after it finished (the report was lost): report again, do not run again
-    deps.redis.delete("control")
-    assert run_stage(job.id, "analyze", 1) == "reported"
-    assert queued(deps.redis, "control") == [("bot.tasks.stage_finished", [job.id, "analyze", 1], {})]
-    assert run_stage(job.id, "analyze", 2) == "stale"
-    assert run_stage("no-such-job", "analyze", 1) == "missing"
+    assert tasks.count("bot.tasks.refresh") <= 1
+    # redelivered after it finished (the event was lost): the stored result is sent again, not rerun
+    assert run_stage(request(deps, job)) == "reported"
+    assert box.poll_once() == 1
+    assert box.follow[-1] == ("bot.tasks.stage_finished", (job.id, "analyze", 1))  # type: ignore[attr-defined]
 
 
-def test_worker_loss_is_capped(deps: Any, models: Path) -> None:
+def test_worker_loss_is_capped(deps: Any, models: Path, runner_settings: Any) -> None:
     job = started_job(deps)
-    for _ in range(deps.settings.max_stage_attempts):  # three deliveries that died with their worker
-        deps.store.count_delivery(job.id, "analyze", 1)
-    assert run_stage(job.id, "analyze", 1) == "worker-lost"
+    req = StageRequest.model_validate(request(deps, job))
+    channel = RunnerChannel(redis_client(runner_settings), req)
+    for _ in range(runner_settings.max_stage_attempts):  # three deliveries that died with their worker
+        channel.count_delivery()
+    assert run_stage(request(deps, job)) == "worker-lost"
+    inbox(deps).poll_once()
     result = deps.store.get_result(job.id, "analyze")
     assert result.status == "error" and result.reason == "worker-lost" and "rerun analyze" in result.next_step
 
 
-def test_hostile_model_ids_fail_the_stage_without_touching_the_disk(deps: Any, models: Path) -> None:
+def test_hostile_model_ids_fail_the_stage_without_touching_the_disk(
+    deps: Any, models: Path, runner_settings: Any
+) -> None:
     job = started_job(deps, model="../../etc/passwd")
-    assert run_stage(job.id, "analyze", 1) == "failed"
+    assert run_stage(request(deps, job)) == "failed"
+    inbox(deps).poll_once()
     assert deps.store.get_result(job.id, "analyze").reason == "bad-model"
 
 
-def test_cancel_token_polls_the_flag_and_the_deadline(deps: Any) -> None:
-    token = RedisCancel(deps.store, "j", time.monotonic() + 60, poll_s=0)
+def test_a_malformed_request_is_dropped(runner_settings: Any) -> None:
+    assert run_stage({"job_id": "j", "stage": "analyze"}) == "invalid"
+
+
+def test_cancel_token_polls_the_flag_and_the_deadline(deps: Any, runner_settings: Any) -> None:
+    job = started_job(deps)
+    req = StageRequest.model_validate(request(deps, job))
+    channel = RunnerChannel(redis_client(runner_settings), req)
+    token = ChannelCancel(channel, time.monotonic() + 60, poll_s=0)
     assert not token.is_set()
-    deps.store.set_cancel("j")
+    deps.store.set_cancel(job)
     assert token.is_set() and not token.timed_out
-    late = RedisCancel(deps.store, "k", time.monotonic() - 1)
+    late = ChannelCancel(channel, time.monotonic() - 1)
     assert late.is_set() and late.timed_out
 
 
@@ -94,3 +126,16 @@ def test_artifact_files_and_reports_are_collected(tmp_path: Path) -> None:
     assert files == {"docs/tutorials/m.md": "# m", "tests/e2e/m.yaml": "model_name: m\n"}
     assert reports == {"report.zh.md": "报告"}
     json.dumps(files)
+
+
+def test_the_stage_message_goes_to_the_pools_prefixed_queue(deps: Any) -> None:
+    """The control plane publishes under the pool's key prefix (where the pool's user can read)."""
+    job = started_job(deps)
+    from bot.intents import send_runner_stage
+
+    send_runner_stage(deps, job, "analyze", 1)
+    msgs = queued(deps.redis, "adapt:pool:cpu:cpu")
+    assert [(name, args[0]["job_id"], args[0]["stage"], args[0]["attempt"]) for name, args, _ in msgs] == [
+        ("runners.host.task.run_stage", job.id, "analyze", 1)
+    ]
+    assert deps.redis.llen("cpu") == 0

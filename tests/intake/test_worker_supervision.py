@@ -67,10 +67,39 @@ def test_sigterm_stops_the_supervisor_and_its_child(tmp_path: Path) -> None:
 def test_child_gets_the_same_worker_options() -> None:
     parser = __import__("argparse").ArgumentParser()
     cmd_worker.add_arguments(parser)
-    args = parser.parse_args(["--pool", "cpu", "--pool", "a2-8", "--concurrency", "2"])
+    args = parser.parse_args(["--control", "--concurrency", "2"])
     assert cmd_worker.child_args(args) == [
-        "--pool", "cpu", "--pool", "a2-8", "--concurrency", "2", "--loglevel", "info", "--no-supervise",
+        "--control", "--concurrency", "2", "--loglevel", "info", "--no-supervise",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        ([], "give --pool POOL"),
+        (["--control", "--pool", "cpu"], "separate processes"),
+        (["--pool", "cpu", "--pool", "a2-8"], "one --pool per runner worker"),
+    ],
+)
+def test_a_runner_worker_serves_one_pool_and_never_the_control_queue(argv: list[str], says: str) -> None:
+    parser = __import__("argparse").ArgumentParser()
+    cmd_worker.add_arguments(parser)
+    with pytest.raises(SystemExit, match=says):
+        cmd_worker.main(parser.parse_args(argv))
+
+
+def test_a_runner_process_loads_no_control_plane_code() -> None:
+    """What a runner worker imports to run a stage: runners/ only — no bot module, no githubkit."""
+    code = (
+        "import sys, runners.host.worker, runners.host.task, runners.pipeline, runners.stages;"
+        "from runners.stages import stage_function;"
+        "[stage_function(s) for s in ('analyze', 'dummy-gate', 'real-gate', 'features', 'capacity',"
+        " 'accuracy', 'artifacts')];"
+        "bad = sorted(m for m in sys.modules if m == 'bot' or m.startswith(('bot.', 'githubkit')));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_reconcile_rearms_running_jobs(deps: Any) -> None:

@@ -39,8 +39,41 @@ def deps(app_settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         queue=CeleryQueue(make_celery(app_settings), app_settings),
     )
     monkeypatch.setattr(bot.tasks, "deps", lambda: d)
-    monkeypatch.setattr("runners.tasks.get_settings", lambda: app_settings)
     return d
+
+
+@pytest.fixture
+def runner_settings(redis_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What a `cpu` runner host is given: its pool's Redis user, its own work root; no App key,
+    no webhook secret. Task bodies called in-process (`runners.host.task.run_stage`) use it."""
+    from runners.host.settings import RunnerSettings
+
+    settings = RunnerSettings(
+        redis_url=redis_server.runner_url("cpu"), work_root=tmp_path / "work", heartbeat_ttl_s=30
+    )
+    monkeypatch.setattr("runners.host.task.get_runner_settings", lambda: settings)
+    return settings
+
+
+CONTROL_ONLY = (
+    "ADAPT_BOT_WEBHOOK_SECRET",
+    "ADAPT_BOT_PRIVATE_KEY",
+    "ADAPT_BOT_APP_ID",
+    "ADAPT_BOT_GITHUB_API_URL",
+)
+
+
+def as_runner_env(env: dict[str, str], redis_server: Any, pool: str = "cpu") -> dict[str, str]:
+    """A runner worker's environment: the control plane's secrets removed, its Redis URL replaced
+    by the pool's ACL user (what the deploy files give a runner host)."""
+    out = {k: v for k, v in env.items() if k not in CONTROL_ONLY}
+    out["ADAPT_BOT_REDIS_URL"] = redis_server.runner_url(pool)
+    return out
+
+
+@pytest.fixture
+def runner_env(app_env: dict[str, str], redis_server: Any) -> dict[str, str]:
+    return as_runner_env(app_env, redis_server)
 
 
 @pytest.fixture
