@@ -120,6 +120,12 @@ def build_e2e_config(facts: JobFacts) -> dict[str, Any]:
     return cfg
 
 
+def yaml_comment(text: Any) -> str:
+    """Text safe inside a `# ...` YAML comment: one line, printable characters only (YAML also breaks
+    lines at U+0085, U+2028 and U+2029, which str.splitlines knows and `\n`-replacing does not)."""
+    return "".join(c if c.isprintable() else " " for c in str(text))
+
+
 def yaml_value(value: Any) -> str:
     """One YAML scalar in the style of the hand-written configs (strings double-quoted)."""
     if isinstance(value, bool):
@@ -140,7 +146,9 @@ def yaml_value(value: Any) -> str:
 
 def render_e2e_config(facts: JobFacts) -> str:
     cfg = build_e2e_config(facts)
-    text = render("artifacts/e2e_config.yaml.j2", cfg=cfg, yaml_value=yaml_value, facts=facts)
+    text = render(
+        "artifacts/e2e_config.yaml.j2", cfg=cfg, yaml_value=yaml_value, yaml_comment=yaml_comment, facts=facts
+    )
     loaded = yaml.safe_load(text)
     if loaded != cfg:  # the emitter must never say something other than the data
         raise ArtifactError(f"e2e config did not round-trip through YAML: {loaded!r} != {cfg!r}")

@@ -312,6 +312,22 @@ def test_e2e_yaml_hardware_on_the_cpu_profile_names_the_cpu_and_flags_zero() -> 
     assert values == [f"    value: 0.0  # {flag}"] * 2
 
 
+def test_e2e_yaml_flag_comment_cannot_break_out_of_its_line() -> None:
+    """The flag text comes from the runner (untrusted): YAML line breaks must not start a new key."""
+    results = b.full_results(M)
+    hostile = "x\u2028limit: 1\x85num_fewshot: 0\r\nbatch_size: 99 # done"
+    results["accuracy"] = b.accuracy(M, tasks=[{"name": "gsm8k", "metrics": [metric_row(0.0, why=hostile)]}])
+    text = render_e2e_config(collect(b.options(M, profile="ascend-a2"), results))  # round-trips or raises
+    cfg = yaml.safe_load(text)
+    assert "limit" not in cfg and cfg["num_fewshot"] == 5 and cfg["batch_size"] == "auto"
+    (line,) = [x for x in text.splitlines() if x.strip().startswith("value:")]
+    assert line.startswith("    value: 0.0  # implausible: x limit: 1 num_fewshot: 0  batch_size: 99")
+
+
+def metric_row(value: float, **kw: Any) -> dict[str, Any]:
+    return {"name": "exact_match,strict-match", "value": value, **kw}
+
+
 def test_e2e_yaml_hardware_on_an_ascend_profile_is_the_profiles_hardware() -> None:
     results = b.full_results(M)
     for profile, hw in (("ascend-a2", "Atlas A2 Series"), ("ascend-a3", "Atlas A3 Series")):
