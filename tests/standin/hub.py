@@ -22,6 +22,7 @@ sparse 688 GB checkpoint is not an option, and no client here verifies it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -98,6 +99,9 @@ class Cut:
     pattern: str
     after: int
     count: int = 1
+    #: hold the connection open this long after `after` bytes before closing (a stalled transfer
+    #: the client process can be killed in)
+    stall_s: float = 0.0
 
 
 @dataclass
@@ -243,8 +247,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
                     sent += len(chunk)
                     self.wfile.flush()
+                    if cut.stall_s:
+                        time.sleep(cut.stall_s)
                     self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
                     self._log(status, sent)
                     return
                 self.wfile.write(chunk)
@@ -524,8 +531,8 @@ class HubStandin:
             self.state.faults.append(fault)
         return fault
 
-    def cut(self, pattern: str, after: int, count: int = 1) -> Cut:
-        c = Cut(pattern, after, count)
+    def cut(self, pattern: str, after: int, count: int = 1, stall_s: float = 0.0) -> Cut:
+        c = Cut(pattern, after, count, stall_s)
         with self.state.lock:
             self.state.cuts.append(c)
         return c
