@@ -110,7 +110,7 @@ def records(logs_dir: Path) -> list[ProcessRecord]:
                 devices=[str(x) for x in d.get("devices") or []],
                 id=rid,
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue  # a torn line from a killed writer is not worth failing a report for
         if rid not in by_id:
             order.append(rid)

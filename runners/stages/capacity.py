@@ -70,9 +70,14 @@ def next_len(
         return None
     cand: int
     if hi is None:
-        # served below the baseline and nothing failed: one step above, to bracket the prediction
+        # served below the baseline and nothing failed: first one step above the prediction (an
+        # exact prediction is bracketed with one failing start); if that serves too, the
+        # prediction was conservative: halve towards the baseline
         assert lo is not None
-        cand = min(baseline, max(lo + g, kv.round_down(int(lo * (1 + spec.search_margin)), g)))
+        if len(oks) == 1:
+            cand = min(baseline, max(lo + g, kv.round_down(int(lo * (1 + spec.search_margin)), g)))
+        else:
+            cand = max(lo + g, kv.round_down((lo + baseline) // 2, g))
     elif hint is not None and (lo or 0) < kv.round_down(hint, g) < hi:
         cand = max(spec.min_model_len, kv.round_down(hint, g))
     elif lo is None:

@@ -168,13 +168,15 @@ def test_capacity_bounded_search_and_load_figures(tmp_path: Path, tiny_model) ->
     result = capacity.run(ctx)
     data = result.data
     assert data["theoretical_max_len"] == 512
-    assert data["runs"][0]["kind"] == "baseline" and data["runs"][0]["status"] != "served"
-    tried = [(s["max_model_len"], s["status"]) for s in data["search"]]
-    assert tried[0] == (64, "served")
+    # the search starts from the prediction (capped at the config's 512), not at 2048: no blind halving
+    assert data["runs"][0]["kind"] == "baseline" and data["runs"][0]["max_model_len"] == 512
+    assert data["runs"][0]["status"] == "served"
+    tried = [(r["max_model_len"], r["status"]) for r in [data["runs"][0], *data["search"]]]
     assert all(st == "served" for length, st in tried if length <= 512)
     assert all(st != "served" for length, st in tried if length > 512)
-    assert data["practical_max_len"] == max(length for length, st in tried if st == "served")
-    best = next(s for s in data["search"] if s["max_model_len"] == data["practical_max_len"])
+    assert tried[1:] == [(576, tried[1][1])]  # one step above the prediction brackets it
+    assert data["practical_max_len"] == 512
+    best = data["runs"][0]
     assert best["success"] == best["requests"] == prof.capacity.concurrency
     assert best["ttft_p50_s"] > 0 and best["throughput_tok_s"] > 0
     assert result.status == "passed", result.model_dump_json(indent=2)
