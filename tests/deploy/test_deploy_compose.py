@@ -256,6 +256,9 @@ def test_web_publishes_the_port_it_serves_on() -> None:
     web = _svc("web")
     port = web["command"][web["command"].index("--port") + 1]
     assert any(p.split(":")[-1] == port for p in web["ports"])
+    # /metrics has its own port, published on the host's loopback only
+    metrics = web["environment"]["ADAPT_BOT_METRICS_BIND"].rsplit(":", 1)[1]
+    assert [p for p in web["ports"] if p.split(":")[-1] == metrics] == [f"127.0.0.1:{metrics}:{metrics}"]
 
 
 def test_flower_watches_the_broker_and_is_local_only() -> None:

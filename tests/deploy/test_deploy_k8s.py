@@ -114,13 +114,16 @@ def test_every_service_and_policy_selects_a_pod_and_named_ports_exist() -> None:
         assert matching(pdb["spec"]["selector"]["matchLabels"]), pdb["metadata"]["name"]
 
 
-def test_ingress_routes_the_webhook_to_the_web_service() -> None:
+def test_ingress_routes_the_webhook_and_pages_to_the_web_service() -> None:
     (ing,) = m.objects("Ingress")
     paths = [p for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]]
-    assert [p["path"] for p in paths] == ["/webhook"]
-    backend = paths[0]["backend"]["service"]
-    svc = m.by_name("Service", backend["name"])
-    assert backend["port"]["name"] in {p["name"] for p in svc["spec"]["ports"]}
+    # the webhook and the jobs pages (with their GitHub sign-in), never /metrics
+    assert [p["path"] for p in paths] == ["/webhook", "/jobs", "/api/jobs", "/login", "/callback", "/logout"]
+    for path in paths:
+        backend = path["backend"]["service"]
+        svc = m.by_name("Service", backend["name"])
+        assert backend["port"]["name"] in {p["name"] for p in svc["spec"]["ports"]}
+        assert backend["port"]["name"] != "metrics"
 
 
 def test_web_probes_healthz_and_serves_on_the_port_it_declares() -> None:
@@ -132,11 +135,15 @@ def test_web_probes_healthz_and_serves_on_the_port_it_declares() -> None:
     # A control worker per web replica would make several writers to GitHub; one Deployment runs it.
     assert args.no_worker is True
     assert c["ports"][0]["containerPort"] == 8080
+    # /metrics on its own port, which no Service publishes
+    (metrics,) = [p for p in c["ports"] if p["name"] == "metrics"]
+    assert m.container_env(web, c)["ADAPT_BOT_METRICS_BIND"].endswith(f":{metrics['containerPort']}")
+    assert all(p["targetPort"] != "metrics" for s in m.objects("Service") for p in s["spec"]["ports"])
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["path"] == "/healthz"
     scrape = web["spec"]["template"]["metadata"]["annotations"]
     assert scrape["prometheus.io/path"] == "/metrics"
-    assert int(scrape["prometheus.io/port"]) == c["ports"][0]["containerPort"]
+    assert int(scrape["prometheus.io/port"]) == metrics["containerPort"]
 
 
 # --------------------------------------------------------------------------- control plane

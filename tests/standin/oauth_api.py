@@ -8,6 +8,7 @@ Register the OAuth client first: `state.oauth_clients[client_id] = client_secret
 
 from __future__ import annotations
 
+import json
 import secrets
 import urllib.parse
 from typing import Any
@@ -39,7 +40,11 @@ def authorize(request: Request, state: State) -> RedirectResponse:
 
 @router.post("/login/oauth/access_token")
 async def access_token(request: Request, state: State) -> JSONResponse:
-    form = dict(await request.form())
+    raw = (await request.body()).decode()
+    if request.headers.get("content-type", "").startswith("application/json"):
+        form = json.loads(raw)
+    else:  # application/x-www-form-urlencoded, GitHub's documented form
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
     client_id, secret, code = form.get("client_id"), form.get("client_secret"), form.get("code")
     with state.lock:
         ok_client = client_id in state.oauth_clients and state.oauth_clients[str(client_id)] == secret
