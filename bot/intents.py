@@ -223,6 +223,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         capacity_steps=opts.get("capacity_steps"),
         profile=cfg.profile_for(hardware),
         issue=intent.issue,
+        artifacts=cfg.artifacts,
     )
     job = Job(
         repo=intent.repo,

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.config import Settings
+from runners.contracts import ArtifactOptions
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,6 @@ class Defaults(_Strict):
     max_model_len: int | None = None
 
 
-class Artifacts(_Strict):
-    e2e_config: bool = True
-    tutorial: bool = True
-    nightly: bool = False
-    model_list: bool = False
-
-
 class Delivery(_Strict):
     mode: Literal["app-commit", "fork"] = "app-commit"
     fork: str | None = None
@@ -47,6 +41,14 @@ class Delivery(_Strict):
     #: None = the App's bot identity; otherwise "Name <email>".
     signoff: str | None = None
     draft_until_real_gate: bool = True
+
+
+class Quotas(_Strict):
+    """Active jobs at most per user and for this repository; lowers the service's limits
+    (ADAPT_BOT_QUOTA_USER / _REPO), never raises them (bot/quotas.py)."""
+
+    user: int | None = Field(default=None, ge=1)
+    repo: int | None = Field(default=None, ge=1)
 
 
 class RemoteCode(_Strict):
@@ -57,13 +59,15 @@ class RemoteCode(_Strict):
 
 class RepoConfig(_Strict):
     label: str = "adapt-model"
+    #: Minimum permission to start, rerun or cancel a job: by `/adapt`, check-run button or label.
     permission: Permission = "write"
     pools: dict[str, str] = Field(default_factory=lambda: {"a2": "a2-8", "a3": "a3-16"})
     profiles: dict[str, str] = Field(default_factory=lambda: {"a2": "ascend-a2", "a3": "ascend-a3"})
     defaults: Defaults = Field(default_factory=Defaults)
-    artifacts: Artifacts = Field(default_factory=Artifacts)
+    artifacts: ArtifactOptions = Field(default_factory=ArtifactOptions)
     delivery: Delivery = Field(default_factory=Delivery)
     remote_code: RemoteCode = Field(default_factory=RemoteCode)
+    quotas: Quotas = Field(default_factory=Quotas)
 
     def pool_for(self, hardware: str) -> str:
         return self.pools.get(hardware) or next(iter(self.pools.values()), "cpu")

@@ -2,10 +2,10 @@
 
 A runner is untrusted, so its result is data to check, not instructions: the stage and attempt
 must be the ones sent, and the files it offers for the commit must be exactly the kinds the job
-expects — the e2e config, the tutorial, the docs registration and the optional CI list entries,
-at the paths the control plane computes from the job's own options — each bounded, text, and of
-the right shape (YAML that parses to the e2e config's keys, a nav file that parses, JSON that
-parses). Anything else is refused, and the refusal is reported on the issue.
+expects — the e2e config, the tutorial, the docs registration and the CI list entries the repo's
+config turned on, at the paths the control plane computes from the job's own options — each
+bounded, text, and of the right shape (YAML that parses to the e2e config's keys, a nav file that
+parses, JSON that parses). Anything else is refused, and the refusal is reported on the issue.
 """
 
 from __future__ import annotations
@@ -53,24 +53,29 @@ E2E_KEYS = frozenset(
 class Expected:
     """The files a job may commit, computed on the control plane from the job's options."""
 
-    e2e_config: str
-    tutorial: str
+    e2e_config: str | None
+    tutorial: str | None
     hub_id: str | None
-    ci_lists: bool = True
+    nightly: bool = False
+    model_list: bool = False
 
     @classmethod
-    def for_job(cls, options: JobOptions, ci_lists: bool = True) -> Expected:
+    def for_job(cls, options: JobOptions) -> Expected:
         names = model_names(options)
+        wanted = options.artifacts
         return cls(
-            e2e_config=f"tests/e2e/models/configs/{names.name}.yaml",
-            tutorial=f"{TUTORIAL_DIR}/{names.name}.md",
+            e2e_config=f"tests/e2e/models/configs/{names.name}.yaml" if wanted.e2e_config else None,
+            tutorial=f"{TUTORIAL_DIR}/{names.name}.md" if wanted.tutorial else None,
             hub_id=names.hub_id,
-            ci_lists=ci_lists,
+            nightly=wanted.nightly_section is not None,
+            model_list=wanted.model_list,
         )
 
     def allowed(self) -> frozenset[str]:
-        extra = {NIGHTLY_CONFIG, MODEL_LIST} if self.ci_lists else set()
-        return frozenset({self.e2e_config, self.tutorial, *NAV_FILES, *extra})
+        paths = {self.e2e_config, self.tutorial, NIGHTLY_CONFIG if self.nightly else None}
+        paths.add(MODEL_LIST if self.model_list else None)
+        registration = NAV_FILES if self.tutorial else set()
+        return frozenset({p for p in paths if p} | registration)
 
 
 def _text_problem(path: str, text: str) -> str | None:

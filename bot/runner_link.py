@@ -130,9 +130,7 @@ def parse_event(raw: str | None) -> RunnerEvent | str:
         return f"malformed event ({exc.error_count()} errors)"
 
 
-def accept_event(
-    store: JobStore, pool: str, raw: str | None, *, refresh_s: int = 60, ci_lists: bool = True
-) -> Accepted:
+def accept_event(store: JobStore, pool: str, raw: str | None, *, refresh_s: int = 60) -> Accepted:
     """Validate one runner event and apply what it may change (see the module docstring)."""
     r = store.r
     event = parse_event(raw)
@@ -161,15 +159,15 @@ def accept_event(
         if store.claim_refresh(job.id, refresh_s):
             return Accepted("progress", ("bot.tasks.refresh", (job.id,)))
         return Accepted("progress")
-    return _accept_result(store, job, event, ci_lists)
+    return _accept_result(store, job, event)
 
 
 def keys_safe(job_id: str) -> bool:
     return 0 < len(job_id) <= 64 and job_id.replace("-", "").isalnum()
 
 
-def _accept_result(store: JobStore, job: Job, event: RunnerEvent, ci_lists: bool) -> Accepted:
-    problems = refusals(event, Expected.for_job(job.options, ci_lists=ci_lists))
+def _accept_result(store: JobStore, job: Job, event: RunnerEvent) -> Accepted:
+    problems = refusals(event, Expected.for_job(job.options))
     stored = store.get_result(job.id, event.stage)
     if stored is not None and stored.attempt == event.attempt:
         return Accepted(

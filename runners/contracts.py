@@ -103,6 +103,28 @@ class FeatureMatrix(BaseModel):
     features: dict[str, FeatureResult] = Field(default_factory=dict)
 
 
+class ArtifactOptions(BaseModel):
+    """Which artifacts a job writes: the per-repo config's `artifacts:` section, declared once here
+    (bot.repo_config validates the file into it) and carried to the runner in the job's options,
+    so no runner reads a repository's config from its own checkout."""
+
+    model_config = {"extra": "forbid"}
+
+    e2e_config: bool = True
+    tutorial: bool = True
+    #: Add the e2e config to `.github/workflows/configs/nightly_config.yaml`: false, true (the
+    #: `pr_only` section) or the section name.
+    nightly: bool | str = False
+    #: Add the hub id to `.github/workflows/misc/model_dataset_list.json`.
+    model_list: bool = False
+
+    @property
+    def nightly_section(self) -> str | None:
+        if self.nightly is False or self.nightly == "":
+            return None
+        return "pr_only" if self.nightly is True else str(self.nightly)
+
+
 class JobOptions(BaseModel):
     """What a job was asked to do (from the issue, `/adapt run` options and repo config)."""
 
@@ -121,6 +143,7 @@ class JobOptions(BaseModel):
     revision: str | None = None
     #: Issue number the job belongs to (names the branch `adapt/<slug>-<issue>`).
     issue: int | None = None
+    artifacts: ArtifactOptions = Field(default_factory=ArtifactOptions)
     #: Explicit opt-in to run the checkpoint's own Python (`--trust-remote-code`): the CLI flag
     #: `--trust-remote-code`, or the repo config key `remote_code.allow` for GitHub jobs.
     trust_remote_code: bool = False

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.options import RUN_OPTIONS
 from bot.options import add_arguments as add_job_options
-from runners.contracts import RUNNER_STAGES, JobOptions
+from runners.contracts import RUNNER_STAGES, ArtifactOptions, JobOptions
 from runners.model_ref import ModelRefError, parse_model_ref
 
 HELP = "Run the whole adaptation job locally: analysis, gates, features, capacity, accuracy, one commit."
@@ -59,6 +59,19 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
     )
 
 
+def repo_artifacts(repo: Path) -> ArtifactOptions:
+    """The checkout's `.github/adapt-bot.yml` `artifacts:` section, read by the same parser the
+    App uses on the default branch (bot.repo_config); a broken file is an error, not a default."""
+    from bot.config import Settings
+    from bot.repo_config import PATH, parse
+
+    path = repo / PATH
+    loaded = parse(path.read_text(encoding="utf-8") if path.is_file() else None, Settings())
+    if loaded.error:
+        raise ValueError(loaded.error)
+    return loaded.config.artifacts
+
+
 def main(args: argparse.Namespace) -> int:
     from bot.local_run import DEFAULT_SIGNOFF, LocalRunConfig, print_outcome, run_local
 
@@ -70,6 +83,11 @@ def main(args: argparse.Namespace) -> int:
     repo: Path = args.repo
     if not (repo / ".git").exists():
         print(f"adapt-bot run: {repo} is not a git checkout", file=sys.stderr)
+        return 2
+    try:
+        options = options.model_copy(update={"artifacts": repo_artifacts(repo)})
+    except ValueError as exc:
+        print(f"adapt-bot run: {exc}", file=sys.stderr)
         return 2
     cfg = LocalRunConfig(
         options=options,

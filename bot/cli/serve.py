@@ -91,6 +91,14 @@ async def _serve_all(servers: list[Any]) -> None:
         await asyncio.gather(*others, return_exceptions=True)
 
 
+#: What only the control plane may hold; a local runner worker is started without them.
+CONTROL_ONLY = ("ADAPT_BOT_WEBHOOK_SECRET", "ADAPT_BOT_PRIVATE_KEY", "ADAPT_BOT_APP_ID")
+
+
+def runner_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in CONTROL_ONLY}
+
+
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "bot.cli", *argv], env=env, start_new_session=True)
 
@@ -121,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
     if args.no_runner:
         pools = []
     for pool in pools:
-        children.append(_spawn(["worker", "--pool", pool, "--loglevel", args.log_level], env))
+        children.append(_spawn(["worker", "--pool", pool, "--loglevel", args.log_level], runner_env(env)))
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     try:

@@ -1,16 +1,16 @@
 """Stage `artifacts`: write the files to commit into `workspace.repo_files/<repo path>`.
 
 Reads the target checkout (docs flavor, nav file, CI lists, existing pages) and the earlier stage
-results; writes the e2e config, the tutorial, the nav/toctree registration and, when the target
-repo's `.github/adapt-bot.yml` asks for it, the nightly accuracy list and model download list
-entries. The report and runbook cite the commit, so the control plane renders their final form at
-delivery; a preview without the hash is written to `workspace.artifacts` here.
+results; writes the e2e config, the tutorial, the nav/toctree registration and, when the job's
+`options.artifacts` asks for it (the per-repo config as the control plane read it, never the
+runner's copy of the file), the nightly accuracy list and model download list entries. The report
+and runbook cite the commit, so the control plane renders their final form at delivery; a preview
+without the hash is written to `workspace.artifacts` here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -29,21 +29,6 @@ from runners.artifacts.target import (
 )
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
-
-REPO_CONFIG = ".github/adapt-bot.yml"
-
-
-def repo_artifact_settings(root: Path) -> dict[str, Any]:
-    """`artifacts:` of the target repo's adapt-bot config (nightly: section name or false; model_list)."""
-    path = root / REPO_CONFIG
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        return {}
-    section = data.get("artifacts") if isinstance(data, dict) else None
-    return section if isinstance(section, dict) else {}
 
 
 def _write(ctx: StageContext, rel: str, text: str) -> None:
@@ -120,8 +105,8 @@ def run(ctx: StageContext) -> StageResult:
         notes.append(str(exc))
 
     # optional CI list entries, as the repo's config asks
-    settings = repo_artifact_settings(root)
-    section = settings.get("nightly")
+    wanted = ctx.options.artifacts
+    section = wanted.nightly_section
     if section and (root / NIGHTLY_CONFIG).is_file() and cfg_rel in written:
         try:
             text = (root / NIGHTLY_CONFIG).read_text(encoding="utf-8")
@@ -130,13 +115,13 @@ def run(ctx: StageContext) -> StageResult:
                 facts.names.name,
                 tp=facts.tp,
                 hardware=ctx.options.hardware,
-                section=section if isinstance(section, str) else "pr_only",
+                section=section,
             )
             if new != text:
                 put(NIGHTLY_CONFIG, new)
         except (TargetRepoError, KeyError, TypeError, yaml.YAMLError) as exc:
             notes.append(f"{NIGHTLY_CONFIG}: {exc}")
-    if settings.get("model_list") and facts.names.hub_id and (root / MODEL_LIST).is_file():
+    if wanted.model_list and facts.names.hub_id and (root / MODEL_LIST).is_file():
         try:
             text = (root / MODEL_LIST).read_text(encoding="utf-8")
             new = register_model_list(text, facts.names.hub_id)

@@ -208,8 +208,19 @@ def test_stage_without_accuracy_writes_the_rest_and_fails_with_the_reason(
 
 
 def test_repo_config_turns_on_ci_list_entries(mkdocs_repo: Path, tmp_path: Path) -> None:
+    from bot.cli.run import repo_artifacts
+    from runners.contracts import ArtifactOptions
+
+    # the runner never reads the checkout's config: a file there changes nothing by itself
     (mkdocs_repo / ".github/adapt-bot.yml").write_text("artifacts:\n  nightly: pr_only\n  model_list: true\n")
     _, r = _run_stage(mkdocs_repo, tmp_path)
+    assert not {".github/workflows/configs/nightly_config.yaml"} & set(r.data["files"])
+    # the options carry it, as the control plane (or `adapt-bot run`) read it with bot.repo_config
+    wanted = repo_artifacts(mkdocs_repo)
+    assert wanted == ArtifactOptions(nightly="pr_only", model_list=True)
+    ctx = stage(mkdocs_repo, tmp_path / "2", _new_model_results("org/Foo-7B"))
+    ctx.options = b.options("org/Foo-7B").model_copy(update={"artifacts": wanted})
+    r = artifacts_stage(ctx)
     assert r.status == "passed"
     assert {
         ".github/workflows/configs/nightly_config.yaml",
