@@ -16,7 +16,8 @@ subprocess from the vLLM environment (the bot never imports it).
 
 Overrides (job options if present, else environment): tasks, limit, num_fewshot, check -
 ADAPT_BOT_ACCURACY_TASKS (comma list), ADAPT_BOT_ACCURACY_LIMIT, ADAPT_BOT_ACCURACY_FEWSHOT,
-ADAPT_BOT_ACCURACY_CHECK (repeat | offline-engine | none).
+ADAPT_BOT_ACCURACY_CHECK (repeat | offline-engine | none); published reference scores for the
+plausibility check: ADAPT_BOT_ACCURACY_REFERENCES='{"gsm8k": {"exact_match,strict-match": 0.88}}'.
 """
 
 from __future__ import annotations
@@ -109,6 +110,30 @@ def plan_for(ctx: StageContext, multimodal: bool) -> AccuracyPlan:
         limit_override=_int(_override(ctx, "accuracy_limit", "ADAPT_BOT_ACCURACY_LIMIT")),
         fewshot_override=_int(_override(ctx, "accuracy_fewshot", "ADAPT_BOT_ACCURACY_FEWSHOT")),
     )
+
+
+def references_for(ctx: StageContext) -> dict[str, dict[str, float]]:
+    """Published scores to judge against ({task: {metric: value}}, e.g. the model card's gsm8k):
+    job option `accuracy_references` when the job carries one, else ADAPT_BOT_ACCURACY_REFERENCES
+    (JSON). Anything malformed is ignored: a reference only ever adds a flag."""
+    raw: Any = getattr(ctx.options, "accuracy_references", None)
+    if raw is None and os.environ.get("ADAPT_BOT_ACCURACY_REFERENCES"):
+        try:
+            raw = json.loads(os.environ["ADAPT_BOT_ACCURACY_REFERENCES"])
+        except ValueError:
+            raw = None
+    out: dict[str, dict[str, float]] = {}
+    if isinstance(raw, Mapping):
+        for task, metrics in raw.items():
+            if isinstance(metrics, Mapping):
+                vals = {
+                    str(m): float(v)
+                    for m, v in metrics.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
+                if vals:
+                    out[str(task)] = vals
+    return out
 
 
 def check_for(ctx: StageContext, spec: AccuracySpec) -> str:
@@ -471,13 +496,18 @@ def run(ctx: StageContext) -> StageResult:
     data["reproducibility"] = repro
     if second is not None:
         data["measurements"].append(second.record())
-    plaus = checks.plausibility(tasks)
+    refs = references_for(ctx)
+    if refs:
+        data["references"] = refs
+    plaus = checks.plausibility(tasks, {(t, m): v for t, metrics in refs.items() for m, v in metrics.items()})
     data["plausibility"] = plaus
     flags = {(r["task"], r["metric"]): r for r in plaus["metrics"]}
     for t in tasks:
         for m in t["metrics"]:
             row = flags[(t["name"], m["name"])]
             m["implausible"], m["why"] = row["implausible"], row["why"]
+            if row["reference"] is not None:
+                m["reference"] = row["reference"]
     summary = _summary(tasks)
     evidence.insert(0, Evidence(kind="result", text=summary, log_path=str(first.results_path)))
     evidence.append(Evidence(kind="result", text=repro["summary"]))

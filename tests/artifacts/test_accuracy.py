@@ -29,6 +29,7 @@ from runners.stages.accuracy import (
     Measurement,
     _reproducibility,
     plan_for,
+    references_for,
     run,
     run_cancellable,
     serve_overrides,
@@ -258,6 +259,15 @@ def test_plausibility_summary_names_each_flagged_metric() -> None:
     assert summary["implausible"] is True
     assert summary["why"].startswith("gsm8k exact_match,strict-match: 0.0000 is at chance level")
     assert [r["implausible"] for r in summary["metrics"]] == [True, False, False]
+
+
+def test_references_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "ADAPT_BOT_ACCURACY_REFERENCES", '{"gsm8k": {"exact_match,strict-match": 0.88, "x": "hi"}}'
+    )
+    assert references_for(_ctx(tmp_path)) == {"gsm8k": {"exact_match,strict-match": 0.88}}
+    monkeypatch.setenv("ADAPT_BOT_ACCURACY_REFERENCES", "{not json")
+    assert references_for(_ctx(tmp_path)) == {}
 
 
 # -- reproducibility -------------------------------------------------------------------------------
