@@ -106,3 +106,28 @@ def raw_shard(path: Path, header: bytes | str, data: bytes = b"", length: int | 
     hb = header.encode() if isinstance(header, str) else header
     n = len(hb) if length is None else length
     path.write_bytes(struct.pack("<Q", n) + hb + data)
+
+
+#: bytes per element of the header dtypes the sparse writer uses
+_SPARSE_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F8_E4M3": 1, "U8": 1, "I32": 4}
+
+
+def write_sparse_shard(path: Path, tensors: list[tuple[str, str, list[int]]]) -> None:
+    """A real safetensors file whose data buffer is a hole: header only on disk, any shapes.
+
+    Lets a test give a checkpoint the true shapes of e.g. Qwen3-8B (a 1.2 GB embedding) in a few
+    kilobytes; the analysis only ever reads the 8 + N header bytes.
+    """
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, dtype, shape in tensors:
+        size = _SPARSE_BYTES[dtype]
+        for d in shape:
+            size *= d
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)) + raw)
+        fh.truncate(8 + len(raw) + offset)
