@@ -18,6 +18,7 @@ import yaml
 from runners.artifacts.facts import model_names
 from runners.artifacts.target import MODEL_LIST, NIGHTLY_CONFIG, TUTORIAL_DIR, TUTORIAL_INDEX
 from runners.contracts import MAX_FILE_BYTES, MAX_FILES, JobOptions, RunnerEvent
+from runners.host.logs import LOG_NAME, decode
 
 #: Reports the artifacts stage previews (the control plane re-renders the final ones at delivery).
 REPORT_NAMES = frozenset({"report.zh.md", "runbook.zh.md"})
@@ -142,6 +143,14 @@ def refusals(event: RunnerEvent, expected: Expected) -> list[str]:
         problem = _text_problem(path, text) or _shape_problem(path, text, expected)
         if problem:
             out.append(problem)
+    for name, blob in sorted(event.logs.items()):
+        if not LOG_NAME.match(name):
+            out.append(f"unexpected log name {name[:80]!r}")
+            continue
+        try:
+            decode(blob)
+        except (ValueError, OSError, EOFError) as exc:
+            out.append(f"log {name}: not a bounded gzip+base64 text ({type(exc).__name__})")
     for name, text in sorted(event.reports.items()):
         if name not in REPORT_NAMES:
             out.append(f"unexpected report {name!r}")

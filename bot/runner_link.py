@@ -193,6 +193,7 @@ def _accept_result(store: JobStore, job: Job, event: RunnerEvent) -> Accepted:
         if event.stage == "artifacts":
             store.save_files(job.id, event.files)
             store.save_reports(job.id, event.reports)
+        store.save_logs(job.id, event.stage, event.logs)
     result.attempt = event.attempt
     store.save_result(job.id, result)
     return Accepted(

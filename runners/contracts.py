@@ -200,3 +200,5 @@ class RunnerEvent(BaseModel):
     #: Files to commit (repo-relative path -> text) and report previews (file name -> text).
     files: dict[str, str] = Field(default_factory=dict)
     reports: dict[str, str] = Field(default_factory=dict)
+    #: The stage's logs (file name -> gzip + base64 of the scrubbed tail; runners.host.logs).
+    logs: dict[str, str] = Field(default_factory=dict)

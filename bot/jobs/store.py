@@ -158,6 +158,27 @@ class JobStore:
     def files(self, job_id: str) -> dict[str, str]:
         return dict(self.r.hgetall(f"{_job_key(job_id)}:files"))
 
+    def save_logs(self, job_id: str, stage: str, logs: dict[str, str]) -> None:
+        """A stage's shipped logs (name -> gzip+base64, runners.host.logs), replacing that stage's."""
+        key = f"{_job_key(job_id)}:logs"
+        old = [f for f in self.r.hkeys(key) if f.startswith(f"{stage}/")]
+        pipe = self.r.pipeline()
+        if old:
+            pipe.hdel(key, *old)
+        if logs:
+            pipe.hset(key, mapping={f"{stage}/{name}": blob for name, blob in logs.items()})
+        pipe.execute()
+
+    def log_names(self, job_id: str) -> list[str]:
+        """`<stage>/<file>` of every stored log of the job."""
+        return sorted(self.r.hkeys(f"{_job_key(job_id)}:logs"))
+
+    def log_text(self, job_id: str, name: str) -> str | None:
+        from runners.host.logs import decode
+
+        blob = self.r.hget(f"{_job_key(job_id)}:logs", name)
+        return decode(blob) if blob else None
+
     def save_reports(self, job_id: str, reports: dict[str, str]) -> None:
         """Report files (`*.md` directly under Workspace.artifacts, e.g. report.zh.md) by file name."""
         self._replace_hash(f"{_job_key(job_id)}:reports", reports)

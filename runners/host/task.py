@@ -23,7 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from runners.contracts import MAX_FILE_BYTES, MAX_FILES, StageRequest, StageResult, utcnow
-from runners.host.channel import Heartbeat, RunnerChannel
+from runners.host import logs
+from runners.host.channel import EventTooLarge, Heartbeat, RunnerChannel
 from runners.host.settings import RunnerSettings, effective_redis_url, get_runner_settings
 from runners.workspace import Workspace
 
@@ -200,8 +201,30 @@ def _cancelled(req: StageRequest) -> StageResult:
     )
 
 
+def _too_large(result: StageResult, why: str) -> StageResult:
+    return StageResult(
+        stage=result.stage,
+        status="error",
+        reason="result-too-large",
+        diagnosis=f"the {result.stage} result could not be sent back: {why}",
+        next_step=f"check the files the stage wrote on the runner, then `/adapt rerun {result.stage}`",
+        finished_at=utcnow(),
+        attempt=result.attempt,
+    )
+
+
 def _send_result(channel: RunnerChannel, ws: Workspace, result: StageResult) -> None:
-    fields: dict[str, Any] = {"result": result}
+    fields: dict[str, Any] = {"result": result, "logs": logs.pack(ws.logs, result.started_at.timestamp() - 1)}
     if result.stage == "artifacts":
         fields["files"], fields["reports"] = collect_files(ws)
-    channel.result(fields)
+    try:
+        channel.result(fields)
+    except EventTooLarge:  # the result matters more than its logs
+        log.warning(
+            "job %s: %s result too large with its logs; sending it without", channel.req.job_id, result.stage
+        )
+        fields["logs"] = {}
+        try:
+            channel.result(fields)
+        except EventTooLarge as exc:
+            channel.result({"result": _too_large(result, str(exc))})

@@ -71,6 +71,9 @@ def test_stage_runs_and_the_control_plane_stores_its_result(
     # a minute, however many lines follow)
     assert deps.store.progress(job.id, 50)[0]["stage"] == "analyze"
     assert tasks.count("bot.tasks.refresh") <= 1
+    # the stage's log came along (scrubbed, compressed) and is readable on the control plane
+    assert "analyze/analyze.log" in deps.store.log_names(job.id)
+    assert deps.store.log_text(job.id, "analyze/analyze.log")
     # redelivered after it finished (the event was lost): the stored result is sent again, not rerun
     assert run_stage(request(deps, job)) == "reported"
     assert box.poll_once() == 1
@@ -139,3 +142,28 @@ def test_the_stage_message_goes_to_the_pools_prefixed_queue(deps: Any) -> None:
         ("runners.host.task.run_stage", job.id, "analyze", 1)
     ]
     assert deps.redis.llen("cpu") == 0
+
+
+def test_logs_are_scrubbed_bounded_and_refused_when_they_inflate(tmp_path: Path) -> None:
+    import base64
+    import gzip
+
+    from runners.host import logs
+
+    d = tmp_path / "logs"
+    d.mkdir()
+    (d / "serve.log").write_text(
+        "connect redis://runner-cpu:s3cret-pass@10.0.0.1:6379/0\n"
+        "Authorization: Bearer abc.def\n"
+        "token ghs_" + "a" * 36 + " and hf_" + "b" * 34 + "\n"
+    )
+    (d / "huge.log").write_bytes(b"x" * 10 + b"\n" + b"y" * (logs.MAX_LOG_BYTES + 10) + b"\nlast line\n")
+    packed = logs.pack(d, since=0)
+    text = logs.decode(packed["serve.log"])
+    assert "s3cret" not in text and "abc.def" not in text and "ghs_" not in text and "hf_b" not in text
+    assert text.count("[redacted]") == 4
+    tail = logs.decode(packed["huge.log"])
+    assert tail.endswith("last line\n") and "earlier bytes not shipped" in tail
+    bomb = base64.b64encode(gzip.compress(b"0" * (logs.MAX_LOG_BYTES * 4))).decode()
+    with pytest.raises(ValueError, match="inflates"):
+        logs.decode(bomb)
