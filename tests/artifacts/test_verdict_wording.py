@@ -110,6 +110,7 @@ def test_status_headline_follows_the_verdict() -> None:
         else:
             assert "Not validated because:" not in body
         assert ("Ran on the cpu runner profile" in body) is (name != "validated-ascend")
+        assert "\n\n| stage | status | time | notes |" in body  # a table needs its blank line on GitHub
     # without a verdict a finished job claims only that it was delivered
     options, results = cases["validated-ascend"]
     job = job_for(options, results, "succeeded")
