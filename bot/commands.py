@@ -1,73 +1,28 @@
-"""`/adapt` commands: declared once as data; the parser and `/adapt help` are generated from it.
+"""`/adapt` commands and check-run buttons: declared once as data; the parser, `/adapt help` and the
+buttons the delivery puts on check runs are generated from it.
 
 Pure: text in, parsed commands (or errors that say what was wrong) out. A command is a line that
-starts with `/adapt`, outside fenced code blocks and `>` quotes. Options are validated here, before
-anything is queued, so a bad value never reaches a runner.
+GitHub *shows* starting with `/adapt`: not inside fenced or indented code, `>` quotes (with their
+lazy continuation lines) or HTML comments `<!-- -->`. Lines end only at `\n` / `\r\n` — not at
+U+2028/U+2029, \x0b, \x0c, \x1c-\x1e or \x85, which `str.splitlines` treats as line breaks but
+GitHub does not. At most `MAX_COMMANDS_PER_COMMENT` commands of one comment run; the rest are
+refused together. Options are validated here (the grammar is `bot.options`, shared with the CLI),
+before anything is queued, so a bad value never reaches a runner and never raises.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runners.contracts import FEATURES, STAGES
+from bot.options import RUN_OPTIONS, Option, OptionError
+from runners.contracts import STAGES
 
 PREFIX = "/adapt"
 MAX_LINE = 500
-TP_MAX = 64
-MAX_MODEL_LEN_RANGE = (256, 1_048_576)
-HARDWARE = ("a2", "a3")
-
-
-class OptionError(ValueError):
-    """An option value that is not allowed; the message names the allowed values."""
-
-
-def _hardware(v: str) -> str:
-    if v not in HARDWARE:
-        raise OptionError(f"`--hardware` must be one of {', '.join(HARDWARE)} (got `{v[:40]}`)")
-    return v
-
-
-def _tp(v: str) -> int:
-    if not v.isdigit():
-        raise OptionError(f"`--tp` must be a whole number (got `{v[:40]}`)")
-    n = int(v)
-    if not (1 <= n <= TP_MAX) or n & (n - 1):
-        raise OptionError(f"`--tp` must be a power of two from 1 to {TP_MAX} (got {n})")
-    return n
-
-
-def _max_model_len(v: str) -> int:
-    lo, hi = MAX_MODEL_LEN_RANGE
-    if not v.isdigit():
-        raise OptionError(f"`--max-model-len` must be a whole number (got `{v[:40]}`)")
-    n = int(v)
-    if not lo <= n <= hi:
-        raise OptionError(f"`--max-model-len` must be between {lo} and {hi} (got {n})")
-    return n
-
-
-def _features(v: str) -> list[str]:
-    items = [x.strip() for x in v.split(",") if x.strip()]
-    if not items:
-        raise OptionError(f"`--features` needs a comma-separated list from: {', '.join(FEATURES)}")
-    bad = [x for x in items if x not in FEATURES]
-    if bad:
-        shown = ", ".join(f"`{x[:40]}`" for x in bad[:5])
-        raise OptionError(f"unknown feature(s) {shown}; choose from: {', '.join(FEATURES)}")
-    return list(dict.fromkeys(items))
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    flag: str  # "--tp"
-    dest: str  # "tp"
-    metavar: str
-    help: str
-    convert: Callable[[str], Any]
+#: Commands of one comment that run; the others get one reply saying they were not run.
+MAX_COMMANDS_PER_COMMENT = 3
 
 
 @dataclass(frozen=True)
@@ -86,7 +41,7 @@ class CommandSpec:
     #: Minimum repository permission ("write" means the repo's configured level) or None for anyone.
     needs_permission: bool
     args: tuple[ArgSpec, ...] = ()
-    options: tuple[OptionSpec, ...] = ()
+    options: tuple[Option, ...] = ()
     examples: tuple[str, ...] = ()
 
     @property
@@ -104,20 +59,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
         name="run",
         summary="start the adaptation job for the model named in this issue",
         help="Runs analysis, dummy gate, real gate, feature probes, capacity, accuracy and artifacts, "
-        "then opens one pull request. Options override the repository defaults.",
+        "then opens one pull request. Options override the repository defaults; `adapt-bot run` "
+        "on the command line takes the same options with the same limits.",
         needs_permission=True,
-        options=(
-            OptionSpec("--hardware", "hardware", "a2|a3", "Atlas A2 or A3 runner pool", _hardware),
-            OptionSpec("--tp", "tp", "N", f"tensor parallel size, a power of two 1..{TP_MAX}", _tp),
-            OptionSpec(
-                "--max-model-len",
-                "max_model_len",
-                "N",
-                f"context length to serve, {MAX_MODEL_LEN_RANGE[0]}..{MAX_MODEL_LEN_RANGE[1]}",
-                _max_model_len,
-            ),
-            OptionSpec("--features", "features", "LIST", f"comma list from {', '.join(FEATURES)}", _features),
-        ),
+        options=RUN_OPTIONS,
         examples=("/adapt run", "/adapt run --hardware a3 --tp 16 --max-model-len 32768"),
     ),
     CommandSpec(
@@ -156,6 +101,53 @@ COMMANDS: tuple[CommandSpec, ...] = (
 BY_NAME: dict[str, CommandSpec] = {c.name: c for c in COMMANDS}
 
 
+# -- check-run buttons ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckAction:
+    """A button on the bot's check runs. Its identifier IS the command it sends: `cancel`, or
+    `rerun-<stage>`; a click comes back as `check_run.requested_action` with that identifier.
+    GitHub's limits: label <= 20, description <= 40, identifier <= 20 characters."""
+
+    label: str
+    description: str
+    identifier: str
+
+    def __post_init__(self) -> None:
+        if not (
+            0 < len(self.label) <= 20 and 0 < len(self.description) <= 40 and 0 < len(self.identifier) <= 20
+        ):
+            raise ValueError(f"check-run action exceeds GitHub's limits: {self}")
+        if _button_intent(self.identifier) is None:
+            raise ValueError(f"check-run action {self.identifier!r} is not `cancel` or `rerun-<stage>`")
+
+    @property
+    def command(self) -> str:
+        return _button_intent(self.identifier)[0]  # type: ignore[index]
+
+    @property
+    def stage(self) -> str | None:
+        return _button_intent(self.identifier)[1]  # type: ignore[index]
+
+
+def _button_intent(identifier: str) -> tuple[str, str | None] | None:
+    if identifier == "cancel":
+        return ("cancel", None)
+    stage = identifier.removeprefix("rerun-")
+    if stage != identifier and stage in RERUN_STAGES:
+        return ("rerun", stage)
+    return None
+
+
+RERUN_DUMMY = CheckAction("Rerun dummy gate", "Run the dummy-weight gate again", "rerun-dummy-gate")
+RERUN_REAL = CheckAction("Rerun real gate", "Run the real-weight gate again", "rerun-real-gate")
+RERUN_ACCURACY = CheckAction("Rerun accuracy", "Run the accuracy evaluation again", "rerun-accuracy")
+CANCEL = CheckAction("Cancel", "Cancel this adaptation job", "cancel")
+#: Every button the bot puts on check runs; a click is accepted only for one of these.
+CHECK_ACTIONS: tuple[CheckAction, ...] = (RERUN_DUMMY, RERUN_REAL, RERUN_ACCURACY, CANCEL)
+CHECK_ACTION_BY_ID: dict[str, CheckAction] = {a.identifier: a for a in CHECK_ACTIONS}
+
+
+# -- parsing -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -175,38 +167,104 @@ class CommandError:
     name: str | None = None
 
 
-_LINE = re.compile(r"^\s*/adapt(?:\s+(?P<rest>.*))?$")
+Parsed = Command | CommandError
+
+#: GitHub's line endings. NOT str.splitlines: it also splits at \x0b \x0c \x1c-\x1e \x85 U+2028 U+2029.
+_LINE_END = re.compile(r"\r?\n")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_WS = re.compile(r"[ \t]+")  # ASCII blanks only: other "whitespace" is part of a token
+_CODE_SPAN = re.compile(r"(`+).*?\1")
+_CLOSED_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as GitHub breaks them: at `\n` and `\r\n` only."""
+    return _LINE_END.split(text or "")
+
+
+def _indent_ok(raw: str) -> bool:
+    """At most 3 leading spaces and no tab: 4 spaces (or a tab) make an indented code block."""
+    lead = len(raw) - len(raw.lstrip(" \t"))
+    return "\t" not in raw[:lead] and lead <= 3
 
 
 def command_lines(text: str) -> list[str]:
-    """Lines that start with /adapt, outside fenced code and `>` quotes (CommonMark fences)."""
+    """The `/adapt` lines GitHub shows as such, in order.
+
+    Hidden or literal text never counts: fenced code (CommonMark fences), indented code, `>`
+    quotes and the lines that continue a quote's paragraph (CommonMark's lazy continuation),
+    HTML comments (also over several lines; an unclosed `<!--` hides the rest). Where GitHub's
+    rendering is ambiguous this errs on the side of not running.
+    """
     out: list[str] = []
     fence: str | None = None
-    for raw in (text or "").splitlines():
-        stripped = raw.strip()
-        m = re.match(r"^(`{3,}|~{3,})", stripped)
-        if fence is None and m:
-            fence = m.group(1)
-            continue
+    in_comment = False
+    quoting = False  # the previous line was (a lazy continuation of) a quote
+    for raw in split_lines(text):
         if fence is not None:
+            stripped = raw.strip(" \t")
             if stripped.startswith(fence) and set(stripped) <= set(fence[0]):
                 fence = None
             continue
-        if stripped.startswith(">") or raw.startswith("    "):  # quote or indented code block
+        if in_comment:
+            if "-->" in raw:
+                in_comment = False  # what follows the close on this line is not a command
             continue
-        if _LINE.match(stripped) and (stripped == PREFIX or stripped[len(PREFIX)].isspace()):
-            out.append(stripped[:MAX_LINE])
+        m = _FENCE.match(raw)
+        if m:
+            fence, quoting = m.group(1), False
+            continue
+        stripped = raw.strip(" \t")
+        if not stripped:
+            quoting = False
+            continue
+        # HTML comments: drop the closed ones, an unclosed one hides everything after it
+        visible = _CLOSED_COMMENT.sub("", raw)
+        if "<!--" in _CODE_SPAN.sub("", visible):
+            in_comment = True
+            visible = visible[: visible.index("<!--")]
+        if stripped.startswith(">") or quoting:
+            quoting = True
+            continue
+        if not _indent_ok(raw) or not raw.lstrip(" ").startswith(PREFIX):
+            continue  # a command starts the line as written (a comment before it hides it)
+        line = visible.strip(" \t")
+        if line == PREFIX or (line.startswith(PREFIX) and line[len(PREFIX)] in " \t"):
+            out.append(line[: MAX_LINE + 1])
     return out
 
 
-def parse_line(line: str) -> Command | CommandError:
-    m = _LINE.match(line)
-    rest = (m.group("rest") if m else "") or ""
-    tokens = rest.split()
+def new_lines(lines: list[str], before: list[str]) -> list[str]:
+    """`lines` minus those already in `before` (as a multiset), in order: what an edit added."""
+    left: dict[str, int] = {}
+    for line in before:
+        left[line] = left.get(line, 0) + 1
+    out = []
+    for line in lines:
+        if left.get(line, 0):
+            left[line] -= 1
+        else:
+            out.append(line)
+    return out
+
+
+def parse_line(line: str) -> Parsed:
+    """One `/adapt` line -> Command or CommandError; never raises."""
+    try:
+        return _parse_line(line)
+    except Exception:  # a grammar bug must not drop the comment's other commands
+        return CommandError(line[:MAX_LINE], "this command could not be read")
+
+
+def _parse_line(line: str) -> Parsed:
+    if len(line) > MAX_LINE:
+        return CommandError(line[:MAX_LINE], f"the line is longer than {MAX_LINE} characters")
+    rest = line.strip(" \t")[len(PREFIX) :].strip(" \t")
+    tokens = _WS.split(rest) if rest else []
     if not tokens:
         return CommandError(line, "no subcommand given")
     name, *tokens = tokens
-    spec = BY_NAME.get(name.lower())
+    spec = BY_NAME.get(name.lower() if name.isascii() else name)
     if spec is None:
         return CommandError(line, f"unknown subcommand `{name[:40]}`")
     args: dict[str, Any] = {}
@@ -238,14 +296,12 @@ def parse_line(line: str) -> Command | CommandError:
     return _bind_positional(line, spec, positional, args)
 
 
-def _bind_positional(
-    line: str, spec: CommandSpec, positional: list[str], args: dict[str, Any]
-) -> Command | CommandError:
+def _bind_positional(line: str, spec: CommandSpec, positional: list[str], args: dict[str, Any]) -> Parsed:
     if spec.name == "help":
         if len(positional) > 1:
             return CommandError(line, "`help` takes at most one command name", spec.name)
         if positional:
-            topic = positional[0].lower()
+            topic = positional[0].lower() if positional[0].isascii() else positional[0]
             if topic not in BY_NAME:
                 return CommandError(line, f"no command `{topic[:40]}` to explain", spec.name)
             args["command"] = topic
@@ -265,6 +321,31 @@ def _bind_positional(
     return Command(spec.name, line, args)
 
 
-def parse_commands(text: str) -> list[Command | CommandError]:
-    """Every `/adapt` line of a comment, in order, parsed or explained."""
+@dataclass(frozen=True)
+class CommentCommands:
+    """What one comment (or one edit of it) asks: the commands that run, and the lines refused
+    because the comment held more than the limit."""
+
+    parsed: list[Parsed]
+    refused: list[str]
+
+    @property
+    def total(self) -> int:
+        return len(self.parsed) + len(self.refused)
+
+
+def parse_comment(
+    text: str, *, before: str | None = None, limit: int = MAX_COMMANDS_PER_COMMENT
+) -> CommentCommands:
+    """The commands of a comment, capped at `limit`; with `before` (an edit's previous body) only
+    the lines the edit added."""
+    lines = command_lines(text)
+    if before is not None:
+        lines = new_lines(lines, command_lines(before))
+    limit = max(0, limit)
+    return CommentCommands([parse_line(line) for line in lines[:limit]], lines[limit:])
+
+
+def parse_commands(text: str) -> list[Parsed]:
+    """Every `/adapt` line of a comment, in order, parsed or explained (no cap)."""
     return [parse_line(line) for line in command_lines(text)]

@@ -8,7 +8,8 @@ rerun force-moves the same branch and updates the same PR (found by head branch)
 
 Everything here takes an installation-authenticated githubkit `GitHub` client; retry/throttle policy
 is the caller's (bot.github.GitHubClient.call). Check-run buttons come back as `check_run`
-`requested_action` events whose identifier maps to an intent through `ACTION_INTENTS`.
+`requested_action` events; the buttons are declared once in `bot.commands.CHECK_ACTIONS`, which
+the intake (bot/behaviours/check_run_actions.py) reads back.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from githubkit.exception import RequestFailed
 
+from bot.commands import CANCEL, CHECK_ACTIONS, RERUN_DUMMY, RERUN_REAL, CheckAction
 from bot.github import GitHubError
 from runners.artifacts.builders import CHECK_RUN_TEXT_LIMIT, COMMENT_LIMIT, Delivery, check_run_output, fit
 from runners.artifacts.facts import JobFacts
@@ -32,12 +34,9 @@ from runners.verdict import Verdict
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: check-run button identifier -> (intent, stage); the intake turns a requested_action into this
+#: check-run button identifier -> (intent, stage), derived from the one declaration
 ACTION_INTENTS: dict[str, tuple[str, str | None]] = {
-    "rerun-real-gate": ("rerun", "real-gate"),
-    "rerun-dummy-gate": ("rerun", "dummy-gate"),
-    "rerun-accuracy": ("rerun", "accuracy"),
-    "cancel": ("cancel", None),
+    a.identifier: (a.command, a.stage) for a in CHECK_ACTIONS
 }
 
 
@@ -296,24 +295,6 @@ def _file_contents(source: Path | Mapping[str, str | bytes]) -> dict[str, bytes]
 # ---------------------------------------------------------------------------------------- check runs
 
 CheckStatus = Literal["queued", "in_progress", "completed"]
-
-
-@dataclass(frozen=True)
-class CheckAction:
-    label: str  # <= 20
-    description: str  # <= 40
-    identifier: str  # <= 20
-
-    def __post_init__(self) -> None:
-        if not (
-            0 < len(self.label) <= 20 and 0 < len(self.description) <= 40 and 0 < len(self.identifier) <= 20
-        ):
-            raise ValueError(f"check-run action exceeds GitHub's limits: {self}")
-
-
-RERUN_REAL = CheckAction("Rerun real gate", "Run the real-weight gate again", "rerun-real-gate")
-RERUN_DUMMY = CheckAction("Rerun dummy gate", "Run the dummy-weight gate again", "rerun-dummy-gate")
-CANCEL = CheckAction("Cancel", "Cancel this adaptation job", "cancel")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-IntentKind = Literal["start", "status", "rerun", "cancel", "help", "invalid", "pr_closed", "installation"]
+IntentKind = Literal[
+    "start", "status", "rerun", "cancel", "help", "invalid", "too_many", "pr_closed", "installation"
+]
 Via = Literal["label", "comment", "check_run", "pull_request", "installation"]
 
 #: Untrusted text kept on an intent is bounded (the model reference is searched in it).
@@ -32,6 +34,9 @@ class Intent(BaseModel):
     issue: int | None = None
     is_pull_request: bool = False
     sender: str | None = None
+    #: Who edited the comment when that is not its author (`sender` is then the author): both
+    #: must hold the permission a command needs.
+    editor: str | None = None
     #: Comment that carried the command (reactions and replies go there).
     comment_id: int | None = None
     command_line: str | None = None
@@ -102,6 +107,9 @@ class EventContext:
         return self.sender.get("type") == "Bot"
 
     def base(self, kind: IntentKind, via: Via, dedupe_key: str, **kw: Any) -> Intent:
+        """An intent from this delivery; `sender=` overrides the acting user (an edit acts as the
+        comment's author, not as the editor)."""
+        kw.setdefault("sender", self.sender_login)
         return Intent(
             kind=kind,
             via=via,
@@ -109,7 +117,6 @@ class EventContext:
             delivery=self.delivery,
             repo=self.repo,
             installation_id=self.installation_id,
-            sender=self.sender_login,
             dedupe_key=dedupe_key,
             **kw,
         )

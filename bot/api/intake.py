@@ -165,7 +165,7 @@ class Intake:
         self._accept = self.r.register_script(_ACCEPT_LUA)
         self._pending: Counter[str] = Counter()
         #: Hard bound on one Redis step of a delivery (GitHub gives up after 10 s).
-        self.redis_deadline_s = settings.intake_redis_timeout_s * 2
+        self.redis_deadline_s = settings.intake_redis_timeout_s + 0.5
         self.spool = Spool(settings.data_dir / "spool") if settings.spool_enabled else None
         #: The event loop this intake's async client belongs to (the metrics app may run elsewhere).
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -276,12 +276,15 @@ class Intake:
             self.count(event, "ping")
             return Answer(200, {"ok": True, "pong": True, "zen": str(payload.get("zen", ""))[:200]})
 
-        ctx = EventContext(event=event, delivery=delivery, payload=payload)
+        limits = {"max_commands_per_comment": self.settings.max_commands_per_comment}
+        ctx = EventContext(event=event, delivery=delivery, payload=payload, extra=limits)
+        redis_away: BaseException | None = None
         if event == "issues" and payload.get("action") == "labeled":
             try:
                 labels = await asyncio.wait_for(self.trigger_labels(ctx.repo), self.redis_deadline_s)
-            except (redis.RedisError, OSError, TimeoutError):
+            except (redis.RedisError, OSError, TimeoutError) as exc:
                 labels = None  # unknown: route it, the control plane compares with the repo's config
+                redis_away = exc  # and do not wait for Redis a second time below
             ctx = EventContext(event, delivery, payload, trigger_labels=labels)
         outcome = ROUTER.dispatch(ctx)
         if not outcome.intents:
@@ -290,6 +293,8 @@ class Intake:
             self.count(event, "ignored")
             return Answer(202, {"status": "ignored", "reason": outcome.reason})
 
+        if redis_away is not None:
+            raise redis_away  # accept() spools it
         private = _dict(payload.get("repository")).get("private")
         if isinstance(private, bool):  # the jobs pages follow the repository's visibility
             outcome.intents[:] = [i.model_copy(update={"repo_private": private}) for i in outcome.intents]

@@ -1,13 +1,15 @@
 """Buttons on the bot's check runs (`check_run.requested_action`) send the same intents as commands.
 
-Identifiers: `rerun-<stage>` (e.g. `rerun-real-gate`) and `cancel`. The check run's `external_id`
-holds the job id. A click carries no unique id of its own, so its dedupe key lives only briefly
-(long enough to fold the copies two hooks send, short enough for a deliberate second click).
+The buttons are declared once (`bot.commands.CHECK_ACTIONS`, also what `bot.delivery` puts on the
+check runs); a click on anything else is ignored. The check run's `external_id` holds the job id.
+A click carries no unique id of its own, so its dedupe key lives only briefly (long enough to fold
+the copies two hooks send, short enough for a deliberate second click). The clicker's permission
+is checked by the control plane like a command's.
 """
 
 from __future__ import annotations
 
-from bot.commands import RERUN_STAGES
+from bot.commands import CHECK_ACTION_BY_ID
 from bot.events import EventContext, dict_of, int_of, str_of
 from bot.routing import Outcome, Router, ignore
 
@@ -24,6 +26,9 @@ def on_requested_action(ctx: EventContext) -> Outcome:
     job_id = str_of(run.get("external_id")) or None
     if ctx.repo is None:
         return ignore("check_run without a repository")
+    action = CHECK_ACTION_BY_ID.get(ident)
+    if action is None:
+        return ignore(f"check-run action {ident[:40]!r} is not one of ours")
     key = f"check:{ctx.repo}:{int_of(run.get('id'))}:{ident}"
     common = {
         "pr": pr,
@@ -32,9 +37,6 @@ def on_requested_action(ctx: EventContext) -> Outcome:
         "job_id": job_id,
         "dedupe_ttl_s": CLICK_DEDUPE_TTL_S,
     }
-    if ident == "cancel":
+    if action.command == "cancel":
         return Outcome([ctx.base("cancel", "check_run", key, **common)])
-    if ident.startswith("rerun-") and ident[len("rerun-") :] in RERUN_STAGES:
-        stage = ident[len("rerun-") :]
-        return Outcome([ctx.base("rerun", "check_run", key, stage=stage, **common)])
-    return ignore(f"check-run action {ident[:40]!r} is not one of ours")
+    return Outcome([ctx.base("rerun", "check_run", key, stage=action.stage, **common)])

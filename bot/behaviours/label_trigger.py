@@ -1,4 +1,9 @@
-"""`issues.labeled` with the trigger label starts a job (labels are trusted: GitHub restricts who labels)."""
+"""`issues.labeled` with the trigger label starts a job — for the labeller's rights, not GitHub's.
+
+GitHub lets a `triage` user add labels, so a label is a request like `/adapt run`: the control
+plane checks that the labeller (the event's `sender`) holds the repository's configured permission
+(`permission` in `.github/adapt-bot.yml`, default `write`) and answers a refusal with a reply.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ def on_labeled(ctx: EventContext) -> Outcome:
         return ignore("labeled event without an issue or repository")
     if fields["is_pull_request"]:
         return ignore("label added to a pull request, not an issue")
+    if ctx.sender_login is None:
+        return ignore("labeled event without a sender")
     updated = str_of(dict_of(ctx.payload.get("issue")).get("updated_at"))
     key = f"label:{ctx.repo}:{fields['issue']}:{label}:{ctx.action}:{updated}"
     return Outcome([ctx.base("start", "label", key, label=label, **fields)])

@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from bot.options import GATE_OPTIONS
+from bot.options import add_arguments as add_job_options
+
 HELP = "Run one gate stage (dummy-gate, real-gate, features, capacity) against a real vllm serve."
 
 GATE_STAGES = ("dummy-gate", "real-gate", "features", "capacity")
@@ -37,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", required=True, choices=GATE_STAGES)
     parser.add_argument("--json", action="store_true", help="print the stage-result JSON on stdout")
     parser.add_argument("--work", type=Path, default=None, metavar="DIR", help="job workspace directory")
-    parser.add_argument("--tp", type=int, default=None, help="tensor parallel size")
-    parser.add_argument("--max-model-len", type=int, default=None)
+    add_job_options(parser, GATE_OPTIONS)  # same converters and limits as `/adapt run`
     parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--models-root", type=Path, default=None, metavar="DIR")
     parser.add_argument(
@@ -83,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
         options = JobOptions(model=args.model, profile=args.profile)
     options.tp = args.tp
     options.max_model_len = args.max_model_len
+    options.capacity_steps = args.capacity_steps
     options.served_model_name = args.served_model_name
     options.trust_remote_code = args.trust_remote_code
     job_id, work_root = _job_dir(args, str(options.local_path or options.model))

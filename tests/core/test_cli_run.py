@@ -41,7 +41,7 @@ def test_bad_options_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "unknown feature(s) warp-drive" in proc.stderr
     proc = run_cli("run", "Qwen/Qwen3-8B", "--repo", str(repo), "--tp", "0")
-    assert proc.returncode == 2 and "--tp must be between 1 and 64" in proc.stderr
+    assert proc.returncode == 2 and "--tp must be a power of two from 1 to 64" in proc.stderr
 
 
 def test_repo_must_be_a_checkout(tmp_path: Path) -> None:

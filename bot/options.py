@@ -1,0 +1,148 @@
+"""Job options, declared once: `/adapt run` and the CLI (`adapt-bot run`, `adapt-bot gate`) parse
+them with the same converters and limits, and `/adapt help` and `--help` show the same text.
+
+Pure. Every numeric value is ASCII digits only (`str.isdigit` accepts `²` and `٣`, `int` accepts
+`1_024` and ` +8`): a value that is not plain digits is refused with a message, never a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runners.contracts import FEATURES
+
+HARDWARE: tuple[str, ...] = ("a2", "a3")
+TP_MAX = 64
+MAX_MODEL_LEN_RANGE = (256, 1_048_576)
+#: capacity steps (`--concurrency 16,32,64`): concurrent sequences tried, in rising order
+CONCURRENCY_RANGE = (1, 4096)
+CONCURRENCY_STEPS_MAX = 8
+
+_DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only; 9 digits bound the int() work
+
+
+class OptionError(ValueError):
+    """An option value that is not allowed; the message names the allowed values."""
+
+
+def _shown(v: str) -> str:
+    return v[:40]
+
+
+def ascii_int(flag: str, v: str) -> int:
+    """`v` as a whole number written in ASCII digits, else OptionError naming the flag."""
+    if not _DIGITS.fullmatch(v):
+        raise OptionError(f"`{flag}` must be a whole number written with the digits 0-9 (got `{_shown(v)}`)")
+    return int(v)
+
+
+def _hardware(v: str) -> str:
+    if v not in HARDWARE:
+        raise OptionError(f"`--hardware` must be one of {', '.join(HARDWARE)} (got `{_shown(v)}`)")
+    return v
+
+
+def _tp(v: str) -> int:
+    n = ascii_int("--tp", v)
+    if not (1 <= n <= TP_MAX) or n & (n - 1):
+        raise OptionError(f"`--tp` must be a power of two from 1 to {TP_MAX} (got {n})")
+    return n
+
+
+def _max_model_len(v: str) -> int:
+    lo, hi = MAX_MODEL_LEN_RANGE
+    n = ascii_int("--max-model-len", v)
+    if not lo <= n <= hi:
+        raise OptionError(f"`--max-model-len` must be between {lo} and {hi} (got {n})")
+    return n
+
+
+def _items(v: str) -> list[str]:
+    return [x.strip() for x in v.split(",") if x.strip()]
+
+
+def _features(v: str) -> list[str]:
+    items = _items(v)
+    if not items:
+        raise OptionError(f"`--features` needs a comma-separated list from: {', '.join(FEATURES)}")
+    bad = [x for x in items if x not in FEATURES]
+    if bad:
+        shown = ", ".join(f"`{_shown(x)}`" for x in bad[:5])
+        raise OptionError(f"unknown feature(s) {shown}; choose from: {', '.join(FEATURES)}")
+    return list(dict.fromkeys(items))
+
+
+def _concurrency(v: str) -> list[int]:
+    lo, hi = CONCURRENCY_RANGE
+    items = _items(v)
+    if not items:
+        raise OptionError("`--concurrency` needs a comma-separated list of numbers, e.g. 16,32,64")
+    if len(items) > CONCURRENCY_STEPS_MAX:
+        raise OptionError(f"`--concurrency` takes at most {CONCURRENCY_STEPS_MAX} steps (got {len(items)})")
+    steps = [ascii_int("--concurrency", x) for x in items]
+    bad = [n for n in steps if not lo <= n <= hi]
+    if bad:
+        raise OptionError(f"`--concurrency` steps must be between {lo} and {hi} (got {bad[0]})")
+    return sorted(set(steps))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its flag, where it lands (`JobOptions` field), its text and its converter."""
+
+    flag: str  # "--tp"
+    dest: str  # "tp" (a JobOptions field)
+    metavar: str
+    help: str
+    convert: Callable[[str], Any]
+
+    def argparse_type(self, v: str) -> Any:
+        """The converter for argparse: the same check, reported as argparse's usage error (exit 2)."""
+        try:
+            return self.convert(v)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace("`", "")) from None
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            self.flag,
+            dest=self.dest,
+            type=self.argparse_type,
+            default=None,
+            metavar=self.metavar,
+            help=self.help,
+        )
+
+
+HARDWARE_OPT = Option("--hardware", "hardware", "a2|a3", "Atlas A2 or A3 runner pool", _hardware)
+TP = Option("--tp", "tp", "N", f"tensor parallel size, a power of two 1..{TP_MAX}", _tp)
+MAX_MODEL_LEN = Option(
+    "--max-model-len",
+    "max_model_len",
+    "N",
+    f"context length to serve, {MAX_MODEL_LEN_RANGE[0]}..{MAX_MODEL_LEN_RANGE[1]}",
+    _max_model_len,
+)
+FEATURES_OPT = Option("--features", "features", "LIST", f"comma list from {', '.join(FEATURES)}", _features)
+CONCURRENCY = Option(
+    "--concurrency",
+    "capacity_steps",
+    "N,N,...",
+    f"capacity steps: concurrent sequences to try, up to {CONCURRENCY_STEPS_MAX} values "
+    f"{CONCURRENCY_RANGE[0]}..{CONCURRENCY_RANGE[1]}",
+    _concurrency,
+)
+
+#: `/adapt run` and `adapt-bot run`
+RUN_OPTIONS: tuple[Option, ...] = (HARDWARE_OPT, TP, MAX_MODEL_LEN, FEATURES_OPT, CONCURRENCY)
+#: `adapt-bot gate` (one stage on this machine: no pool choice, no feature selection)
+GATE_OPTIONS: tuple[Option, ...] = (TP, MAX_MODEL_LEN, CONCURRENCY)
+
+
+def add_arguments(parser: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
+    for opt in options:
+        opt.add_to(parser)
