@@ -276,7 +276,8 @@ class Intake:
             self.count(event, "ping")
             return Answer(200, {"ok": True, "pong": True, "zen": str(payload.get("zen", ""))[:200]})
 
-        ctx = EventContext(event=event, delivery=delivery, payload=payload)
+        limits = {"max_commands_per_comment": self.settings.max_commands_per_comment}
+        ctx = EventContext(event=event, delivery=delivery, payload=payload, extra=limits)
         redis_away: BaseException | None = None
         if event == "issues" and payload.get("action") == "labeled":
             try:
