@@ -278,18 +278,38 @@ def default_pools(env: dict[str, str | None]) -> set[str]:
     from bot.config import Settings
     from bot.repo_config import service_defaults
 
-    values = {k.removeprefix("ADAPT_BOT_").lower(): v for k, v in env.items() if k.startswith("ADAPT_BOT_")}
-    settings = Settings.model_validate({k: v for k, v in values.items() if k in Settings.model_fields})
-    return set(service_defaults(settings)["pools"].values())
+    return set(service_defaults(bot_settings(env))["pools"].values())
+
+
+def bot_settings(env: dict[str, str | None]) -> Any:
+    """The control plane's Settings as the deployed environment gives them (JSON values parsed the
+    way pydantic-settings parses complex values from the environment)."""
+    import json
+
+    from bot.config import Settings
+
+    values: dict[str, Any] = {}
+    for k, v in env.items():
+        name = k.removeprefix("ADAPT_BOT_").lower()
+        if k.startswith("ADAPT_BOT_") and name in Settings.model_fields:
+            values[name] = json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
+    return Settings.model_validate(values)
+
+
+def served_pools(env: dict[str, str | None]) -> set[str]:
+    """The pools whose runner events the control plane consumes (ADAPT_BOT_RUNNER_POOLS)."""
+    return set(bot_settings(env).runner_pools)
 
 
 def consumed_queues(argvs: list[list[str]]) -> set[str]:
     """Queues the `adapt-bot worker ...` command lines among argvs consume (as the real CLI builds them)."""
     from bot.cli.worker import celery_argv
+    from runners.host.worker import celery_argv as runner_argv
 
     queues: set[str] = set()
     for argv in argvs:
         if argv[:1] == ["worker"]:
-            celery = celery_argv(parse_cli(argv))
+            args = parse_cli(argv)
+            celery = runner_argv(args.pool[0]) if args.pool else celery_argv(args)
             queues.update(celery[celery.index("-Q") + 1].split(","))
     return queues

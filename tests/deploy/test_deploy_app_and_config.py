@@ -119,6 +119,8 @@ BRIEF_SCHEMA: dict[str, Any] = {
         "signoff": None,
         "draft_until_real_gate": True,
     },
+    "remote_code": {"allow": False},
+    "quotas": {"user": None, "repo": None},
 }
 
 

@@ -20,6 +20,22 @@ from tests.deploy import manifests as m
 SERVICES = {"redis", "web", "control-worker", "cpu-runner", "flower"}
 
 
+#: Everything a runner service may be given: its pool's Redis user and password file, where it
+#: works, and where the model and dataset caches live.
+RUNNER_ENV = {
+    "ADAPT_BOT_REDIS_URL",
+    "ADAPT_BOT_REDIS_PASSWORD_FILE",
+    "ADAPT_BOT_WORK_ROOT",
+    "ADAPT_BOT_CACHE",
+    "ADAPT_BOT_MODELS_ROOT",
+    "ADAPT_BOT_MODEL_CACHE",
+    "ADAPT_BOT_DATASET_CACHE",
+    "ADAPT_BOT_TARGET_REPO",
+    "ADAPT_BOT_VLLM_ROOT",
+    "ADAPT_BOT_VLLM_ASCEND_ROOT",
+}
+
+
 def _check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
     if exe is None:
@@ -120,10 +136,14 @@ def test_resolved_environments_hold_each_credential_where_it_belongs(resolved: d
         "ADAPT_BOT_PRIVATE_KEY" in env["control-worker"]
         and "ADAPT_BOT_WEBHOOK_SECRET" not in env["control-worker"]
     )
-    assert env["cpu-runner"] == {"ADAPT_BOT_REDIS_URL", "ADAPT_BOT_WORK_ROOT", "ADAPT_BOT_CACHE"}
-    assert not resolved["services"]["cpu-runner"].get("secrets")
-    key = resolved["services"]["control-worker"]["secrets"][0]["target"]
-    assert resolved["services"]["control-worker"]["environment"]["ADAPT_BOT_PRIVATE_KEY"] == key
+    assert env["cpu-runner"] <= RUNNER_ENV and "ADAPT_BOT_REDIS_PASSWORD_FILE" in env["cpu-runner"]
+    # the runner's one secret is its pool's Redis password
+    assert [s["source"] for s in resolved["services"]["cpu-runner"]["secrets"]] == [
+        "redis_runner_cpu_password"
+    ]
+    worker = resolved["services"]["control-worker"]
+    key = next(s["target"] for s in worker["secrets"] if s["source"] == "github_app_private_key")
+    assert worker["environment"]["ADAPT_BOT_PRIVATE_KEY"] == key
     known = m.bot_env_names()
     for name, names in env.items():
         assert m.adapt_bot_names(dict.fromkeys(names)) <= known, name
@@ -136,6 +156,8 @@ def test_jobs_are_routed_to_a_pool_this_stack_runs(resolved: dict[str, Any]) -> 
     for name in ("web", "control-worker"):
         pools = m.default_pools(services[name]["environment"])
         assert pools <= consumed, f"{name} routes jobs to {pools}; workers consume {consumed}"
+        # and it reads the events of every pool a runner here serves
+        assert consumed - {"control"} <= m.served_pools(services[name]["environment"])
     assert "control" in consumed
 
 
@@ -150,7 +172,33 @@ def test_redis_is_append_only_on_a_named_volume_with_a_healthcheck() -> None:
     data_dir = argv[argv.index("--dir") + 1]
     volumes = {v.split(":")[1]: v.split(":")[0] for v in redis["volumes"]}
     assert volumes.get(data_dir) in m.compose()["volumes"], f"{data_dir} is not on a named volume"
-    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    # the health check authenticates as the control plane's user (the default user is off)
+    kind, script = redis["healthcheck"]["test"]
+    assert (
+        kind == "CMD-SHELL"
+        and "--user adapt-control" in script
+        and "/run/secrets/redis_control_password" in script
+    )
+
+
+def test_redis_runs_the_acl_users_of_the_trust_boundary() -> None:
+    """Redis loads the aclfile `adapt-bot redis-acl` writes; each service connects as its own user:
+    the control plane as adapt-control, the cpu runner as runner-cpu (its pool, nothing else)."""
+    from bot.redis_acl import render
+
+    redis = _svc("redis")
+    argv = redis["command"]
+    acl_secret = argv[argv.index("--aclfile") + 1]
+    assert acl_secret == "/run/secrets/redis_acl" and "redis_acl" in redis["secrets"]
+    users = {}
+    for name, svc in m.compose()["services"].items():
+        url = _environment(svc).get("ADAPT_BOT_REDIS_URL")
+        if url:
+            users[name] = url.split("//", 1)[1].split("@", 1)[0]
+            assert ":" not in users[name], f"{name}: the password belongs in a secret file, not the URL"
+    assert users == {"web": "adapt-control", "control-worker": "adapt-control", "cpu-runner": "runner-cpu"}
+    rendered = render("x", {"cpu": "y"})
+    assert "user default off" in rendered and "user runner-cpu on #" in rendered
 
 
 def test_references_resolve() -> None:
@@ -187,8 +235,8 @@ def test_real_env_and_secret_files_are_git_ignored() -> None:
 def test_no_secret_is_written_inline() -> None:
     for name, svc in m.compose()["services"].items():
         for key, value in _environment(svc).items():
-            if key == "ADAPT_BOT_PRIVATE_KEY":
-                assert value.startswith("/run/secrets/"), f"{name}: the key must be a Docker secret file"
+            if key in ("ADAPT_BOT_PRIVATE_KEY", "ADAPT_BOT_REDIS_PASSWORD_FILE"):
+                assert value.startswith("/run/secrets/"), f"{name}: {key} must be a Docker secret file"
             else:
                 secretish = ("SECRET", "TOKEN", "PASSWORD", "BASIC_AUTH")
                 assert not any(w in key for w in secretish), f"{name}: {key}"
@@ -197,7 +245,11 @@ def test_no_secret_is_written_inline() -> None:
 
 
 def test_only_the_control_worker_holds_the_app_key() -> None:
-    holders = {name for name, svc in m.compose()["services"].items() if svc.get("secrets")}
+    holders = {
+        name
+        for name, svc in m.compose()["services"].items()
+        if "github_app_private_key" in svc.get("secrets", [])
+    }
     assert holders == {"control-worker"}
     assert (
         not {n for n, s in m.compose()["services"].items() if "ADAPT_BOT_PRIVATE_KEY" in _environment(s)}
@@ -207,9 +259,13 @@ def test_only_the_control_worker_holds_the_app_key() -> None:
 
 def test_control_worker_key_path_is_its_docker_secret() -> None:
     svc = _svc("control-worker")
-    (secret,) = svc["secrets"]
-    assert _environment(svc)["ADAPT_BOT_PRIVATE_KEY"] == f"/run/secrets/{secret}"
-    assert "file" in m.compose()["secrets"][secret]
+    assert set(svc["secrets"]) == {"github_app_private_key", "redis_control_password"}
+    for secret, var in (
+        ("github_app_private_key", "ADAPT_BOT_PRIVATE_KEY"),
+        ("redis_control_password", "ADAPT_BOT_REDIS_PASSWORD_FILE"),
+    ):
+        assert _environment(svc)[var] == f"/run/secrets/{secret}"
+        assert "file" in m.compose()["secrets"][secret]
 
 
 def test_web_gets_the_webhook_secret_from_an_env_file() -> None:
@@ -219,11 +275,12 @@ def test_web_gets_the_webhook_secret_from_an_env_file() -> None:
 
 def test_cpu_runner_gets_no_github_credentials() -> None:
     runner = _svc("cpu-runner")
-    assert not runner.get("secrets")
+    assert runner["secrets"] == ["redis_runner_cpu_password"]
     assert not runner.get("env_file")
     names = _effective_env_names(runner)
     assert not (names & m.GITHUB_CREDENTIAL_ENV)
-    assert names <= {"ADAPT_BOT_REDIS_URL", "ADAPT_BOT_WORK_ROOT", "ADAPT_BOT_CACHE"}
+    assert names <= RUNNER_ENV
+    assert _environment(runner)["ADAPT_BOT_REDIS_URL"] == "redis://runner-cpu@redis:6379/0"
     assert runner["init"] is True
     grace = runner["stop_grace_period"]
     assert grace.endswith("m") and int(grace[:-1]) >= 5
@@ -263,13 +320,16 @@ def test_web_publishes_the_port_it_serves_on() -> None:
 
 def test_flower_watches_the_broker_and_is_local_only() -> None:
     flower = _svc("flower")
-    assert flower["command"][:3] == ["celery", "--broker=redis://redis:6379/0", "flower"]
+    assert flower["command"][:2] == [
+        "celery",
+        "flower",
+    ]  # the broker URL (with its password) is in the env file
     assert all(p.startswith("127.0.0.1:") for p in flower["ports"])
-    assert "FLOWER_BASIC_AUTH" in _effective_env_names(flower)
+    assert {"FLOWER_BASIC_AUTH", "CELERY_BROKER_URL"} <= _effective_env_names(flower)
 
 
 def test_redis_url_points_at_the_redis_service() -> None:
     for name, svc in m.compose()["services"].items():
         url = _environment(svc).get("ADAPT_BOT_REDIS_URL")
         if url is not None:
-            assert url == "redis://redis:6379/0", name
+            assert url.endswith("@redis:6379/0") and url.startswith("redis://"), name

@@ -5,6 +5,7 @@ mounts, env names, and that no GitHub credential reaches a pod that runs model c
 from __future__ import annotations
 
 import copy
+import json
 import shlex
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from tests.deploy import manifests as m
+from tests.deploy.test_deploy_compose import RUNNER_ENV
 
 #: Oldest Kubernetes the manifests promise to work on, and the newest schemas shipped.
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
@@ -79,15 +81,39 @@ def test_redis_persists_with_append_only_on_a_volume_claim() -> None:
     claims = {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
     mounted = {vm["mountPath"]: vm["name"] for vm in container["volumeMounts"]}
     assert mounted.get(data_dir) in claims, f"{data_dir} is not on a PersistentVolumeClaim"
-    assert "redis-cli" in container["readinessProbe"]["exec"]["command"]
+    probe = " ".join(container["readinessProbe"]["exec"]["command"])
+    assert "redis-cli" in probe and "--user adapt-control" in probe  # the default user is off
 
 
-def test_configured_redis_url_points_at_the_redis_service() -> None:
+def test_redis_loads_the_acl_users_from_a_secret() -> None:
+    sts = m.by_name("StatefulSet", "adapt-bot-redis")
+    (container,) = m.pod_spec(sts)["containers"]
+    argv = [*container.get("command", []), *container.get("args", [])]
+    aclfile = argv[argv.index("--aclfile") + 1]
+    mounts = {vm["name"]: vm["mountPath"] for vm in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in m.pod_spec(sts)["volumes"]}
+    (acl_volume,) = [n for n, path in mounts.items() if aclfile.startswith(path + "/")]
+    assert volumes[acl_volume]["secret"]["secretName"] == "adapt-bot-redis-acl"
+
+
+def test_configured_redis_url_points_at_the_redis_service_as_the_right_user() -> None:
     svc = m.by_name("Service", "adapt-bot-redis")
     port = svc["spec"]["ports"][0]["port"]
-    for name in ("adapt-bot-config", "adapt-bot-runner-env"):
-        url = m.by_name("ConfigMap", name)["data"]["ADAPT_BOT_REDIS_URL"]
-        assert url.startswith(f"redis://adapt-bot-redis:{port}/"), (name, url)
+    url = m.by_name("ConfigMap", "adapt-bot-config")["data"]["ADAPT_BOT_REDIS_URL"]
+    assert url == f"redis://adapt-control@adapt-bot-redis:{port}/0"
+    assert "ADAPT_BOT_REDIS_URL" not in m.by_name("ConfigMap", "adapt-bot-runner-env")["data"]
+    for pool in ("a2-8", "a3-16"):
+        d, c = _runner(pool)
+        env = m.container_env(d, c)
+        assert env["ADAPT_BOT_REDIS_URL"] == f"redis://runner-{pool}@adapt-bot-redis:{port}/0"
+        password = env["ADAPT_BOT_REDIS_PASSWORD_FILE"]
+        # the file is the pool's own Secret, mounted where the variable says
+        mounts = {vm["mountPath"]: vm["name"] for vm in c["volumeMounts"]}
+        volume = mounts[password.rsplit("/", 1)[0]]
+        secret = {v["name"]: v for v in m.pod_spec(d)["volumes"]}[volume]["secret"]["secretName"]
+        assert secret == f"adapt-bot-redis-runner-{pool}" and password.endswith(f"runner-{pool}.password")
+    served = set(json.loads(m.by_name("ConfigMap", "adapt-bot-config")["data"]["ADAPT_BOT_RUNNER_POOLS"]))
+    assert served == {"a2-8", "a3-16"}
 
 
 # --------------------------------------------------------------------------- services and selectors
@@ -159,7 +185,10 @@ def test_only_the_control_worker_holds_the_app_key() -> None:
     }
     assert holders == {"adapt-bot-control-worker"}
     web = m.by_name("Deployment", "adapt-bot-web")
-    assert m.secret_refs(web) == ["env ADAPT_BOT_WEBHOOK_SECRET <- secret adapt-bot-github"]
+    assert m.secret_refs(web) == [
+        "env ADAPT_BOT_WEBHOOK_SECRET <- secret adapt-bot-github",
+        "volume redis-password <- secret adapt-bot-redis-control",
+    ]
 
 
 def test_control_worker_reads_the_key_as_a_mounted_file() -> None:
@@ -324,11 +353,12 @@ def test_runner_env_is_the_reference_set_and_agrees_with_the_profile(pool: str) 
 @pytest.mark.parametrize("pool", ["a2-8", "a3-16"])
 def test_runner_pods_hold_no_github_credentials(pool: str) -> None:
     d, c = _runner(pool)
-    assert m.secret_refs(d) == []
+    # its one secret is its pool's Redis password
+    assert m.secret_refs(d) == [f"volume redis-password <- secret adapt-bot-redis-runner-{pool}"]
     env = m.container_env(d, c)
     assert not (set(env) & m.GITHUB_CREDENTIAL_ENV), set(env) & m.GITHUB_CREDENTIAL_ENV
     assert not [k for k in env if "GITHUB" in k or "TOKEN" in k or "SECRET" in k]
-    assert m.adapt_bot_names(env) <= {"ADAPT_BOT_REDIS_URL", "ADAPT_BOT_WORK_ROOT", "ADAPT_BOT_CACHE"}
+    assert m.adapt_bot_names(env) <= RUNNER_ENV
     spec = m.pod_spec(d)
     assert spec["automountServiceAccountToken"] is False
     sa = m.by_name("ServiceAccount", spec["serviceAccountName"])
@@ -345,7 +375,7 @@ def test_secret_check_sees_a_secret_slipped_into_a_runner() -> None:
             "valueFrom": {"secretKeyRef": {"name": "adapt-bot-github", "key": "x"}},
         }
     )
-    assert m.secret_refs(d) == ["env ADAPT_BOT_WEBHOOK_SECRET <- secret adapt-bot-github"]
+    assert "env ADAPT_BOT_WEBHOOK_SECRET <- secret adapt-bot-github" in m.secret_refs(d)
 
 
 def test_runner_network_policy_blocks_ingress_and_the_metadata_service() -> None:
