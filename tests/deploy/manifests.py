@@ -275,7 +275,6 @@ def materialize_compose_project(dest: Path) -> Path:
 def default_pools(env: dict[str, str | None]) -> set[str]:
     """The runner pools the control plane routes jobs to by default (no repository config), given
     the environment it is deployed with: the bot's own settings and repo-config defaults decide."""
-    from bot.config import Settings
     from bot.repo_config import service_defaults
 
     return set(service_defaults(bot_settings(env))["pools"].values())
