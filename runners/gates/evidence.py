@@ -403,7 +403,7 @@ _SIZE = r"torch\.Size\(\[([\d, ]*)\]\)"
 _LOAD_RULES: tuple[tuple[LoadKind, re.Pattern[str]], ...] = (
     (
         "not-initialized",
-        re.compile(r"(?:weights|parameters) were not initialized from (?:the model )?checkpoint"),
+        re.compile(r"were not initialized from (?:the model )?checkpoint"),
     ),
     (
         "missing-keys",
@@ -482,4 +482,3 @@ def load_findings(lines: Sequence[str], *, limit: int = 20) -> list[LoadFinding]
         if len(out) >= limit:
             break
     return out
-

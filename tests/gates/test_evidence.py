@@ -110,6 +110,24 @@ def test_mtp_evidence_lines() -> None:
             "config-rejected",
             "none",
         ),
+        (
+            "AssertionError: Attempted to load weight (torch.Size([128, 192])) into parameter "
+            "(torch.Size([128, 256]))",
+            "weight-shape",
+            "stop",
+        ),
+        (
+            "RuntimeError: Failed to load the model config. If the model is a custom model not yet available "
+            "in the HuggingFace transformers library, consider setting `trust_remote_code=True` in LLM or "
+            "using the `--trust-remote-code` flag in the CLI.",
+            "remote-code-needed",
+            "stop",
+        ),
+        (
+            "vllm.exceptions.VLLMValidationError: Token id 151700 is out of vocabulary",
+            "vocab-out-of-range",
+            "stop",
+        ),
     ],
 )
 def test_signature_table(line: str, sig_id: str, ladder: str) -> None:
@@ -159,3 +177,71 @@ def test_evidence_conversion_clips() -> None:
 def test_context_excerpt() -> None:
     lines = [f"l{i}" for i in range(1, 11)]
     assert ev.context(lines, 5, before=1, after=1) == "l4\nl5\nl6"
+
+
+def test_every_next_step_is_specific() -> None:
+    """No signature sends a human to 'read the log': each names what to change (issue 10)."""
+    for sig in ev.SIGNATURES:
+        text = sig.next_step.lower()
+        assert not text.startswith("read"), sig.id
+        assert not any(g in text for g in ("read the log", "check the log", "see the log", "investigate")), (
+            sig.id
+        )
+    assert "--trust-remote-code" in next(s for s in ev.SIGNATURES if s.id == "remote-code-needed").next_step
+
+
+@pytest.mark.parametrize(
+    ("line", "kind", "detail"),
+    [
+        (
+            "INFO 12-01 [model.py:2495] Downcasting torch.float32 to torch.bfloat16.",
+            "dtype-downcast",
+            {"from": "float32", "to": "bfloat16"},
+        ),
+        (
+            "WARNING 12-01 [model.py:2498] Casting torch.bfloat16 to torch.float16.",
+            "dtype-downcast",
+            {"from": "bfloat16", "to": "float16"},
+        ),
+        (
+            "INFO 12-01 [model.py:2492] Upcasting torch.bfloat16 to torch.float32.",
+            "dtype-upcast",
+            {"from": "bfloat16", "to": "float32"},
+        ),
+        (
+            "ValueError: Following weights were not initialized from checkpoint: "
+            "{'model.layers.1.mlp.down_proj.weight'}",
+            "not-initialized",
+            {"tensors": ["model.layers.1.mlp.down_proj.weight"]},
+        ),
+        (
+            "ValueError: There is no module or parameter named 'model.layers.0.mlp.experts.w13_weight' in X",
+            "unexpected-keys",
+            {"tensors": []},
+        ),
+        (
+            "Some weights of X were not initialized from the model checkpoint and are newly initialized: "
+            "['lm_head.weight']",
+            "not-initialized",
+            {"tensors": ["lm_head.weight"]},
+        ),
+        (
+            "RuntimeError: Error(s): size mismatch for model.norm.weight: copying a param with shape "
+            "torch.Size([96]) from checkpoint, the shape in current model is torch.Size([64]).",
+            "shape-mismatch",
+            {"tensors": ["model.norm.weight"], "loaded": [96]},
+        ),
+        ("vllm.exceptions.VLLMValidationError: Token id 151700 is out of vocabulary", "vocab-mismatch", {}),
+    ],
+)
+def test_load_findings_table(line: str, kind: str, detail: dict) -> None:
+    (f,) = ev.load_findings(["INFO starting", line, "INFO after"])
+    assert (f.kind, f.line) == (kind, 2)
+    d = f.as_dict()
+    for key, value in detail.items():
+        assert d.get(key, []) == value, key
+
+
+def test_load_findings_ignore_a_healthy_log() -> None:
+    for name in ("qwen3-moe-ep-cpu.log", "deepseek-v3-mtp.log", "head16-false-ready.log"):
+        assert ev.load_findings(lines_of(name)) == [], name

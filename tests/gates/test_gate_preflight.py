@@ -218,3 +218,27 @@ def test_load_crash_names_the_tensor_from_the_headers(tmp_path: Path) -> None:
         "parameter as [128, 256]" in result.diagnosis
     )
     assert result.data["signature"] == "weight-shape"
+
+
+def test_cli_flag_sets_the_opt_in(tmp_path: Path) -> None:
+    from bot.cli import build_parser
+    from bot.cli.run import options_from_args
+
+    repo = str(tmp_path)
+    parser = build_parser()
+    assert options_from_args(
+        parser.parse_args(["run", repo, "--repo", repo, "--trust-remote-code"])
+    ).trust_remote_code
+    assert not options_from_args(parser.parse_args(["run", repo, "--repo", repo])).trust_remote_code
+    assert parser.parse_args(["gate", repo, "--stage", "dummy-gate", "--trust-remote-code"]).trust_remote_code
+
+
+def test_repo_config_key_defaults_off() -> None:
+    from bot import repo_config
+    from bot.config import Settings
+
+    settings = Settings()
+    assert repo_config.parse(None, settings).config.remote_code.allow is False
+    assert repo_config.parse("remote_code: {allow: true}\n", settings).config.remote_code.allow is True
+    bad = repo_config.parse("remote_code: {allow: true, everything: yes}\n", settings)
+    assert bad.error and "remote_code" in bad.error and bad.config.remote_code.allow is False
