@@ -214,6 +214,19 @@ def test_pr_body_of_a_validated_ascend_run_has_no_warnings() -> None:
     assert "| Output quality (degenerate-output check) | ok |" in body
 
 
+def test_real_gate_check_run_shows_parity_and_quality() -> None:
+    from runners.artifacts import check_run_output
+
+    results = b.full_results(M)
+    results["real-gate"].data["parity"] = {"status": "skipped", "reason": "needs 32 GB, budget 8 GB"}
+    facts = collect(b.options(M), results)
+    assert facts.real_gate is not None
+    summary = check_run_output(facts.real_gate)["summary"]
+    assert "Reference parity (Hugging Face `transformers`, same weights): skipped — needs 32 GB" in summary
+    assert "Output quality: ok." in summary and "not a validated adaptation" in summary
+    assert "Reference parity" not in check_run_output(facts.gates[0])["summary"]
+
+
 def test_commit_message_carries_the_verdict_and_where_it_ran() -> None:
     options, results = real_run()
     msg = commit_message(options, results)
