@@ -399,6 +399,8 @@ _AVAILABLE = re.compile(
 )
 _CPU_SPACE = re.compile(r"Explicitly set \((?P<gib>[\d.]+)/[\d.]+\) GiB for KV cache")
 _NPU_AVAILABLE = re.compile(r"Available KV cache memory: (?P<gib>[\d.]+) GiB")
+_BATCHED = re.compile(r"max_num_batched_tokens=(?P<n>\d+)")
+_ASYNC = re.compile(r"Asynchronous scheduling is enabled")
 
 
 class KvMeasured(BaseModel):
@@ -413,6 +415,16 @@ class KvMeasured(BaseModel):
     estimated_max_len: int | None = None
     needed_gib: float | None = None
     available_gib: float | None = None
+    #: The scheduler's token budget per step and whether two batches overlap (async scheduling):
+    #: sliding-window layers keep the in-flight tokens = budget × concurrent batches.
+    max_num_batched_tokens: int | None = None
+    async_scheduling: bool = False
+
+    @property
+    def in_flight_tokens(self) -> int | None:
+        if self.max_num_batched_tokens is None:
+            return None
+        return self.max_num_batched_tokens * (2 if self.async_scheduling else 1)
 
 
 def measured_from_log(lines: Iterable[str]) -> KvMeasured:
@@ -432,6 +444,10 @@ def measured_from_log(lines: Iterable[str]) -> KvMeasured:
             out.available_gib = float(m.group("avail"))
         if out.available_gib is None and (m := _CPU_SPACE.search(line) or _NPU_AVAILABLE.search(line)):
             out.available_gib = float(m.group("gib"))
+        if out.max_num_batched_tokens is None and (m := _BATCHED.search(line)):
+            out.max_num_batched_tokens = int(m.group("n"))
+        if _ASYNC.search(line):
+            out.async_scheduling = True
     return out
 
 

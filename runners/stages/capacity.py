@@ -154,7 +154,10 @@ def predict(
     seqs: int,
     tps: list[int],
     cap: int,
+    in_flight_tokens: int | None = None,
 ) -> list[kv.TpFit]:
+    """The prediction for this profile. `in_flight_tokens` (the scheduler's budget, from a log)
+    only matters for sliding-window layers; unknown = 8192."""
     spec = prof.capacity
     return kv.predict_fits(
         lay,
@@ -169,6 +172,7 @@ def predict(
         reserve_bytes=int(spec.reserve_gib * kv.GIB),
         fixed_kv_bytes=fixed_kv_bytes(prof),
         cap=cap,
+        in_flight_tokens=in_flight_tokens or 8192,
     )
 
 
@@ -314,10 +318,19 @@ def run(ctx: StageContext) -> StageResult:
             "at_tp": [f.model_dump(mode="json") for f in fits],
         }
 
-    def predicted_at(length: int, seqs: int) -> kv.TpFit | None:
+    def predicted_at(length: int, seqs: int, in_flight: int | None) -> kv.TpFit | None:
         if lay is None:
             return None
-        (one,) = predict(lay, prof, parameter_bytes=param_bytes, length=length, seqs=seqs, tps=[tp], cap=cap)
+        (one,) = predict(
+            lay,
+            prof,
+            parameter_bytes=param_bytes,
+            length=length,
+            seqs=seqs,
+            tps=[tp],
+            cap=cap,
+            in_flight_tokens=in_flight,
+        )
         return one
 
     def record(
@@ -332,7 +345,7 @@ def run(ctx: StageContext) -> StageResult:
             "log_path": att.log_path,
             "argv": att.argv,
             **figures,
-            "kv": compare(predicted_at(length, seqs), measured),
+            "kv": compare(predicted_at(length, seqs, measured.in_flight_tokens), measured),
         }
         if not att.ok:
             row["diagnosis"] = att.diagnosis

@@ -107,6 +107,8 @@ def test_parse_kv_line_from_recorded_logs() -> None:
     assert m.available_gib == 1.0  # "Explicitly set (1.0/9.59) GiB for KV cache"
     m2 = kv.measured_from_log(read_log_lines(LOGS / "qwen3-moe-ep-cpu.log"))
     assert (m2.tokens, m2.max_concurrency) == (1048576, 4096.0)
+    # "Chunked prefill is enabled with max_num_batched_tokens=512." and no async scheduling line
+    assert (m2.max_num_batched_tokens, m2.async_scheduling, m2.in_flight_tokens) == (512, False, 512)
     none = kv.measured_from_log(read_log_lines(LOGS / "unknown-arch.log"))
     assert none.tokens is None  # never got that far
 
