@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     intent_retry_max_s: float = 900.0
     #: Lease of the per-delivery apply lock (renewed while held; a dead holder blocks this long).
     intent_lock_ttl_s: float = 30.0
+    #: Control worker: every this often, ask GitHub to redeliver failed deliveries we never got
+    #: (App webhook deliveries API), looking back this far (GitHub keeps 3 days). 0: off.
+    redelivery_sweep_s: float = 300.0
+    redelivery_lookback_s: int = 3 * 24 * 3600 - 600
     #: The web process's Redis timeout per step of a delivery; past it the delivery is spooled to
     #: `data_dir/spool` (fsync'd) and replayed every `spool_replay_s` once Redis is back.
     intake_redis_timeout_s: float = 1.0

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from bot.intents import Queue
@@ -68,7 +70,20 @@ return n
 
 
 class Outbox:
-    def __init__(self, r: Any, queue: Queue, lease_s: float = 30.0, poll_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        r: Any,
+        queue: Queue,
+        lease_s: float = 30.0,
+        poll_s: float = 1.0,
+        *,
+        sweeper: Callable[[], list[str]] | None = None,
+        sweep_every_s: float = 300.0,
+    ) -> None:
+        #: The control worker's redelivery sweep (bot.api.redeliver), run from this thread.
+        self.sweeper = sweeper
+        self.sweep_every_s = sweep_every_s
+        self._next_sweep = 0.0
         self.r = r  # a sync client: the publisher is a thread
         self.queue = queue
         self.lease_s = lease_s
@@ -110,10 +125,20 @@ class Outbox:
             self.rearm_pending()
             self._run_id = run_id
 
+    def _sweep_when_due(self) -> None:
+        if self.sweeper is None or time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + self.sweep_every_s
+        try:
+            self.sweeper()
+        except Exception:  # GitHub away: the next sweep asks again
+            log.warning("redelivery sweep failed; will retry", exc_info=True)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self._watch_restart()
+                self._sweep_when_due()
                 self.r.blpop([WAKE], timeout=self.poll_s)  # woken by the accept script, or poll
                 self.publish_pending()
             except Exception:  # broker or Redis away: the claims expire and are retried

@@ -96,7 +96,14 @@ def _publish_outbox_while_running() -> None:
 
         settings = get_settings()
         queue = CeleryQueue(get_celery(), settings)
-        box = Outbox(client(settings), queue)
+        from bot.api.redeliver import sweeper_for
+
+        box = Outbox(  # also sweeps for failed deliveries GitHub never got a 2xx for (App key here)
+            client(settings),
+            queue,
+            sweeper=sweeper_for(settings, client(settings)),
+            sweep_every_s=settings.redelivery_sweep_s,
+        )
         box.start()
         state["box"] = box
         inbox = Inbox(

@@ -15,8 +15,10 @@ import httpx
 import pytest
 
 from tests.plugins.service import Worker, wait_for
-from tests.plugins.standin import REPO
+from tests.plugins.standin import REPO, WEBHOOK_SECRET
 from tests.standin import payloads
+from tests.standin.hooks_api import deliver
+from tests.standin.server import free_port
 from tests.standin.state import late_answer
 
 FAST = {
@@ -27,6 +29,7 @@ FAST = {
     "github_timeout_s": 1.5,
     "spool_replay_s": 0.5,
     "intake_redis_timeout_s": 0.5,
+    "redelivery_sweep_s": 1.0,
 }
 
 
@@ -185,6 +188,27 @@ def test_a_redelivery_of_a_delivery_that_was_given_up_arms_it_again(
     assert len(status_comments(gh, n)) == 1
 
 
+def test_a_delivery_that_never_reached_us_is_redelivered_by_the_control_workers_sweep(
+    github_standin: Any, deps: Any, bot_server: Any, control: Worker
+) -> None:
+    """Every web process down when GitHub sent it: GitHub logs a failed delivery; the control
+    worker's sweep (App webhook deliveries API) asks for it again and it becomes a job, once."""
+    gh = github_standin
+    gh.hook_url, gh.hook_secret = bot_server.url + "/webhook", WEBHOOK_SECRET
+    n = new_issue(gh)
+    nobody = f"http://127.0.0.1:{free_port()}/webhook"  # what GitHub met: nothing listening
+    lost = deliver(gh, "issues", payloads.issues_labeled(gh, REPO, n), url=nobody)
+    assert lost["status_code"] == 0
+    job = wait_for("the redelivered label as a job", lambda: deps.store.active_for(REPO, n), 60, [control])
+    wait_for("its status comment", lambda: status_comments(gh, n), 30, [control])
+    again = [d for d in gh.hook_deliveries if d["guid"] == lost["guid"] and d["redelivery"]]
+    assert [d["status_code"] for d in again] == [202]  # asked for once, answered 2xx
+    time.sleep(3.0)  # three more sweeps: the GUID is known now, nothing is asked again
+    assert len([d for d in gh.hook_deliveries if d["guid"] == lost["guid"]]) == 2
+    assert gh.requests_to("POST", "/app/hook/deliveries/*/attempts")[0].auth == "jwt"
+    assert len(status_comments(gh, n)) == 1 and deps.store.get(job.id) is not None
+
+
 def test_a_permanent_answer_drops_the_intent_with_a_reason(
     post: Callable[..., Any],
     github_standin: Any,
@@ -209,3 +233,24 @@ def _forbidden() -> Any:
     from tests.standin.state import Fault
 
     return Fault(403, body={"message": "Resource not accessible by integration"})
+
+
+def test_which_failed_deliveries_are_asked_for_again() -> None:
+    import datetime as dt
+
+    from bot.api.redeliver import failed_unknown
+
+    now = dt.datetime.now(dt.UTC)
+
+    def ago(minutes: int) -> str:
+        return (now - dt.timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+    rows = [
+        {"id": 1, "guid": "a", "status_code": 0, "delivered_at": ago(5)},  # nothing listened
+        {"id": 2, "guid": "a", "status_code": 502, "delivered_at": ago(4)},  # a proxy's 502: newest
+        {"id": 3, "guid": "b", "status_code": 401, "delivered_at": ago(5)},  # our own verdict stands
+        {"id": 4, "guid": "c", "status_code": 504, "delivered_at": ago(5)},  # we accepted a later try
+        {"id": 5, "guid": "d", "status_code": 500, "delivered_at": ago(120)},  # outside the window
+        {"id": 6, "guid": "e", "status_code": 202, "delivered_at": ago(5)},  # fine
+    ]
+    assert [d["id"] for d in failed_unknown(rows, {"c"}, now - dt.timedelta(hours=1))] == [2]

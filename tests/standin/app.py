@@ -27,6 +27,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "tests.standin.core_api",
     "tests.standin.git_api",  # artifacts: git blobs/trees/commits/refs, pulls, check runs
     "tests.standin.oauth_api",  # user authorization (OAuth), /user, repository read access
+    "tests.standin.hooks_api",  # the App's webhook deliveries log and redelivery
 )
 
 

@@ -120,6 +120,11 @@ class StandinState:
             self.oauth_clients: dict[str, str] = {}
             self.oauth_codes: dict[str, str] = {}
             self.user_tokens: dict[str, str] = {}
+            #: Webhooks "GitHub" sent (tests/standin/hooks_api.py): the App's hook URL and secret,
+            #: and the delivery log the App's webhook deliveries API lists.
+            self.hook_url: str | None = None
+            self.hook_secret: str | None = None
+            self.hook_deliveries: list[dict[str, Any]] = []
             #: Free space for route modules added through app.ROUTE_MODULES (e.g. git_api).
             self.extra: dict[str, Any] = {}
 
