@@ -209,10 +209,20 @@ def stage_data(logs_dir: Path, started: float | dt.datetime, finished: float | d
     }
 
 
+def windows_of(results: Mapping[str, Any]) -> dict[str, tuple[dt.datetime, dt.datetime]]:
+    """Stage windows from stored StageResults (`ws.load_results()`), for job_device_seconds."""
+    return {
+        stage: (r.started_at, r.finished_at)
+        for stage, r in results.items()
+        if getattr(r, "finished_at", None) is not None
+    }
+
+
 def job_device_seconds(
     logs_dir: Path, windows: Mapping[str, tuple[float | dt.datetime, float | dt.datetime]]
 ) -> dict[str, Any]:
-    """Per stage (by window) and for the whole job (every process, whole lifetime)."""
+    """Per stage (by window) and for the whole job: every process over its whole lifetime, so
+    earlier attempts of a rerun stage count in the total though no stored window holds them."""
     recs = records(logs_dir)
     by_stage = {s: device_seconds(recs, w)["device_seconds"] for s, w in windows.items()}
     last = max((_epoch(w[1]) for w in windows.values()), default=None)

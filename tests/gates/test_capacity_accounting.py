@@ -79,6 +79,25 @@ def test_device_seconds_per_stage_and_job(tmp_path: Path) -> None:
     assert accounting.total_seconds(logs) == pytest.approx(30 + 100 + 60 + 40)
 
 
+def test_windows_from_stored_stage_results(tmp_path: Path) -> None:
+    from runners.contracts import StageResult
+
+    start = dt.datetime.fromtimestamp(T0, dt.UTC)
+    results = {
+        "dummy-gate": StageResult(
+            stage="dummy-gate",
+            status="passed",
+            started_at=start,
+            finished_at=start + dt.timedelta(seconds=35),
+        ),
+        "real-gate": StageResult(stage="real-gate", status="failed", started_at=start),  # unfinished
+    }
+    logs = tmp_path / "logs"
+    write(logs, [{"id": "a", "name": "x", "devices": ["0", "1"], "started": T0, "ended": T0 + 30}])
+    job = accounting.job_device_seconds(logs, accounting.windows_of(results))
+    assert job["by_stage"] == {"dummy-gate": 60.0} and job["device_seconds"] == 60.0
+
+
 def test_a_server_still_running_is_charged_to_the_stage_window(tmp_path: Path) -> None:
     # the real-gate server lives on into capacity (one shared real-weight start); its closing line
     # comes later: each stage is charged for its own part
