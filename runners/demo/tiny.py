@@ -24,7 +24,17 @@ from runners.profile import cache_dir, default_cpu_vllm_python
 
 SCRIPT = Path(__file__).resolve().parent / "tinymodels.py"
 MARKER = ".adapt-bot-tiny"
-KINDS = ("llama", "llama-dummy", "head16", "unknown-arch", "deepseek-v3-mtp", "qwen3-moe", "llava")
+KINDS = (
+    "llama",
+    "llama-dummy",
+    "head16",
+    "unknown-arch",
+    "deepseek-v3-mtp",
+    "qwen3-moe",
+    "llava",
+    "llama-qkv-bias",
+    "llama-degenerate",
+)
 
 
 class TinyModelError(RuntimeError):

