@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +234,32 @@ def job_device_seconds(
         "by_stage": by_stage,
         "processes": len(recs),
     }
+
+
+# --------------------------------------------------------------------------- measured start figures (pure)
+
+_FIGURES = {
+    "load_s": re.compile(r"Loading weights took (?P<s>[\d.]+) s"),
+    "compile_s": re.compile(r"Graph capturing finished in (?P<s>[\d.]+) secs"),
+    "init_engine_s": re.compile(
+        r"init engine \(profile, create kv cache, warmup model\) took (?P<s>[\d.]+) s"
+    ),
+}
+
+
+def start_figures(lines: Iterable[str], checkpoint_bytes: int | None = None) -> dict[str, float | None]:
+    """What a start's log says it spent: weights load, graph capture, engine init (seconds), and
+    the load bandwidth it implies (GB/s): the measured counterparts of the profile's estimates."""
+    out: dict[str, float | None] = dict.fromkeys(_FIGURES)
+    for line in lines:
+        for key, rx in _FIGURES.items():
+            if out[key] is None and (m := rx.search(line)):
+                out[key] = float(m.group("s"))
+    load = out["load_s"]
+    out["load_gbps"] = (
+        round(checkpoint_bytes / 1e9 / load, 3) if checkpoint_bytes and load and load >= 0.1 else None
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- pre-flight estimate (pure)

@@ -260,8 +260,15 @@ def _try(
         overrides={"max_model_len": length, "max_num_seqs": seqs},
         on_ready=on_ready,
     )
-    measured = kv.measured_from_log(read_log_lines(Path(att.log_path))) if att.log_path else kv.KvMeasured()
-    return att, figures, measured
+    lines = read_log_lines(Path(att.log_path)) if att.log_path else []
+    figures["start"] = accounting.start_figures(lines, facts_bytes(ctx) if real else None)
+    return att, figures, kv.measured_from_log(lines)
+
+
+def facts_bytes(ctx: StageContext) -> int | None:
+    prev = ctx.previous.get("analyze")
+    raw = prev.data.get("parameter_bytes") if prev is not None else None
+    return raw if isinstance(raw, int) else None
 
 
 def _serve_tp(ctx: StageContext, prof: Profile, facts: dict[str, Any]) -> int:

@@ -132,3 +132,18 @@ def test_preflight_estimate_from_checkpoint_bytes() -> None:
     assert est["device_seconds"] == pytest.approx(16 * (1064 + 720) + 4 * 3 * 720)
     assert est["device_hours"] == pytest.approx(est["device_seconds"] / 3600, abs=0.01)
     assert est["basis"]["load_bandwidth_gbps"] == spec.load_bandwidth_gbps
+
+
+def test_start_figures_from_a_recorded_log() -> None:
+    from runners.serve import read_log_lines
+
+    log = Path(__file__).resolve().parents[1] / "fixtures" / "vllm-logs" / "qwen3-moe-ep-cpu.log"
+    fig = accounting.start_figures(read_log_lines(log), checkpoint_bytes=1_000_000)
+    assert (fig["load_s"], fig["init_engine_s"], fig["compile_s"]) == (0.01, 0.31, None)  # eager: no capture
+    assert fig["load_gbps"] is None  # a 0.01 s load says nothing about bandwidth
+    npu = [
+        "INFO Loading weights took 351.20 seconds",
+        "INFO Graph capturing finished in 412 secs, took 1.2 GiB",
+    ]
+    fig = accounting.start_figures(npu, checkpoint_bytes=688_000_000_000)
+    assert (fig["load_s"], fig["compile_s"], fig["load_gbps"]) == (351.2, 412.0, round(688 / 351.2, 3))
