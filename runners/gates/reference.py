@@ -261,12 +261,15 @@ class ReferenceRun:
         return self._outcome
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        """Kill the reference group if it still runs (the gate ends, the budget or the time ran out)."""
+        if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        self._cleanup()
 
     def _read(self, reason: str | None) -> ReferenceOutcome:
         if reason is not None:

@@ -1,6 +1,7 @@
 """Stage A, the dummy gate: `--load-format dummy` (architecture, operator and API paths; fast).
 
-Dummy weights are NOT equivalent to real ones: a pass here says nothing about weight mapping.
+Dummy weights are NOT equivalent to real ones: a pass here says nothing about weight mapping, and
+the smoke reply's quality (`data.quality`) is recorded only, never judged (random weights).
 """
 
 from __future__ import annotations
