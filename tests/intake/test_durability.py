@@ -6,6 +6,7 @@ takes seconds; the production values are hours of retries (`ADAPT_BOT_INTENT_MAX
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,6 +84,7 @@ def test_github_503_for_a_while_then_recovers_gives_one_job_and_one_status_comme
     page = httpx.get(bot_server.url + "/api/jobs").json()
     assert page["pending"][0]["kinds"] == "start" and page["pending"][0]["issue"] == n
     assert "503" in page["pending"][0]["error"]
+    assert "Waiting to be applied" in httpx.get(bot_server.url + "/jobs").text
     job = wait_for("the job", lambda: deps.store.active_for(REPO, n), 60, [control])
     wait_for("its status comment", lambda: status_comments(gh, n), 30, [control])
     assert time.monotonic() - t0 >= 5.0  # it really waited out the outage
@@ -254,3 +256,52 @@ def test_which_failed_deliveries_are_asked_for_again() -> None:
         {"id": 6, "guid": "e", "status_code": 202, "delivered_at": ago(5)},  # fine
     ]
     assert [d["id"] for d in failed_unknown(rows, {"c"}, now - dt.timedelta(hours=1))] == [2]
+
+
+def test_one_500_on_the_repo_config_read_does_not_drop_the_label(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
+    from tests.standin.state import Fault
+
+    gh = github_standin
+    n = new_issue(gh)
+    gh.inject("GET", f"/repos/{REPO}/contents/*", Fault(500, body={"message": "Server Error"}))
+    assert post("issues", payloads.issues_labeled(gh, REPO, n)).status_code == 202
+    assert any(o.startswith("started job ") for o in drain())
+    assert len(status_comments(gh, n)) == 1
+
+
+def test_writes_are_throttled_per_installation(app_settings: Any, github_standin: Any, deps: Any) -> None:
+    """One installation's writes are spaced; another installation's are not held behind them."""
+    import threading
+
+    from bot.github import GitHubClient
+
+    gh = github_standin
+    other = "other-org/models"
+    gh.add_repo(other, 88)
+    na, nb = new_issue(gh), int(gh.add_issue(other, "t")["number"])
+    client = GitHubClient(app_settings.model_copy(update={"write_spacing_s": 0.5}), deps.redis)
+    a, b = client.installation(77), client.installation(88)
+    a.get_issue(REPO, na), b.get_issue(other, nb)  # tokens first: only the writes are timed
+
+    def writes(inst: Any, repo: str, n: int) -> None:
+        for i in range(3):
+            inst.create_comment(repo, n, f"w{i}")
+
+    t0 = time.monotonic()
+    threads = [
+        threading.Thread(target=writes, args=(a, REPO, na)),
+        threading.Thread(target=writes, args=(b, other, nb)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.monotonic() - t0
+    for repo, n in ((REPO, na), (other, nb)):
+        times = [r.at for r in gh.requests_to("POST", f"/repos/{repo}/issues/{n}/comments")]
+        # slots are reserved 0.5 s apart; arrival jitters with scheduling: check the span and gaps
+        assert len(times) == 3 and times[-1] - times[0] >= 0.8, times
+        assert min(t2 - t1 for t1, t2 in itertools.pairwise(times)) >= 0.2, times
+    assert took < 2.2, took  # one global throttle would need >= 2.5 s for these six writes
