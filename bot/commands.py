@@ -175,6 +175,9 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _WS = re.compile(r"[ \t]+")  # ASCII blanks only: other "whitespace" is part of a token
 _CODE_SPAN = re.compile(r"(`+).*?\1")
 _CLOSED_COMMENT = re.compile(r"<!--.*?-->", re.S)
+#: CommonMark HTML blocks of type 1: shown verbatim (<pre>, <textarea>) or not at all
+_RAW_BLOCK = re.compile(r"^ {0,3}<(pre|script|style|textarea)(?=[\s>]|$)", re.I)
+_RAW_BLOCK_END = re.compile(r"</(pre|script|style|textarea)>", re.I)
 
 
 def split_lines(text: str) -> list[str]:
@@ -193,12 +196,14 @@ def command_lines(text: str) -> list[str]:
 
     Hidden or literal text never counts: fenced code (CommonMark fences), indented code, `>`
     quotes and the lines that continue a quote's paragraph (CommonMark's lazy continuation),
-    HTML comments (also over several lines; an unclosed `<!--` hides the rest). Where GitHub's
-    rendering is ambiguous this errs on the side of not running.
+    HTML comments (also over several lines; an unclosed `<!--` hides the rest), `<pre>`,
+    `<textarea>`, `<script>` and `<style>` blocks. Where GitHub's rendering is ambiguous this errs
+    on the side of not running.
     """
     out: list[str] = []
     fence: str | None = None
     in_comment = False
+    in_raw = False  # inside an HTML block of type 1, until the line with its end tag
     quoting = False  # the previous line was (a lazy continuation of) a quote
     for raw in split_lines(text):
         if fence is not None:
@@ -209,6 +214,10 @@ def command_lines(text: str) -> list[str]:
         if in_comment:
             if "-->" in raw:
                 in_comment = False  # what follows the close on this line is not a command
+            continue
+        if in_raw or _RAW_BLOCK.match(raw):
+            in_raw = not _RAW_BLOCK_END.search(raw)
+            quoting = False
             continue
         m = _FENCE.match(raw)
         if m:

@@ -186,6 +186,11 @@ HOSTILE_BODIES = [
     ("/adapt\u00a0run", []),  # a no-break space does not separate the prefix
     ("`/adapt run`", []),
     ("- /adapt run", []),
+    ("<pre>\n/adapt run\n</pre>\n\n/adapt status", ["/adapt status"]),
+    ("<PRE class=x>\n/adapt run\n</pre>", []),
+    ("<textarea>\n/adapt run\n</textarea>", []),
+    ("<script>\n/adapt run\n</script>", []),
+    ("<details>\n\n/adapt status\n\n</details>", ["/adapt status"]),  # shown when opened
     *[(f"see below{sep}/adapt run", []) for sep in NOT_LINE_BREAKS],
     *[(f"{sep}/adapt run", []) for sep in NOT_LINE_BREAKS],
 ]
