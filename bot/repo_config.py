@@ -57,17 +57,8 @@ class RemoteCode(_Strict):
     allow: bool = False
 
 
-class Quotas(_Strict):
-    """Active jobs at most per user and for this repository; lowers the service's limits
-    (ADAPT_BOT_QUOTA_USER / _REPO), never raises them (bot/quotas.py)."""
-
-    user: int | None = Field(default=None, ge=1)
-    repo: int | None = Field(default=None, ge=1)
-
-
 class RepoConfig(_Strict):
     label: str = "adapt-model"
-    #: Minimum permission to start, rerun or cancel a job: by `/adapt`, check-run button or label.
     #: Minimum permission to start, rerun or cancel a job: by `/adapt`, check-run button or label.
     permission: Permission = "write"
     pools: dict[str, str] = Field(default_factory=lambda: {"a2": "a2-8", "a3": "a3-16"})
@@ -75,7 +66,6 @@ class RepoConfig(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     artifacts: ArtifactOptions = Field(default_factory=ArtifactOptions)
     delivery: Delivery = Field(default_factory=Delivery)
-    quotas: Quotas = Field(default_factory=Quotas)
     remote_code: RemoteCode = Field(default_factory=RemoteCode)
     quotas: Quotas = Field(default_factory=Quotas)
 
