@@ -198,6 +198,7 @@ def deliver_pr(
     fork: str | None = None,
     deleted: Sequence[str] = (),
     call: Caller = direct_call,
+    base_sha: str | None = None,
 ) -> PullDelivery:
     """Commit the files (a directory laid out as the repo, or path -> content) on `branch` and open
     or update its PR.
@@ -215,8 +216,8 @@ def deliver_pr(
     rels = sorted(files)
     if not rels and not deleted:
         raise DeliveryError("no files to deliver")
-    base_ref = call(f"GET ref {base}", lambda: gh.rest.git.get_ref(owner, name, f"heads/{base}")).parsed_data
-    base_sha = str(base_ref.object_.sha)
+    if base_sha is None:  # else: the base commit the files were computed against (rebase_on_base)
+        base_sha = base_head(gh, repo, base, call=call)
     sha = create_commit(
         gh, head_repo, files, base_sha=base_sha, message=message, signoff=signoff, deleted=deleted, call=call
     )
@@ -411,6 +412,152 @@ class _Parsed:
     parsed_data: Any
 
 
+# ------------------------------------------------------------------------- the PR's base branch
+
+
+def base_head(gh: Any, repo: str, base: str, *, call: Caller = direct_call) -> str:
+    owner, name = _split(repo)
+    ref = call(f"GET ref {base}", lambda: gh.rest.git.get_ref(owner, name, f"heads/{base}")).parsed_data
+    return str(ref.object_.sha)
+
+
+@dataclass
+class BaseContents:
+    """The PR's base branch at one commit, read through the contents API (cached per path)."""
+
+    gh: Any
+    repo: str
+    sha: str
+    call: Caller = direct_call
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def _get(self, path: str) -> Any:
+        if path not in self._cache:
+            owner, name = _split(self.repo)
+            try:
+                resp = self.call(
+                    f"GET contents {path}",
+                    lambda: self.gh.rest.repos.get_content(owner, name, path, ref=self.sha),
+                )
+                self._cache[path] = resp.json()
+            except REQUEST_ERRORS as exc:
+                if _status(exc) != 404:
+                    raise
+                self._cache[path] = None
+        return self._cache[path]
+
+    def read(self, path: str) -> str | None:
+        doc = self._get(path)
+        if not isinstance(doc, dict) or doc.get("type") != "file":
+            return None
+        return base64.b64decode(doc.get("content") or "").decode("utf-8")
+
+    def listdir(self, path: str) -> list[str] | None:
+        doc = self._get(path)
+        if not isinstance(doc, list):
+            return None
+        return [str(e["name"]) for e in doc if isinstance(e, dict) and e.get("type") == "file"]
+
+
+@dataclass(frozen=True)
+class Rebased:
+    files: dict[str, str | bytes]
+    notes: list[str]
+    flavor: str
+    nav_file: str
+
+
+def rebase_on_base(
+    files: Mapping[str, str | bytes],
+    facts: JobFacts,
+    base: BaseContents,
+    *,
+    hardware: str = "a2",
+    nightly_section: str | None = None,
+) -> Rebased:
+    """Re-decide what the runner decided on its own checkout, against the base branch as it is now.
+
+    - docs flavor (MkDocs nav or Sphinx toctree), nav file and tutorial form (numbered sections,
+      version macro): from the base branch's files (runners.artifacts.target.detect_from);
+    - the tutorial is re-rendered in that form, and dropped if the base already has that page;
+    - the registration is re-applied as one inserted line to the CURRENT base nav file (the
+      runner's copy of the whole file is never committed); nothing when the base lists it already;
+    - the e2e config is dropped when the base already has one at that path (a maintainer's);
+    - the nightly list / model list entries are re-applied to the base's files the same way.
+    """
+    from runners.artifacts.docs import render_tutorial, tutorial_path
+    from runners.artifacts.e2e_config import config_path
+    from runners.artifacts.target import (
+        MODEL_LIST,
+        NIGHTLY_CONFIG,
+        TUTORIAL_INDEX,
+        TargetRepoError,
+        detect_from,
+        register_mkdocs,
+        register_model_list,
+        register_nightly,
+        register_toctree,
+    )
+
+    label = f"{base.repo}@{base.sha[:12]}"
+    try:
+        target = detect_from(base.read, base.listdir, label)
+    except TargetRepoError as exc:
+        raise DeliveryError(f"the PR's base branch: {exc}") from None
+    out = dict(files)
+    notes: list[str] = []
+    for nav in ("mkdocs.yml", "mkdocs.yaml", TUTORIAL_INDEX):
+        out.pop(nav, None)  # the runner's copy: re-applied below on the base's current file
+    tut_rel = tutorial_path(facts)
+    tut_name = tut_rel.rsplit("/", 1)[-1]
+    if tut_rel in out:
+        if base.read(tut_rel) is not None:
+            out.pop(tut_rel)
+            notes.append(f"{tut_rel} exists on the base branch; left unchanged")
+        else:
+            out[tut_rel] = render_tutorial(facts, target)
+    if tut_rel in out or base.read(tut_rel) is not None:
+        current = base.read(target.nav_file)
+        if current is None:
+            raise DeliveryError(f"{label}: {target.nav_file} vanished while reading the base branch")
+        try:
+            register = register_mkdocs if target.flavor == "mkdocs" else register_toctree
+            updated = register(current, tut_name)
+        except TargetRepoError as exc:
+            raise DeliveryError(f"the PR's base branch: {exc}") from None
+        if updated != current:
+            out[target.nav_file] = updated
+        else:
+            notes.append(f"{target.nav_file} on the base branch already lists {tut_name}")
+    cfg_rel = config_path(facts)
+    if cfg_rel in out and base.read(cfg_rel) is not None:
+        out.pop(cfg_rel)
+        notes.append(f"{cfg_rel} exists on the base branch; the maintainers' baseline is kept")
+    if NIGHTLY_CONFIG in out:
+        text = base.read(NIGHTLY_CONFIG)
+        out.pop(NIGHTLY_CONFIG)
+        if text is not None and nightly_section and cfg_rel in out:
+            try:
+                new = register_nightly(
+                    text, facts.names.name, tp=facts.tp, hardware=hardware, section=nightly_section
+                )
+                if new != text:
+                    out[NIGHTLY_CONFIG] = new
+            except (TargetRepoError, KeyError, TypeError, ValueError) as exc:
+                notes.append(f"{NIGHTLY_CONFIG} on the base branch: {exc}")
+    if MODEL_LIST in out:
+        text = base.read(MODEL_LIST)
+        out.pop(MODEL_LIST)
+        if text is not None and facts.names.hub_id:
+            try:
+                new = register_model_list(text, facts.names.hub_id)
+                if new != text:
+                    out[MODEL_LIST] = new
+            except (TargetRepoError, ValueError) as exc:
+                notes.append(f"{MODEL_LIST} on the base branch: {exc}")
+    return Rebased(out, notes, target.flavor, target.nav_file)
+
+
 # ------------------------------------------------------------------------------ control-plane entry
 
 
@@ -502,11 +649,22 @@ def deliver(
     draft = pr_draft(facts.verdict, dconf)
     public = getattr(settings, "public_url", None)
     logs_url = f"{public.rstrip('/')}/jobs/{job.id}" if public else None
-    paths = sorted(files)
     parent = getattr(github, "parent", None)
     call: Caller = getattr(github, "call", None) or (  # the installation's call: its own write throttle
         parent.call if parent is not None and hasattr(parent, "call") else direct_call
     )
+    # the docs registration, tutorial form and e2e location follow the base branch as it is NOW
+    base_sha = base_head(gh, job.repo, base, call=call)
+    wanted = getattr(options, "artifacts", None)
+    rebased = rebase_on_base(
+        files,
+        facts,
+        BaseContents(gh, job.repo, base_sha, call=call),
+        hardware=getattr(options, "hardware", "a2"),
+        nightly_section=getattr(wanted, "nightly_section", None),
+    )
+    files = rebased.files
+    paths = sorted(files)
     done = deliver_pr(
         gh,
         job.repo,
@@ -520,6 +678,7 @@ def deliver(
         draft=draft,
         fork=fork,
         call=call,
+        base_sha=base_sha,
     )
     runs = publish_check_runs(
         gh, job.repo, done.sha, gate_check_runs(facts, logs_url=logs_url), external_id=job.id, call=call

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -68,6 +69,45 @@ def detect(root: Path) -> TargetRepo:
         return TargetRepo(root, "sphinx", TUTORIAL_INDEX, numbered, "|vllm_ascend_version|")
     raise TargetRepoError(
         f"{root}: found neither a mkdocs.yml whose nav lists tutorials/models/ nor a toctree in "
+        f"{TUTORIAL_INDEX}; cannot register the tutorial"
+    )
+
+
+#: how many existing tutorial pages `detect_from` reads to decide the section style (API calls)
+NUMBERED_SAMPLE = 12
+
+
+def detect_from(
+    read: Callable[[str], str | None],
+    listdir: Callable[[str], list[str] | None],
+    label: str,
+) -> TargetRepo:
+    """`detect` on files read through callables: the PR's base branch through the GitHub contents
+    API at delivery time (bot.delivery), so the docs form follows the branch the PR merges into,
+    not the runner's checkout. `read(path)` is a file's text or None; `listdir(dir)` its file
+    names or None. `root` of the result is `Path(label)` (nothing is read from it)."""
+    names = listdir(TUTORIAL_DIR)
+    if names is None:
+        raise TargetRepoError(f"{label} has no {TUTORIAL_DIR}/: not a vllm-ascend branch (or a very old one)")
+    pages = sorted(n for n in names if n.endswith(".md") and n != "index.md")
+    numbered = total = 0
+    for name in pages[-NUMBERED_SAMPLE:]:
+        text = read(f"{TUTORIAL_DIR}/{name}") or ""
+        if re.search(r"^## (?:\d+\s+)?Introduction\s*$", text, re.M):
+            total += 1
+            numbered += bool(re.search(r"^## 1\.? Introduction\s*$", text, re.M))
+    is_numbered = total == 0 or numbered * 2 >= total
+    for name in ("mkdocs.yml", "mkdocs.yaml"):
+        mk = read(name)
+        if mk is not None:
+            if "tutorials/models/" in mk:
+                return TargetRepo(Path(label), "mkdocs", name, is_numbered, "{{ vllm_ascend_version }}")
+            break
+    index = read(TUTORIAL_INDEX)
+    if index is not None and _has_toctree(index):
+        return TargetRepo(Path(label), "sphinx", TUTORIAL_INDEX, is_numbered, "|vllm_ascend_version|")
+    raise TargetRepoError(
+        f"{label}: found neither a mkdocs.yml whose nav lists tutorials/models/ nor a toctree in "
         f"{TUTORIAL_INDEX}; cannot register the tutorial"
     )
 

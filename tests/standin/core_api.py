@@ -199,6 +199,66 @@ def permission(
     return {"permission": ROLE_TO_PERMISSION[role], "role_name": role, "user": user}
 
 
+def _contents_at_ref(state: Any, full_name: str, ref: str | None) -> dict[str, str] | None:
+    """path -> text of the commit `ref` names (a branch of the git world or a commit SHA), or None."""
+    if ref is None:
+        return None
+    from tests.standin.git_api import git_world, tree_files
+
+    world = git_world(state)
+    sha = world["refs"].get(full_name, {}).get(f"refs/heads/{ref}") or ref
+    obj = world["objects"].get(sha)
+    if obj is None or obj.get("type") != "commit":
+        return None
+    return tree_files(state, sha)
+
+
+def _contents_from_tree(state: Any, full_name: str, files: dict[str, str], path: str) -> Any:
+    """GitHub's contents shapes: a file object, or a list for a directory."""
+    path = path.strip("/")
+    if path in files:
+        raw = files[path].encode()
+        sha = hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()  # git's object id
+        url = f"{state.api}/repos/{full_name}/contents/{path}"
+        return {
+            "type": "file",
+            "encoding": "base64",
+            "size": len(raw),
+            "name": path.rsplit("/", 1)[-1],
+            "path": path,
+            "content": base64.encodebytes(raw).decode(),
+            "sha": sha,
+            "url": url,
+            "git_url": f"{state.api}/repos/{full_name}/git/blobs/{sha}",
+            "html_url": f"https://github.com/{full_name}/blob/HEAD/{path}",
+            "download_url": None,
+            "_links": {"git": None, "html": None, "self": url},
+        }
+    prefix = path + "/" if path else ""
+    children: dict[str, str] = {}
+    for p in files:
+        if p.startswith(prefix):
+            rest = p[len(prefix) :]
+            children[rest.split("/", 1)[0]] = "dir" if "/" in rest else "file"
+    if not children:
+        raise HTTPException(404, "Not Found")
+    return [
+        {
+            "type": kind,
+            "name": name,
+            "path": prefix + name,
+            "sha": "0" * 40,
+            "size": len(files.get(prefix + name, "").encode()),
+            "url": f"{state.api}/repos/{full_name}/contents/{prefix}{name}",
+            "git_url": None,
+            "html_url": None,
+            "download_url": None,
+            "_links": {"git": None, "html": None, "self": ""},
+        }
+        for name, kind in sorted(children.items())
+    ]
+
+
 @router.get("/repos/{owner}/{repo}/contents/{path:path}")
 def contents(
     owner: str,
@@ -207,8 +267,13 @@ def contents(
     state: State,
     inst: Installation,
     ref: str | None = None,
-) -> dict[str, Any]:
+) -> Any:
     r = repo_of(state, owner, repo, inst)
+    # the default branch by name keeps serving `files` (repo config tests); a commit SHA or another
+    # branch is read from the git world's trees
+    at_ref = _contents_at_ref(state, r.full_name, ref) if ref != r.default_branch else None
+    if at_ref is not None:  # a branch or commit of the git world (delivery reads the PR base there)
+        return _contents_from_tree(state, r.full_name, at_ref, path)
     if ref not in (None, r.default_branch):
         raise HTTPException(404, "No commit found for the ref")
     text = r.files.get(path)
