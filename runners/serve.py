@@ -142,6 +142,18 @@ def template_values(
     values.update({k: str(v) for k, v in scratch.items()})
     values.update(overrides)
     values["served_name"] = ctx.options.served_model_name or fill(profile.serve.served_name, values)
+    # never above the model's own limit (vLLM refuses to start): clamp, and say why
+    if values.get("max_model_len") is not None:
+        from runners.max_len import clamp, limit_of_dir
+
+        try:
+            requested = int(values["max_model_len"])
+        except (TypeError, ValueError):
+            requested = None
+        value, note = clamp(requested, limit_of_dir(ctx.model_path))
+        if note is not None:
+            values["max_model_len"] = value
+            values["max_model_len_note"] = note
     return values
 
 
@@ -465,6 +477,8 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     cancel: Any = None
     request_timeout_s: float = 120.0
+    #: facts about the plan the gates put in their evidence (e.g. the --max-model-len clamp)
+    notes: list[Evidence] = field(default_factory=list)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -733,23 +747,31 @@ def _serve_on(
         tag=tag,
         devices=devices,
     )
+    notes = []
+    if values.get("max_model_len_note"):
+        notes.append(Evidence(kind="config", text=str(values["max_model_len_note"])))
+        ctx.progress(str(values["max_model_len_note"]))
     ctx.progress(f"starting server ({log_name}) on port {port}")
     started = time.monotonic()
     proc, sink = start_process(plan)
     _ACTIVE.add(tag)
     _record_pgid(ctx, proc.pid, tag, log_name)
     try:
-        ready_at = wait_ready(
-            proc,
-            sink,
-            plan,
-            prof,
-            cancel=ctx.cancel,
-            progress=ctx.progress,
-            real_weights=load_format != "dummy",
-            started=started,
-            ready_timeout_s=ready_timeout_s,
-        )
+        try:
+            ready_at = wait_ready(
+                proc,
+                sink,
+                plan,
+                prof,
+                cancel=ctx.cancel,
+                progress=ctx.progress,
+                real_weights=load_format != "dummy",
+                started=started,
+                ready_timeout_s=ready_timeout_s,
+            )
+        except ServeError as exc:
+            exc.evidence[:0] = notes
+            raise
         server = RunningServer(
             base_url=f"http://{plan.host}:{plan.port}",
             served_name=plan.served_name,
@@ -765,6 +787,7 @@ def _serve_on(
             process=proc,
             cancel=ctx.cancel,
             request_timeout_s=prof.timeouts.request_s,
+            notes=notes,
         )
         ctx.progress(f"ready after {server.ready_after_s:.1f} s ({log_name})")
         yield server

@@ -274,6 +274,7 @@ def attempt(
             att.extra["devices"] = srv.devices
             att.ready_after_s = srv.ready_after_s
             att.notice_latency_s = srv.notice_latency_s
+            att.healthy.extend(srv.notes)  # plan facts (e.g. the --max-model-len clamp) are evidence
             ready_line = len(srv.log_lines())
             replies: list[ChatReply] = []
             for _ in range(max(1, requests)):
