@@ -48,7 +48,7 @@ def test_cancel_stops_a_running_gate_within_10_s(
     )
     c = gh.add_comment(REPO, n, "/adapt cancel", "maintainer")
     assert post("issue_comment", payloads.issue_comment(gh, REPO, n, c)).status_code == 202
-    wait_for("the cancel flag", lambda: deps.store.cancel_set(job.id), 30, workers.all)
+    wait_for("the cancel flag", lambda: deps.store.cancel_set(job), 30, workers.all)
     flagged = time.monotonic()
     gone_after = wait_gone(model_dir, 10)  # the whole server process group, within 10 s
     wait_for("the job to be cancelled", lambda: deps.store.get(job.id).state == "cancelled", 30, workers.all)
