@@ -35,6 +35,7 @@ CONTROL_TASKS: dict[str, str] = {
     "bot.tasks.refresh": "bot.tasks:refresh",
     "bot.tasks.watch": "bot.tasks:watch",
     "bot.tasks.reconcile": "bot.tasks:reconcile",
+    "bot.tasks.report_failure": "bot.tasks:report_failure",
 }
 
 

@@ -178,11 +178,27 @@ def stage_finished(job_id: str, stage: str, attempt: int) -> str:
         log.info("job %s: %s", job_id, exc)
         return "stale"
     intents.enqueue_stage(d, job)
+    if job.phase == "failed":  # its own task: a GitHub hiccup here must not lose the report
+        d.queue.control("bot.tasks.report_failure", job.id)
     gh = _gh(d, job)
     intents.refresh_status(d, gh, job_id)
     if not job.active:
         _final_reaction(gh, job)
     return job.state
+
+
+def report_failure(job_id: str) -> str:
+    """Post (or edit) the full report of a failed job on its issue: what ran, the evidence, the
+    diagnosis, the next step (bot.comments.post_failure_report). Idempotent: one report comment,
+    found again by its marker; a job that is no longer failed (rerun meanwhile) gets none."""
+    d = deps()
+    job = d.store.get(job_id)
+    if job is None or job.phase != "failed":
+        return "not failed"
+    public = d.settings.public_url
+    logs_url = f"{public.rstrip('/')}/jobs/{job.id}" if public else None
+    comments.post_failure_report(_gh(d, job), job, d.store.results(job_id), logs_url=logs_url)
+    return "reported"
 
 
 def watch(job_id: str, stage: str, attempt: int) -> str:
