@@ -17,6 +17,7 @@ from runners.context import CancelToken, LocalCancel, StageContext
 from runners.contracts import RUNNER_STAGES, JobOptions, StageResult, stages_before, utcnow
 from runners.model_ref import ModelRefError, parse_model_ref
 from runners.stages import stage_function
+from runners.weights import WeightsError
 from runners.workspace import Workspace
 
 
@@ -92,6 +93,19 @@ def execute_stage(
 
         # blocking defects (and remote code without the opt-in) stop a server stage before any start
         result = check_before_serving(ctx, stage) or stage_function(stage)(ctx)
+        if "versions" not in result.data:  # what ran: vLLM, vllm-ascend, torch, model revision
+            from runners.versions import job_versions
+
+            result.data["versions"] = job_versions(ctx)
+    except WeightsError as exc:  # the checkpoint could not be made available on this runner
+        result = StageResult(
+            stage=stage,
+            status="error" if exc.retryable else "failed",
+            reason=f"weights-{exc.code}",
+            diagnosis=exc.message,
+            next_step=f"/adapt rerun {stage}" if exc.retryable else None,
+            started_at=started,
+        )
     except ModelRefError as exc:
         result = StageResult(
             stage=stage, status="failed", reason="bad-model", diagnosis=str(exc), started_at=started
