@@ -36,6 +36,7 @@ CONTROL_TASKS: dict[str, str] = {
     "bot.tasks.watch": "bot.tasks:watch",
     "bot.tasks.reconcile": "bot.tasks:reconcile",
     "bot.tasks.report_failure": "bot.tasks:report_failure",
+    "bot.tasks.preflight": "bot.tasks:preflight",
 }
 
 

@@ -318,8 +318,17 @@ def post_failure_report(
     return publish_failure_report(gh, job, body)
 
 
-def _publish_marked(gh: Any, job: Job, body: str) -> int:
-    mark = report_marker(job.id)
+def preflight_marker(job_id: str) -> str:
+    return f"<!-- adapt-bot:preflight job={job_id} -->"
+
+
+def publish_preflight(gh: Any, job: Job, body: str) -> int:
+    """The job's pre-flight comment (bot.preflight), posted once and edited in place."""
+    return _publish_marked(gh, job, body, preflight_marker(job.id))
+
+
+def _publish_marked(gh: Any, job: Job, body: str, mark: str | None = None) -> int:
+    mark = mark or report_marker(job.id)
     text = fit(f"{mark}\n{body}")
 
     def find_existing() -> dict[str, Any] | None:

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     #: would never report back: jobs are refused for unknown pools.
     runner_pools: list[str] = Field(default_factory=lambda: ["cpu", "a2-8", "a3-16"])
 
+    #: Hub models get a pre-flight analysis on the control plane (config, index and safetensors
+    #: headers over HTTP through huggingface_hub, which honours HF_ENDPOINT / HF_TOKEN) before any
+    #: runner time; it pins the revision and stops blocking defects.
+    hub_preflight: bool = True
+
     #: Stage attempts cap (a task that kills its worker is redelivered at most this many times).
     max_stage_attempts: int = 3
     stage_timeouts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))

@@ -268,9 +268,25 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         refresh_status(deps, gh, job.id)
     finally:
         current = deps.store.get(job.id) or job
-        enqueue_stage(deps, current)
+        start_first_stage(deps, current)
     _react(gh, intent, "rocket")
     return f"started job {job.id}"
+
+
+def start_first_stage(deps: Deps, job: Job) -> None:
+    """A hub model gets its pre-flight first (`bot.tasks.preflight`: headers over HTTP, seconds, no
+    runner time), which pins the revision and stops blocking defects; the runner's analyze follows.
+    A `/models/...` checkpoint exists only on runners: straight to the runner."""
+    from runners.model_ref import parse_model_ref
+
+    hub_id = None
+    with contextlib.suppress(ModelRefError):
+        hub_id = parse_model_ref(job.options.model).hub_id
+    if deps.settings.hub_preflight and hub_id is not None:
+        if deps.store.claim_enqueue(job.id, "preflight", 1):
+            deps.queue.control("bot.tasks.preflight", job.id)
+    else:
+        enqueue_stage(deps, job)
 
 
 def _status(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from typing import Any
 
 from bot import comments, intents, repo_config
@@ -185,6 +186,79 @@ def stage_finished(job_id: str, stage: str, attempt: int) -> str:
     if not job.active:
         _final_reaction(gh, job)
     return job.state
+
+
+def preflight(job_id: str) -> str:
+    """The hub pre-flight of a new job (bot.preflight): read the checkpoint's config, index and
+    safetensors headers over HTTP, post the pre-flight comment, pin the revision every later stage
+    uses, and stop the job on blocking defects before any runner time. A hub outage retries later;
+    a permanent answer (gated, not found, no config) fails the job with the hub's reason."""
+    from bot.github import RetryLater
+    from bot.preflight import render_preflight, stops_job
+    from runners.analysis import AnalysisError
+    from runners.analysis.hub import HubError, hub_preflight
+    from runners.model_ref import parse_model_ref
+
+    d = deps()
+    job = d.store.get(job_id)
+    if job is None or job.state != "running:analyze" or job.attempts.get("analyze") != 1:
+        return "stale"
+    hub_id = parse_model_ref(job.options.model).hub_id
+    assert hub_id is not None
+    try:
+        result = hub_preflight(
+            hub_id,
+            revision=job.options.revision,
+            # huggingface_hub reads HF_ENDPOINT when imported; read it again now so a process that
+            # imported it earlier still follows the environment (HF_TOKEN: the library's own lookup)
+            endpoint=os.environ.get("HF_ENDPOINT") or None,
+            vllm_root=d.settings.vllm_root,
+            vllm_ascend_root=d.settings.vllm_ascend_root,
+        )
+    except HubError as exc:
+        if exc.retryable:
+            raise RetryLater(30, f"hub pre-flight of {hub_id}: {exc.message}") from exc
+        return _preflight_failed(
+            d,
+            job,
+            f"hub-{exc.code}",
+            exc.message,
+            "Fix the model id or the hub token, then `/adapt rerun analyze`.",
+        )
+    except AnalysisError as exc:
+        return _preflight_failed(
+            d, job, "bad-config", str(exc), "Fix the checkpoint on the hub, then `/adapt rerun analyze`."
+        )
+    gh = _gh(d, job)
+    comments.publish_preflight(gh, job, render_preflight(result))
+    if stops_job(result):
+        problems = "; ".join(p.message for p in result.blocking_problems)[:1500]
+        return _preflight_failed(
+            d, job, "blocking-defect", problems, "Fix the checkpoint, then `/adapt rerun analyze`."
+        )
+    if result.revision and job.options.revision is None:
+
+        def pin(j: Job) -> Job:
+            j = j.model_copy(deep=True)
+            j.options.revision = result.revision
+            return j
+
+        job = d.store.update(job_id, pin)
+    intents.enqueue_stage(d, job)
+    return "passed"
+
+
+def _preflight_failed(d: Deps, job: Job, reason: str, diagnosis: str, next_step: str) -> str:
+    summary = StageSummary(
+        status="failed", attempt=1, reason=reason, diagnosis=f"pre-flight: {diagnosis}", next_step=next_step
+    )
+    try:
+        job = d.store.update(job.id, lambda j: machine.finish(j, "analyze", 1, summary))
+    except NoChange:
+        return "stale"
+    d.queue.control("bot.tasks.report_failure", job.id)
+    intents.refresh_status(d, _gh(d, job), job.id)
+    return f"failed: {reason}"
 
 
 def report_failure(job_id: str) -> str:

@@ -83,6 +83,9 @@ def app_settings(redis_url: str, github_standin: object, rsa_key: RsaKey, tmp_pa
         redis_url=redis_url,
         default_profile="cpu",
         default_pool="cpu",
+        # issues name hub ids this closed network cannot reach; tests/intake/test_preflight.py
+        # turns it on against the hub stand-in
+        hub_preflight=False,
         write_spacing_s=0.05,
         max_inline_wait_s=5,
         permission_cache_s=1,
@@ -107,6 +110,7 @@ def app_env(app_settings: object, tmp_path: Path) -> dict[str, str]:
             "ADAPT_BOT_REDIS_URL": s.redis_url,  # type: ignore[attr-defined]
             "ADAPT_BOT_DEFAULT_PROFILE": "cpu",
             "ADAPT_BOT_DEFAULT_POOL": "cpu",
+            "ADAPT_BOT_HUB_PREFLIGHT": "false",
             "ADAPT_BOT_WRITE_SPACING_S": "0.05",
             "ADAPT_BOT_MAX_INLINE_WAIT_S": "5",
             "ADAPT_BOT_PERMISSION_CACHE_S": "1",
