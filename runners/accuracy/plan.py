@@ -189,6 +189,17 @@ def make_plan(
     )
 
 
+def request_format_args(backend: str, apply_chat_template: bool | None) -> dict[str, str]:
+    """How prompts reach the server (tokenization, BOS) - the part of `--model_args` that decides
+    what the model sees; the tutorial's command uses it too (runners/artifacts/docs.py)."""
+    if backend == "local-chat-completions":
+        return {"tokenizer_backend": "huggingface", "tokenized_requests": "False"}
+    out = {"tokenizer_backend": "huggingface", "tokenized_requests": "True"}
+    if not apply_chat_template:
+        out["add_bos_token"] = "True"  # noqa: S105 - not a secret
+    return out
+
+
 def live_argv(
     lm_eval: Sequence[str],
     plan: AccuracyPlan,
@@ -206,14 +217,11 @@ def live_argv(
         "model": served_name,
         "base_url": f"{base_url.rstrip('/')}/v1/{'chat/completions' if chat_endpoint else 'completions'}",
         "tokenizer": tokenizer,
-        "tokenizer_backend": "huggingface",
-        "tokenized_requests": "False" if chat_endpoint else "True",
+        **request_format_args(plan.backend, plan.apply_chat_template),
         "num_concurrent": "1",
         "max_retries": "2",
         "timeout": "600",
     }
-    if not chat_endpoint and not plan.apply_chat_template:
-        model_args["add_bos_token"] = "True"  # noqa: S105 - not a secret
     if max_length:
         model_args["max_length"] = str(max_length)
     if trust_remote_code:

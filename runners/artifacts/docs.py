@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runners.accuracy.plan import request_format_args
 from runners.artifacts.facts import FeatureFacts, JobFacts, ServeFlags, shell_join
 from runners.artifacts.markdown import tidy
 from runners.artifacts.target import TUTORIAL_DIR, TargetRepo
@@ -156,7 +157,9 @@ def accuracy_command(facts: JobFacts) -> str:
         backend,
         "--model_args",
         f"model={facts.names.served_name},base_url=http://127.0.0.1:8000/v1/{endpoint},"
-        f"tokenizer={hub},num_concurrent=8,max_retries=3,tokenized_requests=False",
+        f"tokenizer={hub},num_concurrent=8,max_retries=3,"
+        # how prompts reach the server, as the measurement sent them (runners/accuracy/plan.py)
+        + ",".join(f"{k}={v}" for k, v in request_format_args(backend, acc.apply_chat_template).items()),
         "--tasks",
         tasks,
     ]

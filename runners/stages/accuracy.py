@@ -492,10 +492,20 @@ def run(ctx: StageContext) -> StageResult:
         second = _offline_engine(
             ctx, {**data, "tasks": tasks}, plan, env, serve_env, out_dir, tmp, spec.check_timeout_s
         )
-    repro = _reproducibility(check, first, second)
-    data["reproducibility"] = repro
     if second is not None:
         data["measurements"].append(second.record())
+        if second.outcome == "cancelled":
+            return StageResult(
+                stage="accuracy",
+                status="failed",
+                reason="cancelled",
+                diagnosis="cancelled during the second measurement",
+                evidence=evidence,
+                data=data,
+                started_at=started,
+            )
+    repro = _reproducibility(check, first, second)
+    data["reproducibility"] = repro
     refs = references_for(ctx)
     if refs:
         data["references"] = refs

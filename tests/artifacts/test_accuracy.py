@@ -17,8 +17,16 @@ import yaml
 from runners.accuracy import checks
 from runners.accuracy.ci import RTOL, ci_eval_params, ci_passes, settings_of
 from runners.accuracy.env import dataset_access, dataset_diagnosis, lm_eval_env, missing_dataset
-from runners.accuracy.plan import AccuracyPlan, AccuracySpec, eval_settings, live_argv, make_plan
+from runners.accuracy.plan import (
+    AccuracyPlan,
+    AccuracySpec,
+    eval_settings,
+    live_argv,
+    make_plan,
+    request_format_args,
+)
 from runners.accuracy.results import parse_results, read_doc_scores, responses
+from runners.artifacts.docs import accuracy_command
 from runners.artifacts.e2e_config import ArtifactError, render_e2e_config
 from runners.artifacts.facts import collect
 from runners.context import StageContext
@@ -151,8 +159,15 @@ def test_yaml_settings_argv_and_ci_params_agree(
         "analyze": StageResult(stage="analyze", status="passed", data={"multimodal": multimodal}),
         "accuracy": StageResult(stage="accuracy", status="passed", data=data),
     }
-    cfg = yaml.safe_load(render_e2e_config(collect(JobOptions(model="org/M"), results)))
+    facts = collect(JobOptions(model="org/M"), results)
+    cfg = yaml.safe_load(render_e2e_config(facts))
     ci = ci_eval_params(cfg)
+    # the tutorial's command sends prompts the way the measurement did
+    tutorial = accuracy_command(facts)
+    assert all(
+        f"{k}={v}" in tutorial for k, v in request_format_args(plan.backend, chat or multimodal).items()
+    )
+    assert f"--model {plan.backend}" in tutorial
     assert settings_of(ci) == plan.settings() == _flags(argv)
     assert ci["tasks"] == list(plan.tasks) and ci["model"] == ("vllm-vlm" if multimodal else "vllm")
     # nothing CI does not pass: no generation overrides, no seed that would move the few-shot sample
