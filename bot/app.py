@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from bot.api import access, health, jobs, webhook
+from bot.api import access, health, jobs, pages, webhook
 from bot.api.intake import Intake, intake_client
 from bot.api.outbox import Outbox
 from bot.config import Settings, get_settings
@@ -57,7 +57,7 @@ def create_app(
     app.state.store = JobStore(r)
     app.state.intake = intake
     app.state.access = access.Access(settings)
-    for module in (webhook, jobs, health, access):
+    for module in (webhook, jobs, pages, health, access):
         app.include_router(module.router)
     app.state.metrics_app = create_metrics_app(app)
     if settings.webhook_secret is None:

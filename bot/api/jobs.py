@@ -94,8 +94,9 @@ def _detail(store: JobStore, job_id: str) -> dict[str, Any] | None:
     }
 
 
-@router.get("/api/jobs/{job_id}")
-async def get_job(request: Request, job_id: str) -> dict[str, Any]:
+async def readable_job(request: Request, job_id: str) -> Job:
+    """The job if the viewer may read it (bot.api.access), else 404 (anonymous: a private
+    repository's job does not exist for them) or 403. Every per-job route (JSON, pages, logs) asks here."""
     if len(job_id) > 64:
         raise HTTPException(404, "no such job")
     a = access(request)
@@ -107,6 +108,12 @@ async def get_job(request: Request, job_id: str) -> dict[str, Any]:
         if viewer.anonymous:  # do not confirm to strangers that a private repository has jobs
             raise HTTPException(404, "no such job")
         raise HTTPException(403, f"{viewer.login or 'this token'} cannot read {job.repo}")
+    return job
+
+
+@router.get("/api/jobs/{job_id}")
+async def get_job(request: Request, job_id: str) -> dict[str, Any]:
+    await readable_job(request, job_id)
     detail = await run_in_threadpool(_detail, _store(request), job_id)
     if detail is None:
         raise HTTPException(404, "no such job")
