@@ -148,6 +148,7 @@ class HubReader:
     timeout: float = DEFAULT_TIMEOUT_S
     max_retries: int = 2
     stats: HubStats = field(default_factory=HubStats)
+    _headers: dict[str, str] | None = field(default=None, repr=False)
 
     def listing(self, revision: str | None) -> RepoListing:
         from huggingface_hub import HfApi
@@ -177,7 +178,9 @@ class HubReader:
             from huggingface_hub.errors import OfflineModeIsEnabled
 
             raise hub_error(OfflineModeIsEnabled("offline"), self.repo_id)
-        headers = build_hf_headers(token=self.token)
+        if self._headers is None:  # built once: it reads the token and the user agent (~1 ms)
+            self._headers = build_hf_headers(token=self.token)
+        headers = dict(self._headers)
         if _origin(url) != _origin(self.endpoint or constants.ENDPOINT):
             # a CDN URL the hub redirected to (the second range read): the token stays home
             headers.pop("authorization", None)
