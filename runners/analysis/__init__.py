@@ -26,7 +26,7 @@ from runners.analysis.registry import (
     transformers_has,
 )
 from runners.analysis.safetensors_headers import Opener, open_unbuffered
-from runners.analysis.shapes import check_shapes, header_tensors
+from runners.analysis.shapes import check_missing, check_shapes, header_tensors
 from runners.analysis.tokens import ids_beyond_vocab
 
 
@@ -170,6 +170,8 @@ def build_result(model_dir: Path, cfg: ConfigView, scan: CheckpointScan, regs: R
         transformers_dir=regs.transformers_dir,
     )
     problems.extend(check_shapes(cfg, header_tensors(scan.headers)))
+    if scan.headers_complete:
+        problems.extend(check_missing(cfg, scan.tensor_names))
     problems.extend(ids_beyond_vocab(cfg.int_("vocab_size"), scan.side))
     if multimodal and not scan.files.get("processor"):
         problems.append(

@@ -32,6 +32,8 @@ BLOCKING: dict[str, str] = {
     "architectures-missing": "bad-config",
     "missing-shard": "checkpoint-incomplete",
     "tensor-not-in-header": "checkpoint-incomplete",
+    #: a decoder-layer weight config.json implies is in no shard (vLLM would serve it unloaded)
+    "tensor-missing": "checkpoint-incomplete",
     "bad-shard-name": "checkpoint-corrupt",
     "index-invalid": "checkpoint-corrupt",
     "shard-unreadable": "checkpoint-corrupt",

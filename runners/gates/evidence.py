@@ -104,7 +104,9 @@ SIGNATURES: tuple[Signature, ...] = (
         reason="weight-shape-mismatch",
         patterns=(
             r"Attempted to load weight \(torch\.Size\(\[[\d, ]*\]\)\) into parameter|"
-            r"size mismatch for [\w.]+: copying a param with shape",
+            r"size mismatch for [\w.]+: copying a param with shape|"
+            # a sharded linear's weight_loader narrows the checkpoint tensor to the parameter's size
+            r"start \(\d+\) \+ length \(\d+\) exceeds dimension size \(\d+\)",
         ),
         meaning="a checkpoint tensor's shape differs from the parameter vLLM built from config.json",
         next_step="compare that tensor's header shape with config.json (`adapt-bot analyze MODEL` names "
@@ -423,7 +425,8 @@ _LOAD_RULES: tuple[tuple[LoadKind, re.Pattern[str]], ...] = (
         "shape-mismatch",
         re.compile(
             rf"Attempted to load weight \({_SIZE}\) into parameter \({_SIZE}\)|"
-            rf"size mismatch for ([\w.]+): copying a param with shape {_SIZE}"
+            rf"size mismatch for ([\w.]+): copying a param with shape {_SIZE}|"
+            r"start \((\d+)\) \+ length \((\d+)\) exceeds dimension size \((\d+)\)"
         ),
     ),
     ("dtype-downcast", re.compile(r"\b(Downcasting|Casting) torch\.(\w+) to torch\.(\w+)")),
@@ -444,11 +447,31 @@ def _shape(text: str) -> list[int]:
     return [int(x) for x in text.replace(" ", "").split(",") if x]
 
 
+#: vLLM logs each tensor it loads into a parameter of another dtype (models/utils.py), just before
+#: calling its weight_loader: the last such line before a crash names the tensor that crashed.
+_TENSOR_CAST = re.compile(
+    r"Attempted to load weight ([\w.]+) with dtype torch\.(\w+) into parameter with dtype torch\.(\w+)"
+)
+#: `(EngineCore pid=1) ERROR 12-01 21:28:33 [core.py:1510] ` before the message: the same error is
+#: logged by the engine and again by the API server; one finding is enough.
+_LOG_PREFIX = re.compile(r"^\(\w+ pid=\d+\)\s+(?:[A-Z]+ \d\d-\d\d \d\d:\d\d:\d\d \[[^\]]*\]\s+)?")
+_BITS = {"float64": 64, "float32": 32, "bfloat16": 16, "float16": 16, "float8_e4m3fn": 8}
+
+
+def _is_down(src: str, dst: str) -> bool:
+    """A lossy cast: fewer bits, or between the two 16-bit formats."""
+    a, b = _BITS.get(src, 0), _BITS.get(dst, 0)
+    return b < a or (a == b == 16 and src != dst)
+
+
 def _detail(kind: LoadKind, m: re.Match[str], text: str) -> dict[str, Any]:
     if kind == "shape-mismatch":
         if m.group(1) is not None:
             return {"loaded": _shape(m.group(1)), "param": _shape(m.group(2))}
-        return {"tensors": [m.group(3)], "loaded": _shape(m.group(4))}
+        if m.group(3) is not None:
+            return {"tensors": [m.group(3)], "loaded": _shape(m.group(4))}
+        # narrow(start, length) past the checkpoint tensor's size along the sharded dimension
+        return {"loaded_dim": int(m.group(7)), "param_dim": int(m.group(5)) + int(m.group(6))}
     if kind == "dtype-downcast":
         return {"from": m.group(2), "to": m.group(3)}
     if kind == "dtype-upcast":
@@ -465,19 +488,36 @@ def load_findings(lines: Sequence[str], *, limit: int = 20) -> list[LoadFinding]
     """
     out: list[LoadFinding] = []
     seen: set[tuple[str, str]] = set()
+    casts: dict[tuple[str, str], LoadFinding] = {}
+    last_loaded: str | None = None
     for i, text in enumerate(lines):
+        cast = _TENSOR_CAST.search(text)
+        if cast is not None:  # one finding per (from, to), listing the tensors
+            name, src, dst = cast.groups()
+            last_loaded = name
+            found = casts.get((src, dst))
+            if found is None:
+                kind: LoadKind = "dtype-downcast" if _is_down(src, dst) else "dtype-upcast"
+                detail: dict[str, Any] = {"from": src, "to": dst, "tensors": [], "count": 0}
+                found = casts[(src, dst)] = LoadFinding(kind, text.strip(), i + 1, detail)
+                out.append(found)
+            found.detail["count"] += 1
+            if len(found.detail["tensors"]) < limit:
+                found.detail["tensors"].append(name)
+            continue
         if _is_noise(text) and "Casting" not in text and "casting" not in text:
             continue
         for kind, rx in _LOAD_RULES:
             m = rx.search(text)
             if m is None:
                 continue
-            key = (kind, text.strip()[-200:])
+            key = (kind, _LOG_PREFIX.sub("", text.strip())[:300])
             if key not in seen:
                 seen.add(key)
-                out.append(
-                    LoadFinding(kind=kind, text=text.strip(), line=i + 1, detail=_detail(kind, m, text))
-                )
+                detail = _detail(kind, m, text)
+                if kind == "shape-mismatch" and "tensors" not in detail and last_loaded:
+                    detail["tensors"] = [last_loaded]  # the tensor vLLM was loading when it crashed
+                out.append(LoadFinding(kind=kind, text=text.strip(), line=i + 1, detail=detail))
             break
         if len(out) >= limit:
             break

@@ -144,13 +144,21 @@ def _fp8_checkpoint(d: Path, tensors: dict) -> None:
         hidden_size=256,
         intermediate_size=256,
         head_dim=64,
+        num_hidden_layers=1,
         quantization_config={
             "quant_method": "fp8",
             "weight_block_size": [128, 128],
             "activation_scheme": "dynamic",
         },
     )
-    write_shard(d / "model.safetensors", {**embed(h=256), **tensors})
+    rest = {  # the unquantized rest of layer 0, so the checkpoint is complete (tensor-missing check)
+        "model.layers.0.self_attn.q_proj.weight": np.zeros((256, 256), np.float16),
+        "model.layers.0.self_attn.k_proj.weight": np.zeros((128, 256), np.float16),
+        "model.layers.0.self_attn.v_proj.weight": np.zeros((128, 256), np.float16),
+        "model.layers.0.self_attn.o_proj.weight": np.zeros((256, 256), np.float16),
+        "model.layers.0.mlp.gate_proj.weight": np.zeros((256, 256), np.float16),
+    }
+    write_shard(d / "model.safetensors", {**embed(h=256), **rest, **tensors})
 
 
 def test_fp8_with_scales_is_clean(tmp_path: Path, real_registries: Registries) -> None:
@@ -179,7 +187,7 @@ def test_fp8_weight_without_scale_and_scale_without_weight(
     d = tmp_path / "fp8-broken"
     tensors = {
         **fp8_linear("model.layers.0.mlp.down_proj", (256, 256), scale=None),
-        "model.layers.0.mlp.gate_proj.weight_scale_inv": np.ones((2, 2), np.float32),
+        "model.layers.0.mlp.shared_proj.weight_scale_inv": np.ones((2, 2), np.float32),
         **fp8_linear(
             "model.layers.0.mlp.up_proj", (256, 256), scale="weight_scale"
         ),  # compressed-tensors style
@@ -189,7 +197,7 @@ def test_fp8_weight_without_scale_and_scale_without_weight(
     no_scale = problem(r, "fp8-weight-without-scale")
     assert "model.layers.0.mlp.down_proj.weight" in no_scale.message and "1 fp8 weights" in no_scale.message
     orphan = problem(r, "scale-without-weight")
-    assert "model.layers.0.mlp.gate_proj.weight_scale_inv" in orphan.message
+    assert "model.layers.0.mlp.shared_proj.weight_scale_inv" in orphan.message
     assert "up_proj" not in no_scale.message + orphan.message
     assert not no_scale.blocking  # reported before NPU time; the real gate confirms
     assert sorted(codes(r)) == ["fp8-weight-without-scale", "scale-without-weight"]
@@ -197,10 +205,21 @@ def test_fp8_weight_without_scale_and_scale_without_weight(
 
 def test_fp8_scale_in_another_shard_counts(tmp_path: Path, real_registries: Registries) -> None:
     d = tmp_path / "fp8-split"
-    write_config(d, hidden_size=128, intermediate_size=128, head_dim=32)
+    write_config(d, hidden_size=128, intermediate_size=128, head_dim=32, num_hidden_layers=1)
     shards = {
         "a.safetensors": {
             **embed(h=128),
+            **{
+                f"model.layers.0.{m}.weight": np.zeros((shape), np.float16)
+                for m, shape in (
+                    ("self_attn.q_proj", (128, 128)),
+                    ("self_attn.k_proj", (64, 128)),
+                    ("self_attn.v_proj", (64, 128)),
+                    ("self_attn.o_proj", (128, 128)),
+                    ("mlp.gate_proj", (128, 128)),
+                    ("mlp.up_proj", (128, 128)),
+                )
+            },
             "model.layers.0.mlp.down_proj.weight": (np.zeros((128, 128), np.uint8), FP8),
         },
         "b.safetensors": {"model.layers.0.mlp.down_proj.weight_scale_inv": np.ones((1, 1), np.float32)},

