@@ -41,72 +41,41 @@ from runners.serve import (
 # --------------------------------------------------------------------------- model facts
 
 
-_MOE_KEYS = ("num_experts", "moe_num_experts", "n_routed_experts", "num_local_experts")
-_TOPK_KEYS = ("num_experts_per_tok", "moe_topk")
-_MTP_KEYS = ("num_nextn_predict_layers", "mtp_num_hidden_layers")
-
-
 def facts_from_config(config: Mapping[str, Any], weight_names: Sequence[str] | None) -> dict[str, Any]:
     """The subset of the analysis the gates need, from config.json (+ index tensor names). Pure.
 
-    Used when no analysis result is stored (e.g. `adapt-bot gate` on a bare folder)."""
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else None
-    cfg: Mapping[str, Any] = {**config, **(text or {})}
-    experts = next((int(cfg[k]) for k in _MOE_KEYS if isinstance(cfg.get(k), int) and cfg[k] > 0), 0)
-    topk = next((int(cfg[k]) for k in _TOPK_KEYS if isinstance(cfg.get(k), int)), None)
-    moe = (
-        {"experts": experts, "experts_per_token": topk, "shared_experts": cfg.get("n_shared_experts")}
-        if experts
-        else None
+    Used when no analysis result is stored and the analysis itself refuses the checkpoint (e.g.
+    `adapt-bot gate` on a bare folder). The config signals and the feature decision are the
+    analysis's own (runners.analysis.config / .features), so the two can never disagree."""
+    from runners.analysis import features as feat
+    from runners.analysis.config import ConfigView
+    from runners.analysis.model import Moe
+
+    cfg = ConfigView(dict(config))
+    raw_moe = cfg.moe()
+    moe = Moe.model_validate(raw_moe) if raw_moe else None
+    mtp_layers = cfg.mtp_layers()
+    names = list(weight_names or [])
+    mtp_weights = feat.mtp_weights(names, cfg.num_hidden_layers, weight_names is not None)
+    modalities = [m for m, has in (("image", cfg.has_vision), ("audio", cfg.has_audio)) if has]
+    multimodal = bool(modalities)
+    decided = feat.decide(
+        moe=moe,
+        mtp_layers=mtp_layers,
+        has_mtp_weights=mtp_weights,
+        multimodal=multimodal,
+        modalities=modalities,
+        has_vision_weights=None,
     )
-    mtp_layers = next((int(cfg[k]) for k in _MTP_KEYS if isinstance(cfg.get(k), int)), 0)
-    n_layers = cfg.get("num_hidden_layers")
-    mtp_weights: bool | None = None
-    if weight_names is not None:
-        mtp_weights = False
-        for name in weight_names:
-            low = name.lower()
-            if "mtp" in low or "nextn" in low or ".eh_proj." in low or ".enorm." in low:
-                mtp_weights = True
-                break
-            parts = name.split(".")
-            if isinstance(n_layers, int) and "layers" in parts:
-                i = parts.index("layers")
-                if i + 1 < len(parts) and parts[i + 1].isdigit() and int(parts[i + 1]) >= n_layers:
-                    mtp_weights = True
-                    break
-    multimodal = any(k in config for k in ("vision_config", "audio_config", "visual"))
-    features: dict[str, dict[str, str]] = {
-        "aclgraph": {"status": "applicable", "reason": "graph mode is on by default for every model"},
-        "expert_parallel": {"status": "applicable", "reason": f"MoE with {experts} experts"}
-        if moe
-        else {"status": "not-applicable", "reason": "dense model: config declares no experts"},
-        "flashcomm1": {"status": "applicable", "reason": "MoE: applies with TP>1 where the version has it"}
-        if moe
-        else {"status": "not-applicable", "reason": "dense model: flashcomm1 only applies to MoE with TP>1"},
-        "multimodal": {"status": "applicable", "reason": "config has a vision/audio part"}
-        if multimodal
-        else {"status": "not-applicable", "reason": "text-only: no vision_config/audio_config"},
-    }
-    if mtp_layers > 0 and mtp_weights is False:
-        features["mtp"] = {
-            "status": "checkpoint-missing",
-            "reason": f"config declares {mtp_layers} MTP layer(s) but the weights have no MTP tensors",
-        }
-    elif mtp_layers > 0:
-        features["mtp"] = {"status": "applicable", "reason": f"config declares {mtp_layers} MTP layer(s)"}
-    else:
-        features["mtp"] = {"status": "not-applicable", "reason": "config declares no MTP layers"}
-    archs = config.get("architectures") or []
     return {
-        "architecture": archs[0] if archs else None,
-        "model_type": config.get("model_type"),
+        "architecture": cfg.architecture,
+        "model_type": cfg.model_type,
         "multimodal": multimodal,
-        "moe": moe,
+        "moe": moe.model_dump() if moe else None,
         "mtp_layers": mtp_layers,
         "mtp_weights": mtp_weights,
-        "max_position_embeddings": cfg.get("max_position_embeddings"),
-        "features": features,
+        "max_position_embeddings": cfg.max_position_embeddings(),
+        "features": {name: f.model_dump(mode="json") for name, f in decided.items()},
         "source": "config.json",
     }
 
