@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.commands import BY_NAME, COMMANDS, PREFIX
+from bot.github_ports import CommentWriter
 from bot.jobs.model import Job
 from runners.artifacts.wording import verdict_headline
 from runners.contracts import STAGES, StageResult, utcnow
@@ -233,7 +234,7 @@ def usage_for(name: str | None) -> str:
     return render_help(name if name in BY_NAME else None)
 
 
-def publish_status(gh: Any, job: Job, body: str) -> int:
+def publish_status(gh: CommentWriter, job: Job, body: str) -> int:
     """Edit the job's status comment in place, creating it only once. Returns its id.
 
     `gh` is an InstallationClient. Before creating, look for a comment we wrote with this job's
@@ -261,7 +262,7 @@ def report_marker(job_id: str) -> str:
     return f"<!-- adapt-bot:report job={job_id} -->"
 
 
-def publish_report(gh: Any, job: Job, body: str) -> int:
+def publish_report(gh: CommentWriter, job: Job, body: str) -> int:
     """Post the job's final report comment once; a redelivered `deliver` edits the same comment.
 
     Found again by its own marker (distinct from the status marker) AND our App id, so a rerun that
@@ -270,7 +271,7 @@ def publish_report(gh: Any, job: Job, body: str) -> int:
     return _publish_marked(gh, job, body)
 
 
-def publish_failure_report(gh: Any, job: Job, body: str) -> int:
+def publish_failure_report(gh: CommentWriter, job: Job, body: str) -> int:
     """Post the full report of a failed job (runners.artifacts.render_failure_report).
 
     It is THE job's report comment (same marker as the final report): a failure after a rerun edits
@@ -322,12 +323,12 @@ def preflight_marker(job_id: str) -> str:
     return f"<!-- adapt-bot:preflight job={job_id} -->"
 
 
-def publish_preflight(gh: Any, job: Job, body: str) -> int:
+def publish_preflight(gh: CommentWriter, job: Job, body: str) -> int:
     """The job's pre-flight comment (bot.preflight), posted once and edited in place."""
     return _publish_marked(gh, job, body, preflight_marker(job.id))
 
 
-def _publish_marked(gh: Any, job: Job, body: str, mark: str | None = None) -> int:
+def _publish_marked(gh: CommentWriter, job: Job, body: str, mark: str | None = None) -> int:
     mark = mark or report_marker(job.id)
     text = fit(f"{mark}\n{body}")
 

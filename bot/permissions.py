@@ -11,9 +11,10 @@ the level too (`Intent.editor`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import redis
+
+from bot.github_ports import PermissionReader
 
 RANK = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
 
@@ -22,7 +23,7 @@ def allows(level: str, needed: str) -> bool:
     return RANK.get(level, 0) >= RANK.get(needed, RANK["write"])
 
 
-def permission_of(gh: Any, repo: str, user: str, client: redis.Redis, ttl_s: int) -> str:
+def permission_of(gh: PermissionReader, repo: str, user: str, client: redis.Redis, ttl_s: int) -> str:
     key = f"adapt:perm:{repo}:{user}"
     cached = client.get(key)
     if cached:
@@ -45,7 +46,7 @@ class Refusal:
 
 
 def refusal(
-    gh: Any, repo: str, actors: list[str | None], needed: str, client: redis.Redis, ttl_s: int
+    gh: PermissionReader, repo: str, actors: list[str | None], needed: str, client: redis.Redis, ttl_s: int
 ) -> Refusal | None:
     """None when every actor (author, and the editor if someone else edited) holds `needed`."""
     for user in dict.fromkeys(a for a in actors if a):

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.config import Settings
+from bot.github_ports import ContentsReader
 from runners.contracts import ArtifactOptions
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def labels_key(repo: str) -> str:
     return f"adapt:repo-labels:{repo}"
 
 
-def load(gh: Any, repo: str, settings: Settings, client: redis.Redis) -> LoadedConfig:
+def load(gh: ContentsReader, repo: str, settings: Settings, client: redis.Redis) -> LoadedConfig:
     """Cached read of the repo's config through `gh.get_file` (an InstallationClient)."""
     raw = client.get(cache_key(repo))
     if raw:
