@@ -80,7 +80,7 @@ def test_github_503_for_a_while_then_recovers_gives_one_job_and_one_status_comme
     t0 = time.monotonic()
     assert post("issues", payloads.issues_labeled(gh, REPO, n)).json()["status"] == "accepted"
     # while GitHub is down the delivery is pending and visible, with its retries counted
-    wait_for("a retry", lambda: deps.redis.hget("adapt:metrics:intents", "retries"), 20, [control])
+    wait_for("a retry", lambda: deps.redis.hget("adapt:metrics:intents", "retries"), 60, [control])
     page = httpx.get(bot_server.url + "/api/jobs").json()
     assert page["pending"][0]["kinds"] == "start" and page["pending"][0]["issue"] == n
     assert "503" in page["pending"][0]["error"]
@@ -132,7 +132,7 @@ def test_redis_stopped_while_a_delivery_arrives_answers_fast_and_the_job_exists_
         r = post("issues", payloads.issues_labeled(gh, REPO, n), delivery="spooled-1")
         took = time.monotonic() - t0
         assert r.status_code == 202 and r.json()["status"] == "spooled", r.text
-        assert took < 3.0, took  # GitHub gives up after 10 s
+        assert took < 5.0, took  # GitHub gives up after 10 s (0.1 s measured on a quiet machine)
     finally:
         redis_server.start()  # same port and append-only directory
     job = wait_for("the spooled delivery as a job", lambda: deps.store.active_for(REPO, n), 90, [control])
@@ -145,24 +145,42 @@ def test_redis_stopped_while_a_delivery_arrives_answers_fast_and_the_job_exists_
 
 
 def test_redis_restart_while_a_status_command_applies_is_answered_without_the_visibility_timeout(
-    post: Callable[..., Any], github_standin: Any, deps: Any, control: Worker, redis_server: Any
+    post: Callable[..., Any],
+    github_standin: Any,
+    deps: Any,
+    app_env: dict[str, str],
+    redis_server: Any,
+    tmp_path: Path,
 ) -> None:
+    """The control worker is inside a GitHub call for this command when Redis restarts: it exits
+    (run_id changed) before finishing, its message stays in kombu's `unacked` for the 7,800 s
+    visibility timeout, and only the re-arm on restart gets the command answered."""
     gh = github_standin
     n = new_issue(gh)
     c = gh.add_comment(REPO, n, "/adapt status", "reader")
-    # the worker is inside the 👀 reaction request (applied, answered after 3 s) when Redis restarts
-    gh.inject("POST", f"/repos/{REPO}/issues/comments/{c['id']}/reactions", late_answer(3.0))
-    assert post("issue_comment", payloads.issue_comment(gh, REPO, n, c)).status_code == 202
-    wait_for("the worker to be applying it", lambda: gh.requests_to("POST", "*/reactions"), 30, [control])
-    t0 = time.monotonic()
-    redis_server.restart()
-    (reply,) = wait_for("the answer", lambda: replies(gh, n), 90, [control])
-    took = time.monotonic() - t0
-    assert took < 60, took  # the broker's visibility timeout is 7,800 s
-    assert "/adapt status" in reply["body"]  # the answer to this command
-    wait_for("the ledger to empty", lambda: pending(deps) == 0, 30, [control])
-    time.sleep(2.0)
-    assert len(replies(gh, n)) == 1
+    # the 👀 reaction is applied at once but answered after 8 s (within this worker's timeout)
+    reactions = f"/repos/{REPO}/issues/comments/{c['id']}/reactions"
+    gh.inject("POST", reactions, late_answer(8.0))
+    env = {**app_env, **{f"ADAPT_BOT_{k.upper()}": str(v) for k, v in FAST.items()}}
+    env["ADAPT_BOT_GITHUB_TIMEOUT_S"] = "20"
+    control = Worker(["--control"], env, tmp_path / "control.log")
+    control.wait_ready()
+    try:
+        assert post("issue_comment", payloads.issue_comment(gh, REPO, n, c)).status_code == 202
+        wait_for("the worker inside the call", lambda: [a for a in gh.arrivals if a[1] == reactions], 30)
+        t0 = time.monotonic()
+        redis_server.restart()
+        (reply,) = wait_for("the answer", lambda: replies(gh, n), 90, [control])
+        took = time.monotonic() - t0
+        assert took < 60, took  # the broker's visibility timeout is 7,800 s
+        assert "/adapt status" in reply["body"]  # the answer to this command
+        wait_for("the ledger to empty", lambda: pending(deps) == 0, 30, [control])
+        assert b"restarting this control worker" in control.log.read_bytes()  # it died mid-apply
+        time.sleep(2.0)
+        assert len(replies(gh, n)) == 1
+        assert deps.redis.hget("adapt:metrics:intents", "rearmed") is not None
+    finally:
+        control.stop()
 
 
 def test_a_redelivery_of_a_delivery_that_was_given_up_arms_it_again(

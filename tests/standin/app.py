@@ -114,6 +114,8 @@ class Recorder(BaseHTTPMiddleware):
         except ValueError:
             body = raw.decode("utf-8", "replace")
         auth = _auth_kind(request, state)
+        with state.lock:
+            state.arrivals.append((request.method, request.url.path, arrived))
         fault = state.take_fault(request.method, request.url.path)
         if fault is not None and fault.apply:
             response: Response = await call_next(request)

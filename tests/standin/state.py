@@ -113,6 +113,8 @@ class StandinState:
             self.comments: dict[int, dict[str, Any]] = {}
             self.reactions: dict[int, list[dict[str, Any]]] = {}
             self.requests: list[Recorded] = []
+            #: (method, path, time) as each request ARRIVES (`requests` records it once answered)
+            self.arrivals: list[tuple[str, str, float]] = []
             self.faults: deque[tuple[str, str, Fault]] = deque()
             #: (method, path pattern, until (time.time()), fault): every match answers the fault
             self.outages: list[tuple[str, str, float, Fault]] = []
