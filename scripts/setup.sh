@@ -13,6 +13,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests/pages: the jobs pages in a real headless browser
 if ((${#missing[@]})); then
   echo "==> installing ${missing[*]} (Debian)" >&2
   if [[ $(id -u) -eq 0 ]]; then SUDO=(); else SUDO=(sudo); fi

@@ -141,7 +141,7 @@ def job_view(
     ordered = sorted(reports, key=lambda n: (list(REPORT_ANCHORS).index(n) if n in REPORT_ANCHORS else 99, n))
     return {
         "job": job,
-        "headline": headline(job, verdict).replace("**", ""),
+        "headline": headline(job, verdict).replace("**", "").replace("`", ""),
         "verdict": verdict_block(verdict) if verdict is not None else None,
         "verdict_level": verdict.level if verdict is not None else None,
         "issue_url": f"https://github.com/{job.repo}/issues/{job.issue}",
