@@ -303,15 +303,15 @@ def check_shapes(cfg: ConfigView, tensors: Iterable[tuple[str, str, list[int]]])
     experts = d.experts
     # The rules read only the last four name components: cache per that tail, so the ~92k tensors
     # of a DeepSeek-V3 cost one rsplit and one dict lookup each (the analysis budget is 2 s).
-    cache: dict[tuple[str, ...], tuple[Expected | None, bool, bool]] = {}
+    cache: dict[str, tuple[Expected | None, list[int] | None, bool, bool]] = {}
     for name, dtype, shape in tensors:
         if name.endswith(_SIDE_SUFFIXES) or name.startswith(_TOWER_PREFIXES):
             continue
         split = name.rsplit(".", 4)
-        key = tuple(split[1:]) if len(split) == 5 else tuple(split)
+        key = name[len(split[0]) + 1 :] if len(split) == 5 else name
         hit = cache.get(key)
         if hit is None:
-            parts = list(key)
+            parts = split[1:] if len(split) == 5 else split
             n = len(parts)
             is_beyond = bool(
                 experts
@@ -321,8 +321,9 @@ def check_shapes(cfg: ConfigView, tensors: Iterable[tuple[str, str, list[int]]])
                 and int(parts[-3]) >= experts
             )
             is_fused = bool(experts and n >= 2 and parts[-2] == "experts")
-            hit = cache[key] = (expected_shape(parts, d), is_beyond, is_fused)
-        exp, is_beyond, is_fused = hit
+            exp = expected_shape(parts, d)
+            hit = cache[key] = (exp, list(exp[1]) if exp else None, is_beyond, is_fused)
+        exp, want_list, is_beyond, is_fused = hit
         if is_beyond:
             beyond.append(name)
         elif is_fused and len(shape) == 3 and shape[0] != experts:
@@ -333,7 +334,7 @@ def check_shapes(cfg: ConfigView, tensors: Iterable[tuple[str, str, list[int]]])
             )
             groups.setdefault(fkey, _Group([], (shape[0],), (experts or 0,), "number of routed experts"))
             groups[fkey].names.append(name + " (dim 0)")
-        if exp is None or dtype not in _LOGICAL_DTYPES:
+        if exp is None or shape == want_list or dtype not in _LOGICAL_DTYPES:
             continue
         got = tuple(shape)
         if got != exp[1]:
@@ -400,25 +401,21 @@ def check_missing(cfg: ConfigView, names: Iterable[str]) -> list[Problem]:
     layers = cfg.num_hidden_layers
     if d is None or not layers:
         return []
-    modules: set[str] = set()
-    prefix: str | None = None
-    for name in names:
-        if name.startswith(_TOWER_PREFIXES):
-            continue
-        modules.add(name.rsplit(".", 1)[0])
-        if prefix is None and name.endswith("layers.0.input_layernorm.weight"):
-            prefix = name[: -len("0.input_layernorm.weight")]
-    if prefix is None:
-        prefix = next(
-            (
-                p
-                for p in ("model.layers.", "model.language_model.layers.")
-                if any(m.startswith(p) for m in modules)
-            ),
-            None,
-        )
+    present = names if isinstance(names, (set, frozenset)) else set(names)
+    prefix = next(
+        (
+            p
+            for p in ("model.layers.", "model.language_model.layers.", "language_model.model.layers.")
+            if any(
+                f"{p}0.{m}.weight" in present
+                for m in ("input_layernorm", "self_attn.o_proj", "mlp.down_proj")
+            )
+        ),
+        None,
+    )
     if prefix is None:
         return []
+    modules: set[str] | None = None  # every module path; built only when a plain `.weight` is absent
     wanted = _layer_modules(d, moe=bool(d.experts))
     qkv, gate_up = "self_attn.qkv_proj", "mlp.gate_up_proj"
     fused = {"self_attn.q_proj": qkv, "self_attn.k_proj": qkv, "self_attn.v_proj": qkv}
@@ -427,6 +424,10 @@ def check_missing(cfg: ConfigView, names: Iterable[str]) -> list[Problem]:
     for i in range(layers):
         base = f"{prefix}{i}."
         for m in wanted:
+            if base + m + ".weight" in present:
+                continue
+            if modules is None:
+                modules = {n.rsplit(".", 1)[0] for n in present}
             if base + m in modules or (m in fused and base + fused[m] in modules):
                 continue
             missing.append(base + m + ".weight")
