@@ -21,6 +21,7 @@ from bot.github_ports import CommentWriter
 from bot.jobs.model import Job
 from runners.artifacts.wording import verdict_headline
 from runners.contracts import STAGES, StageResult, utcnow
+from runners.links import job_url
 from runners.render import md_inline, render
 from runners.verdict import Verdict, judge
 
@@ -152,7 +153,7 @@ def render_status(
         verdict=verdict if job.phase == "succeeded" else None,
         rows=stage_rows(job, now),
         progress=(progress or [])[:1],
-        job_url=f"{jobs_url.rstrip('/')}/jobs/{job.id}" if jobs_url else None,
+        job_url=job_url(jobs_url, job.id),
         prefix=PREFIX,
     )
     return fit(body, link=f"{jobs_url.rstrip('/')}/api/jobs/{job.id}" if jobs_url else None)

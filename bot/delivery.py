@@ -29,6 +29,7 @@ from bot.github import GitHubError
 from runners.artifacts.builders import CHECK_RUN_TEXT_LIMIT, COMMENT_LIMIT, Delivery, check_run_output, fit
 from runners.artifacts.facts import JobFacts
 from runners.delivery_local import DeliveryError, collect_files, with_signoff
+from runners.links import job_url
 from runners.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -648,7 +649,7 @@ def deliver(
     facts = collect(options, results)
     draft = pr_draft(facts.verdict, dconf)
     public = getattr(settings, "public_url", None)
-    logs_url = f"{public.rstrip('/')}/jobs/{job.id}" if public else None
+    logs_url = job_url(public, job.id)
     parent = getattr(github, "parent", None)
     call: Caller = getattr(github, "call", None) or (  # the installation's call: its own write throttle
         parent.call if parent is not None and hasattr(parent, "call") else direct_call

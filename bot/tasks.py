@@ -20,6 +20,7 @@ from bot.jobs import machine
 from bot.jobs.machine import NoChange
 from bot.jobs.model import Job, StageSummary
 from bot.jobs.store import JobStore
+from runners.links import job_url
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def report_failure(job_id: str) -> str:
     if job is None or job.phase != "failed":
         return "not failed"
     public = d.settings.public_url
-    logs_url = f"{public.rstrip('/')}/jobs/{job.id}" if public else None
+    logs_url = job_url(public, job.id)
     comments.post_failure_report(_gh(d, job), job, d.store.results(job_id), logs_url=logs_url)
     return "reported"
 
