@@ -292,8 +292,8 @@ def check_shapes(cfg: ConfigView, tensors: Iterable[tuple[str, str, list[int]]])
     """`shape-mismatch` problems for (name, dtype, shape) triples that contradict config.json.
 
     One problem per kind of contradiction (rule, header shape, implied shape), naming its first
-    tensor in layer order and how many more share it; an expert index at or past the configured
-    expert count is a contradiction of its own (`expert-index-beyond-config`).
+    tensor in layer order and how many more share it; expert indices at or past the configured
+    expert count are one more (same code, its own message).
     """
     d = dims_of(cfg)
     if d is None:
