@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runners.artifacts.facts import GateFacts, JobFacts, collect, human_bytes, shell_join
+from runners.artifacts.facts import GateFacts, JobFacts, ServeFlags, collect, human_bytes, shell_join
 from runners.artifacts.markdown import tidy
 from runners.contracts import JobOptions, StageResult
+from runners.links import log_url
 from runners.render import render
 from runners.verdict import Verdict
 
@@ -73,9 +75,20 @@ def key_logs(facts: JobFacts, results: Mapping[str, StageResult]) -> list[tuple[
     return out
 
 
+def maintainer_lines(facts: JobFacts, flags: ServeFlags | None = None) -> tuple[str, ...]:
+    """`vllm serve <hub id> ...` as a maintainer runs it (from `/workspace`, port 8000), one flag
+    per line: the run's flags that matter to a deployment (the tutorial's, runners.artifacts.docs),
+    never the runner's argv (its executable in a cache directory, the local checkpoint path,
+    `--host 127.0.0.1`, a random port)."""
+    from runners.artifacts.docs import _serve_lines
+
+    serve = flags if flags is not None and flags.argv else facts.serve
+    served = serve.value("--served-model-name") or facts.names.served_name
+    return _serve_lines(serve, facts.names.hub_id or facts.names.ref, served)
+
+
 def _serve_cmd(gate: GateFacts | None, facts: JobFacts) -> str:
-    flags = gate.serve if gate and gate.serve.argv else facts.serve
-    return shell_join(flags.argv) if flags.argv else f"vllm serve {facts.names.ref}"
+    return " \\\n  ".join(maintainer_lines(facts, gate.serve if gate else None))
 
 
 def delivery_from(commit: Any, workspace: Any = None) -> Delivery:
@@ -141,13 +154,16 @@ def render_runbook(
 ) -> str:
     """The compact Chinese runbook (runbook.zh.md): start, OpenAI check, eager and dynamo fallbacks."""
     from runners.artifacts.docs import accuracy_command
+    from runners.artifacts.e2e_config import PUBLISHED_ENV
 
     facts = facts_for(options, results)
     serve = facts.serve
-    argv = list(serve.argv) or ["vllm", "serve", facts.names.ref]
+    argv = [a for line in maintainer_lines(facts) for a in shlex.split(line)]
     served = serve.value("--served-model-name") or facts.names.served_name
     env_prefix = "".join(
-        f"export {k}={shell_join([v])}\n" for k, v in serve.env if k != "TORCHDYNAMO_DISABLE"
+        f"export {k}={shell_join([v])}\n"
+        for k, v in serve.env
+        if k != "TORCHDYNAMO_DISABLE" and PUBLISHED_ENV.match(k)
     )
     chat = json.dumps(
         {
@@ -284,11 +300,13 @@ def render_final_comment(
     report = render_report(
         options, results, delivery, code_changes=code_changes, code_rationale=code_rationale
     )
+    runbook = render_runbook(options, results, delivery)
 
     def build(rep: str) -> str:
         return tidy(
             render(
                 "artifacts/final_comment.md.j2",
+                runbook=runbook,
                 facts=facts,
                 job_id=job_id,
                 pr_url=delivery.pr_url,
@@ -366,6 +384,7 @@ def render_failure_report(
                 rows=stage_rows(results),
                 logs=key_logs(facts, results),
                 logs_url=logs_url,
+                log_url=log_url,
                 shell=shell_join,
                 report=rep,
             )

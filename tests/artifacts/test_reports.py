@@ -221,9 +221,13 @@ def test_final_comment_has_matrices_and_the_report_collapsed() -> None:
     assert DELIVERY.pr_url in comment and DELIVERY.logs_url in comment
     parser = _Tags()
     parser.feed(comment)
-    assert parser.tags == ["details", "summary", "/summary", "/details"]
+    assert parser.tags == ["details", "summary", "/summary", "/details"] * 2  # the report, the runbook
     inside = comment.split("</summary>", 1)[1].split("</details>", 1)[0]
     assert "## 提交哈希" in inside
+    runbook = comment.split("<summary>运行手册（中文）</summary>", 1)[1].split("</details>", 1)[0]
+    assert "vllm serve" in runbook
+    for anchor in ("#report", "#runbook", "#logs"):
+        assert DELIVERY.logs_url + anchor in comment
 
 
 HOSTILE = (
@@ -253,7 +257,8 @@ def test_final_comment_stays_under_githubs_limit_with_huge_hostile_logs() -> Non
     assert "<script>" not in visible
     parser = _Tags()
     parser.feed(visible)
-    assert parser.tags == ["details", "summary", "/summary", "/details"]  # hostile </details> neutralised
+    # hostile </details> neutralised: the report and the runbook are the only collapsed blocks
+    assert parser.tags == ["details", "summary", "/summary", "/details"] * 2
     assert "报告过长已截断" in comment and DELIVERY.logs_url in comment
     assert "@maintainer" not in visible  # no pings from log text
     # every table row keeps its column count

@@ -401,7 +401,9 @@ def test_failure_report_has_what_ran_evidence_diagnosis_and_next_step() -> None:
     assert "| accuracy | ▫️ not run |" in ran
     evidence = text.split("#### Evidence: real-weight gate", 1)[1]
     assert "vllm serve Qwen/Qwen3-8B" in evidence and "First error:" in evidence
-    assert "log (`logs/real-gate.log`, line 88):" in evidence
+    # the excerpt links its line on the jobs page (bot/api/pages.py serves it)
+    line88 = "https://adapt.example/jobs/j1/logs/real-gate/real-gate.log#L88"
+    assert f"log (`logs/real-gate.log`, line 88) — [open the log at line 88]({line88}):" in evidence
     assert "#### What the gates established" in text and "- real-gate: `logs/real-gate.log`" in text
     assert "<summary>完整报告（中文）</summary>" in text and "失败：real-gate：crashed" in text
     assert "可以合入评审" not in text and "validated" not in text.split("<details>")[0]
