@@ -243,3 +243,69 @@ def render_preflight(result: AnalysisResult) -> str:
         baseline_seqs=BASELINE_SEQS,
         serve_s=SERVE_S,
     )
+
+
+@dataclass(frozen=True)
+class PreflightOutcome:
+    """What the control plane does with a hub id at job start (see `run_preflight`)."""
+
+    #: the comment to post (the analysis, or why the hub could not be read)
+    body: str
+    #: the commit SHA every later stage uses (JobOptions.revision); None when not read
+    revision: str | None
+    #: end the job here: blocking defects, or the hub refused for a reason a retry cannot fix
+    stops: bool
+    #: the hub was down or slow: try the pre-flight again later (the job is not started)
+    retryable: bool
+    result: AnalysisResult | None = None
+    error_code: str | None = None
+
+
+def run_preflight(
+    hub_id: str,
+    *,
+    revision: str | None = None,
+    vllm_root: Any = None,
+    vllm_ascend_root: Any = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    timeout: float = 10.0,
+    registries: Any = None,
+) -> PreflightOutcome:
+    """Read `hub_id` from the hub (runners.analysis.hub) and render the pre-flight comment.
+
+    Never raises for the hub or the checkpoint: a gated / missing repo, an outage or an
+    unanalysable config becomes a comment saying so, with `stops` / `retryable` set."""
+    from runners.analysis import AnalysisError
+    from runners.analysis.hub import HubError, hub_preflight
+
+    try:
+        result = hub_preflight(
+            hub_id,
+            revision=revision,
+            endpoint=endpoint,
+            token=token,
+            vllm_root=vllm_root,
+            vllm_ascend_root=vllm_ascend_root,
+            timeout=timeout,
+            registries=registries,
+        )
+    except HubError as exc:
+        body = render(
+            "comments/preflight_error.md.j2",
+            model=hub_id,
+            code=exc.code,
+            message=exc.message,
+            retryable=exc.retryable,
+        )
+        return PreflightOutcome(body, None, not exc.retryable, exc.retryable, None, exc.code)
+    except AnalysisError as exc:
+        body = render(
+            "comments/preflight_error.md.j2",
+            model=hub_id,
+            code=exc.code,
+            message=exc.message,
+            retryable=False,
+        )
+        return PreflightOutcome(body, None, True, False, None, exc.code)
+    return PreflightOutcome(render_preflight(result), result.revision, stops_job(result), False, result)

@@ -81,3 +81,28 @@ def test_untrusted_text_is_inert(real_registries: Registries, tmp_path: Path) ->
     (d / "config.json").write_text(json.dumps(cfg))
     body = render_preflight(analyze(d, registries=real_registries))
     assert "<script>" not in body and "@everyone" not in body
+
+
+def test_run_preflight_gives_one_comment_for_every_outcome(
+    hub: HubStandin, real_registries: Registries, tmp_path: Path
+) -> None:
+    """What the control plane calls at job start: the comment, the pinned revision, stop / retry."""
+    from bot.preflight import run_preflight
+
+    regs = real_registries
+    d = tmp_path / "Ok"
+    tiny_sharded(d)
+    repo = hub.add_repo("org/Ok", d)
+    ok = run_preflight("org/Ok", endpoint=hub.url, registries=regs)
+    assert ok.revision == repo.sha and not ok.stops and not ok.retryable and ok.result is not None
+    assert repo.sha[:12] in ok.body
+    hub.add_repo("org/Closed", d, gated=True, granted={"hf_someone_else"})
+    gated = run_preflight("org/Closed", endpoint=hub.url, token=False, registries=regs)
+    assert gated.stops and not gated.retryable and gated.error_code == "gated" and "HF_TOKEN" in gated.body
+    hub.fail(r"^/api/models/org/Ok", status=503, count=-1)
+    try:
+        down = run_preflight("org/Ok", endpoint=hub.url, registries=regs)
+    finally:
+        hub.state.faults.clear()
+    assert down.retryable and not down.stops and "try again" in down.body
+    assert "<!-- adapt-bot:preflight -->" in down.body  # the same comment is edited when it is retried
