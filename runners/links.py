@@ -13,6 +13,13 @@ from pathlib import PurePosixPath
 LOG_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}\.(log|jsonl)$")
 
 
+#: The workflow the bot automates (vllm-ascend #6731); the skill asks that the originating issue
+#: gets a link to it, which the final comment carries (one final comment per job, edited in place).
+SKILL_URL = (
+    "https://github.com/vllm-project/vllm-ascend/blob/main/.agents/skills/vllm-ascend-model-adapter/SKILL.md"
+)
+
+
 def job_url(public_url: str | None, job_id: str) -> str | None:
     """`<public>/jobs/<id>`, or None when no public URL is configured (then nothing is linked)."""
     return f"{public_url.rstrip('/')}/jobs/{job_id}" if public_url else None

@@ -16,7 +16,7 @@ from typing import Any
 from runners.artifacts.facts import GateFacts, JobFacts, ServeFlags, collect, human_bytes, shell_join
 from runners.artifacts.markdown import tidy
 from runners.contracts import JobOptions, StageResult
-from runners.links import log_url
+from runners.links import SKILL_URL, log_url
 from runners.render import render
 from runners.verdict import Verdict
 
@@ -307,6 +307,7 @@ def render_final_comment(
             render(
                 "artifacts/final_comment.md.j2",
                 runbook=runbook,
+                skill_url=SKILL_URL,
                 facts=facts,
                 job_id=job_id,
                 pr_url=delivery.pr_url,

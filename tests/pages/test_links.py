@@ -90,6 +90,9 @@ def test_every_link_the_bot_posts_answers_200_with_what_it_promised(
     assert any("/logs/real-gate/real-gate.log#L" in u for u in seen["failed failure report"]), seen
     assert {u.rpartition("#")[2] for u in seen["succeeded final comment"]} >= {"report", "runbook", "logs"}
     assert any(u.endswith("#logs") for u in seen["failed failure report"])
+    from runners.links import SKILL_URL
+
+    assert SKILL_URL in posted_texts(stored, public)["final comment"]  # the skill asks for it on the issue
     assert all(u.startswith(public + "/") for u in everything)
 
 
