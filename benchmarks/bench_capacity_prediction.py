@@ -75,10 +75,12 @@ def measure(kind: str, model: Path, work: Path, *, mtp: bool, length: int | None
     lay = kv.layout_of_dir(model)
     if lay is None or not m.tokens or not m.max_model_len:
         raise SystemExit(f"{kind}: no KV figure in the log or no layout ({ctx.workspace.log_path('kv')})")
+    seqs = int(prof.serve.defaults.get("max_num_seqs", 1))
     budget = kv.KvBudget(
         capacity.fixed_kv_bytes(prof) or 0,
         capacity.block_size(prof.capacity, lay),
-        m.in_flight_tokens or 8192,  # the scheduler's budget from the log (sliding layers keep it)
+        # the scheduler's budget from the log, else vLLM's default (sliding layers keep it)
+        m.in_flight_tokens or capacity.in_flight_default(prof.capacity, m.max_model_len, seqs),
     )
     draft = 1 if mtp else 0
     dtype = capacity.served_dtype(prof)

@@ -224,6 +224,9 @@ class CapacitySpec(BaseModel):
     tp_choices: list[int] = Field(default_factory=lambda: [1])
     #: Stop searching when the bracket is within this share of the length that served.
     search_margin: float = 0.1
+    #: vLLM's scheduler budget when the log does not say (serve default 2048 on CPU, capped at
+    #: max_num_seqs × max_model_len): sliding-window layers keep these in-flight tokens.
+    max_num_batched_tokens: int = 2048
     # --- start-cost estimate for the pre-flight (runners.accounting.estimate_start_s)
     #: Checkpoint read bandwidth per server start, GB/s (1e9 bytes).
     load_bandwidth_gbps: float = 1.0

@@ -157,7 +157,7 @@ def predict(
     in_flight_tokens: int | None = None,
 ) -> list[kv.TpFit]:
     """The prediction for this profile. `in_flight_tokens` (the scheduler's budget, from a log)
-    only matters for sliding-window layers; unknown = 8192."""
+    only matters for sliding-window layers; unknown = the profile's default budget."""
     spec = prof.capacity
     return kv.predict_fits(
         lay,
@@ -172,8 +172,14 @@ def predict(
         reserve_bytes=int(spec.reserve_gib * kv.GIB),
         fixed_kv_bytes=fixed_kv_bytes(prof),
         cap=cap,
-        in_flight_tokens=in_flight_tokens or 8192,
+        in_flight_tokens=in_flight_tokens or in_flight_default(spec, length, seqs),
     )
+
+
+def in_flight_default(spec: CapacitySpec, length: int, seqs: int) -> int:
+    """vLLM's budget when the log gives none: the default, capped at max_num_seqs × max_model_len
+    (a cpu start at 256 × 2 logs max_num_batched_tokens=512)."""
+    return max(1, min(spec.max_num_batched_tokens, seqs * length))
 
 
 def basis_text(prof: Profile) -> str:

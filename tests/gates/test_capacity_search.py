@@ -120,3 +120,28 @@ def test_prediction_on_ascend_says_which_tp_fits() -> None:
     assert fits[1].kv_bytes_per_token_per_rank == 147456 and not fits[1].fits and fits[1].starts
     assert fits[8].kv_bytes_per_token_per_rank == 147456 // 8
     assert [fits[t].fits for t in (1, 2, 4, 8)] == sorted(fits[t].fits for t in (1, 2, 4, 8))
+
+
+def test_default_scheduler_budget_when_the_log_gives_none() -> None:
+    from runners.stages.capacity import in_flight_default
+
+    cpu = load_profile("cpu").capacity
+    # the recorded cpu log at 256 tokens × 2 sequences says "max_num_batched_tokens=512"
+    assert in_flight_default(cpu, 256, 2) == 512
+    assert in_flight_default(cpu, 4096, 2) == 2048  # vLLM's serve default on CPU
+    lay = kv.layout(
+        ConfigView(
+            {
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "head_dim": 32,
+                "layer_types": ["full_attention", "sliding_attention"],
+                "sliding_window": 64,
+            }
+        )
+    )
+    assert lay is not None
+    (fit,) = predict(lay, load_profile("cpu"), parameter_bytes=None, length=4096, seqs=2, tps=[1], cap=4096)
+    # 16384 blocks of 128 tokens; per request 32 full blocks + ceil((64 - 1 + 2048) / 128) + 1 = 18
+    assert fit.max_concurrency == round(16384 / 50, 2)
