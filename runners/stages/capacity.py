@@ -368,8 +368,8 @@ def run(ctx: StageContext) -> StageResult:
     # ---- length search, from the prediction
     tried: list[tuple[int, bool]] = []
     hint: int | None = None
-    cand: int | None = first_len(base, at_start.max_len_start if at_start else None, spec)
-    if cand != base and at_start is not None:
+    cand: int | None = first_len(min(base, cap), min(at_start.max_len_start, cap) if at_start else None, spec)
+    if cand is not None and cand < min(base, cap) and at_start is not None:
         ctx.progress(
             f"capacity: predicted {at_start.kv_tokens} KV tokens at {base}: the baseline does not start; "
             f"starting at {cand}"
@@ -389,7 +389,8 @@ def run(ctx: StageContext) -> StageResult:
             break
         tried.append((cand, att.ok))
         hint = measured.estimated_max_len if not att.ok else None
-        cand = next_len(tried, base, spec, hint)
+        # never above the model's own limit: vLLM refuses it (and the serve plan clamps to it)
+        cand = next_len(tried, min(base, cap), spec, hint)
     oks = [n for n, ok in tried if ok]
     practical = max(oks) if oks else None
     if practical is not None and not cancelled:
