@@ -189,15 +189,17 @@ def stage_finished(job_id: str, stage: str, attempt: int) -> str:
     return job.state
 
 
+#: Hub outages are retried this many times, 30 s apart, before the job fails (a rerun starts again).
+PREFLIGHT_TRIES = 8
+
+
 def preflight(job_id: str) -> str:
-    """The hub pre-flight of a new job (bot.preflight): read the checkpoint's config, index and
-    safetensors headers over HTTP, post the pre-flight comment, pin the revision every later stage
-    uses, and stop the job on blocking defects before any runner time. A hub outage retries later;
-    a permanent answer (gated, not found, no config) fails the job with the hub's reason."""
+    """The hub pre-flight of a new job (bot.preflight.run_preflight): read the checkpoint's config,
+    index and safetensors headers over HTTP, post the pre-flight comment, pin the revision every
+    later stage uses, and stop the job on blocking defects before any runner time. A hub outage
+    retries later; a permanent answer (gated, not found, no config) fails the job with its reason."""
     from bot.github import RetryLater
-    from bot.preflight import render_preflight, stops_job
-    from runners.analysis import AnalysisError
-    from runners.analysis.hub import HubError, hub_preflight
+    from bot.preflight import run_preflight
     from runners.model_ref import parse_model_ref
 
     d = deps()
@@ -206,42 +208,43 @@ def preflight(job_id: str) -> str:
         return "stale"
     hub_id = parse_model_ref(job.options.model).hub_id
     assert hub_id is not None
-    try:
-        result = hub_preflight(
-            hub_id,
-            revision=job.options.revision,
-            # huggingface_hub reads HF_ENDPOINT when imported; read it again now so a process that
-            # imported it earlier still follows the environment (HF_TOKEN: the library's own lookup)
-            endpoint=os.environ.get("HF_ENDPOINT") or None,
-            vllm_root=d.settings.vllm_root,
-            vllm_ascend_root=d.settings.vllm_ascend_root,
-        )
-    except HubError as exc:
-        if exc.retryable:
-            raise RetryLater(30, f"hub pre-flight of {hub_id}: {exc.message}") from exc
+    outcome = run_preflight(
+        hub_id,
+        revision=job.options.revision,
+        vllm_root=d.settings.vllm_root,
+        vllm_ascend_root=d.settings.vllm_ascend_root,
+        # huggingface_hub reads HF_ENDPOINT when imported; read it again now so a process that
+        # imported it earlier still follows the environment (HF_TOKEN: the library's own lookup)
+        endpoint=os.environ.get("HF_ENDPOINT") or None,
+    )
+    gh = _gh(d, job)
+    comments.publish_preflight(gh, job, outcome.body)
+    if outcome.retryable:
+        tries = int(d.redis.incr(f"adapt:job:{job_id}:preflight-tries"))
+        d.redis.expire(f"adapt:job:{job_id}:preflight-tries", 24 * 3600)
+        if tries <= PREFLIGHT_TRIES:
+            raise RetryLater(30, f"hub pre-flight of {hub_id}")
         return _preflight_failed(
             d,
             job,
-            f"hub-{exc.code}",
-            exc.message,
-            "Fix the model id or the hub token, then `/adapt rerun analyze`.",
+            "hub-unavailable",
+            f"the hub did not answer for {hub_id} after {tries} tries",
+            "`/adapt rerun analyze`",
         )
-    except AnalysisError as exc:
+    if outcome.stops:
+        if outcome.result is not None:
+            reason = "blocking-defect"
+            why = "; ".join(p.message for p in outcome.result.blocking_problems)[:1500]
+        else:
+            reason, why = f"hub-{outcome.error_code}", f"the hub did not give {hub_id} ({outcome.error_code})"
         return _preflight_failed(
-            d, job, "bad-config", str(exc), "Fix the checkpoint on the hub, then `/adapt rerun analyze`."
+            d, job, reason, why, "Fix what the pre-flight comment names, then `/adapt rerun analyze`."
         )
-    gh = _gh(d, job)
-    comments.publish_preflight(gh, job, render_preflight(result))
-    if stops_job(result):
-        problems = "; ".join(p.message for p in result.blocking_problems)[:1500]
-        return _preflight_failed(
-            d, job, "blocking-defect", problems, "Fix the checkpoint, then `/adapt rerun analyze`."
-        )
-    if result.revision and job.options.revision is None:
+    if outcome.revision and job.options.revision is None:
 
         def pin(j: Job) -> Job:
             j = j.model_copy(deep=True)
-            j.options.revision = result.revision
+            j.options.revision = outcome.revision
             return j
 
         job = d.store.update(job_id, pin)

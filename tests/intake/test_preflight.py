@@ -112,3 +112,32 @@ def test_an_unknown_hub_repo_fails_with_the_hubs_reason(
     assert any(str(o).startswith("failed: hub-") for o in outcomes), outcomes
     job = deps.store.latest_for(REPO, n)
     assert job.state == "failed:analyze" and stage_requests(deps.redis) == []
+
+
+def test_a_hub_outage_is_retried_then_fails_the_job_plainly(
+    post: Callable[..., Any],
+    github_standin: Any,
+    deps: Any,
+    drain: Callable[[], list[Any]],
+    hub: HubStandin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bot.tasks
+    from bot.github import RetryLater
+
+    gh = github_standin
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    tiny_repo(d)
+    hub.add_repo("tiny-org/Down", d)
+    hub.fail("tiny-org/Down", status=503, count=1000)
+    monkeypatch.setattr(bot.tasks, "PREFLIGHT_TRIES", 1)
+    n = int(gh.add_issue(REPO, "[New model] Down", "model: tiny-org/Down")["number"])
+    label(post, gh, n)
+    with pytest.raises(RetryLater):  # the Celery shell turns this into a retry 30 s later
+        drain()
+    job = deps.store.active_for(REPO, n)
+    assert job.state == "running:analyze" and stage_requests(deps.redis) == []
+    assert bot.tasks.preflight(job.id) == "failed: hub-unavailable"
+    assert deps.store.latest_for(REPO, n).state == "failed:analyze"
