@@ -238,17 +238,20 @@ def _quality(real: StageResult | None) -> tuple[list[Reason], list[Reason]]:
     reasons = (
         [Reason(code="degenerate-output", stage="real-gate", detail=detail)] if state == "degenerate" else []
     )
+    answers = [a for a in real.data["quality"].get("known_answers") or [] if isinstance(a, Mapping)]
+    wrong = [a for a in answers if a.get("ok") is False]
     warnings: list[Reason] = []
-    for item in real.data["quality"].get("known_answers") or []:
-        if isinstance(item, Mapping) and item.get("ok") is False:
-            prompt, expected, answer = item.get("prompt"), item.get("expected"), item.get("answer")
-            warnings.append(
-                Reason(
-                    code="known-answer-wrong",
-                    stage="real-gate",
-                    detail=f"{prompt!s} -> {answer!s} (expected {expected!s})",
-                )
+    if wrong:
+        shown = "; ".join(
+            f"{a.get('prompt')!s} -> {a.get('answer')!s} (expected {a.get('expected')!s})" for a in wrong
+        )
+        warnings.append(
+            Reason(
+                code="known-answer-wrong",
+                stage="real-gate",
+                detail=f"{len(wrong)} of {len(answers)} wrong: {shown}",
             )
+        )
     return reasons, warnings
 
 

@@ -217,7 +217,7 @@ def test_a_wrong_known_answer_is_a_warning_not_a_lower_level() -> None:
     v = judge(results, "ascend-a2")
     assert v.validated
     assert [(w.code, w.detail) for w in v.warnings] == [
-        ("known-answer-wrong", "Capital of France? -> Lyon (expected Paris)")
+        ("known-answer-wrong", "1 of 2 wrong: Capital of France? -> Lyon (expected Paris)")
     ]
 
 

@@ -497,6 +497,30 @@ def test_plain_text_wording_matches_the_documents() -> None:
     results["real-gate"].data["quality"]["known_answers"] = [
         {"prompt": "2+3?", "expected": "5", "answer": "6", "ok": False}
     ]
-    assert "  warning: wrong answer to a known-answer prompt: 2+3? -> 6 (expected 5)" in verdict_block(
-        judge(results, "ascend-a2")
+    assert (
+        "  warning: wrong answers to known-answer prompts: 1 of 1 wrong: 2+3? -> 6 (expected 5)"
+        in verdict_block(judge(results, "ascend-a2"))
     )
+
+
+def test_a_real_gate_with_parity_and_degenerate_replies() -> None:
+    """The real gate's own record (tests/artifacts/data/real-gate-parity): parity passed on random
+    weights, replies degenerate, known answers wrong -> serves, not validated, and the texts say so."""
+    real = StageResult.model_validate_json(
+        (REAL_RUN.parent / "real-gate-parity" / "real-gate.json").read_text()
+    )
+    _options, results = real_run()
+    results["real-gate"] = real
+    v = judge(results, "cpu")
+    assert real.status == "passed" and v.level == "serves-not-validated" and v.served == "real"
+    assert "reference-unchecked" not in codes_of(v) and "degenerate-output" in codes_of(v)
+    assert [w.code for w in v.warnings] == ["known-answer-wrong"]
+    report = render_report(JobOptions(model="org/Tiny-Llama-1B", issue=12), results, DELIVERY)
+    parity_row = "| 与 HF 参考实现一致（同一权重，token + logprob） | 不适用 | ✅ 一致：4 prompts match the"
+    assert parity_row in report
+    assert "| 输出质量（非退化） | 不适用（随机权重） | ❌ 退化：3 U+FFFD replacement character(s)" in report
+    assert "- 警告：已知答案题答错：4 of 4 wrong" in report
+
+
+def codes_of(v: Any) -> list[str]:
+    return [r.code for r in v.reasons]
