@@ -326,10 +326,16 @@ def hub_preflight(
     source = HubSource(reader, listing)
     jsons = ["config.json", *[n for n in SIDE_JSON if n in name_set]]
     jsons += [n for n in names if n.endswith(".safetensors.index.json")]
+    # JSON files and every top-level shard's header at once: waiting for the 9 MB index of a
+    # DeepSeek-V3 before the first header read costs its download. A shard the index does not
+    # list has its header read too (8 + N bytes; the scan reports it as shard-not-in-index).
+    shards = sorted(n for n in names if n.endswith(".safetensors"))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(source.fetch_json, jsons))
-        shards = _expected_shards(source, name_set)
-        list(pool.map(lambda s: source.fetch_header(s, strategy), shards))
+        futures = [pool.submit(source.fetch_json, n) for n in jsons]
+        futures += [pool.submit(source.fetch_header, s, strategy) for s in shards]
+        for f in futures:
+            f.result()
+        _expected_shards(source, name_set)  # parses the index once, for the scan
     reader.stats.fetch_s = time.perf_counter() - started
     try:
         check_json_size("config.json", listing.sizes["config.json"])
