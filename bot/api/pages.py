@@ -172,9 +172,39 @@ def _page(html: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 
+async def _readable(request: Request, job_id: str) -> Job:
+    """`readable_job`, its 404/403 shown as a page a browser user can act on (sign in)."""
+    try:
+        return await readable_job(request, job_id)
+    except HTTPException as exc:
+        raise PageError(exc.status_code, str(exc.detail)) from None
+
+
+class PageError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    a = access(request)
+    viewer = a.viewer(request)
+    html = render(
+        "pages/error.html",
+        status=status,
+        message=message,
+        login=viewer.login,
+        can_sign_in=a.oauth_enabled and viewer.anonymous,
+    )
+    return _page(html, status)
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 async def job_page(request: Request, job_id: str) -> HTMLResponse:
-    job = await readable_job(request, job_id)
+    try:
+        job = await _readable(request, job_id)
+    except PageError as exc:
+        return error_page(request, exc.status, exc.message)
     view = await run_in_threadpool(_load, _store(request), job)
     viewer = access(request).viewer(request)
     # rendering runs off the event loop: the same loop answers GitHub's webhooks
@@ -183,16 +213,19 @@ async def job_page(request: Request, job_id: str) -> HTMLResponse:
 
 @router.get("/jobs/{job_id}/logs/{stage}/{file}", response_model=None)
 async def log_page(request: Request, job_id: str, stage: str, file: str, raw: int = 0) -> Response:
-    if not STAGE_NAME.match(stage) or not LOG_NAME.match(file):
-        raise HTTPException(404, "no such log")
-    job = await readable_job(request, job_id)
-    name = f"{stage}/{file}"
     try:
-        text = await run_in_threadpool(_store(request).log_text, job.id, name)
-    except ValueError:  # not a log we wrote (corrupt, or inflates past the bound)
-        raise HTTPException(404, "no such log") from None
+        job = await _readable(request, job_id)
+    except PageError as exc:
+        return error_page(request, exc.status, exc.message)
+    name = f"{stage}/{file}"
+    text: str | None = None
+    if STAGE_NAME.match(stage) and LOG_NAME.match(file):
+        try:
+            text = await run_in_threadpool(_store(request).log_text, job.id, name)
+        except ValueError:  # not a log we wrote (corrupt, or inflates past the bound)
+            text = None
     if text is None:
-        raise HTTPException(404, "no such log")
+        return error_page(request, 404, "no such log")
     if raw:
         return PlainTextResponse(text, headers=HEADERS)
     # a log at the runner's bound renders in ~0.3 s (benchmarks/bench_log_page.py): off the loop

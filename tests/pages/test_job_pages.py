@@ -157,6 +157,7 @@ def test_private_repository_job_page_and_logs_follow_read_access(
     for url in urls:
         anon = httpx.get(base + url)
         assert anon.status_code == 404 and PRIVATE not in anon.text, url  # not even confirmed to exist
+        assert 'href="/login"' in anon.text, url  # a maintainer who clicked from GitHub can sign in
         wrong = httpx.get(base + url, headers={"Authorization": "Bearer not-the-operator-token"})
         assert wrong.status_code == 404, url
         op = httpx.get(base + url, headers={"Authorization": f"Bearer {OPERATOR}"})
@@ -165,6 +166,7 @@ def test_private_repository_job_page_and_logs_follow_read_access(
     stranger = sign_in(base, "stranger")
     insider = sign_in(base, "insider")
     for url in urls:
-        assert stranger.get(url).status_code == 403, url
+        refused = stranger.get(url)
+        assert refused.status_code == 403 and "stranger cannot read" in refused.text, url
         assert insider.get(url).status_code == 200, url
     assert f'id="L{line}"' in insider.get(urls[1]).text
