@@ -30,3 +30,21 @@ def test_url_builders_match_the_page_routes() -> None:
     assert url == "https://adapt.example" + log_href("20261201-abc", "real-gate/real-gate.log", 12)
     assert links.log_url(page, "accuracy", "/w/out/results.json", 3) is None
     assert links.log_url(None, "real-gate", "/w/logs/real-gate.log") is None
+
+
+def test_a_job_that_is_still_running_renders_without_results() -> None:
+    from bot.api.pages import job_view
+    from bot.jobs.model import Job, StageSummary
+    from runners.contracts import JobOptions, utcnow
+    from runners.render import render
+
+    job = Job(
+        repo="octo-org/vllm-ascend",
+        issue=3,
+        options=JobOptions(model="org/Tiny-Llama-1B"),
+        state="running:analyze",
+        stages={"analyze": StageSummary(status="running", started_at=utcnow())},
+    )
+    page = render("pages/job.html", login=None, **job_view(job, {}, [], {}, []))
+    assert 'id="stage-analyze"' in page and "running for" in page
+    assert "No verdict yet" in page and "No logs shipped yet" in page
