@@ -353,6 +353,29 @@ class InstallationClient:
             return base64.b64decode(str(data.get("content") or "")).decode("utf-8", "replace")
         return str(data.get("content") or "")
 
+    def close_issue(self, repo: str, number: int) -> dict[str, Any]:
+        """PATCH the issue closed as completed (idempotent: closing a closed issue changes nothing)."""
+        o, r = repo.split("/", 1)
+        resp = self.call(
+            f"PATCH issue {repo}#{number} closed",
+            lambda: self.gh.rest.issues.update(o, r, number, state="closed", state_reason="completed"),
+            mutating=True,
+        )
+        return dict(resp.json())
+
+    def delete_ref(self, repo: str, ref: str) -> bool:
+        """DELETE refs/<ref> (e.g. `heads/adapt/x-1`); False when it was already gone (GitHub: 422)."""
+        o, r = repo.split("/", 1)
+        try:
+            self.call(
+                f"DELETE ref {ref} of {repo}", lambda: self.gh.rest.git.delete_ref(o, r, ref), mutating=True
+            )
+        except GitHubError as exc:
+            if exc.status in (404, 422):
+                return False
+            raise
+        return True
+
 
 def parse_time(value: Any) -> dt.datetime | None:
     if not isinstance(value, str):

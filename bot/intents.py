@@ -154,7 +154,9 @@ def apply_intent(intent: Intent, deps: Deps) -> str:
             return f"ignored: the App is not installed on {intent.repo}"
         raise
     if intent.kind == "pr_closed":
-        return _pr_closed(intent, deps)
+        return _pr_closed(intent, deps, gh)
+    if intent.via == "pull_request" and deps.store.for_pr(intent.repo, intent.pr or 0) is None:
+        return "ignored: not a job's pull request"  # every other PR's pushes: not a word, no API call
 
     _react(gh, intent, "eyes")
     loaded = repo_config.load(gh, intent.repo, deps.settings, deps.redis)
@@ -353,11 +355,75 @@ def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, loaded: Any) -> s
     return f"rerun {stage} of {job.id}"
 
 
-def _pr_closed(intent: Intent, deps: Deps) -> str:
+def _pr_closed(intent: Intent, deps: Deps, gh: InstallationClient) -> str:
+    """The PR's life ended. Merged: the closing summary (once, by marker) and the issue closed when
+    `delivery.close_issue_on_merge`; closed unmerged: the bot's own branch deleted. Then the job is
+    archived (a running re-gate is cancelled first). Each step is idempotent and archiving comes
+    last, so a redelivery after a crash finishes the steps and one after success does nothing."""
     assert intent.repo is not None
     job = deps.store.for_pr(intent.repo, intent.pr or 0)
     if job is None:
         return "ignored: not a job's pull request"
+    if job.archived:
+        return f"ignored: job {job.id} already archived"
+    merged = bool(intent.merged)
+    cfg = repo_config.load(gh, intent.repo, deps.settings, deps.redis).config
+    done: list[str] = []
+    if merged:
+        close = cfg.delivery.close_issue_on_merge
+        body = _render_closing(
+            job, intent.pr or 0, merged_by=intent.sender, close_issue=close,
+            status_url=status_url(job), jobs_url=deps.settings.public_url,
+        )  # fmt: skip
+        comments.publish_reply(gh, job.repo, job.issue, body, comments.reply_key("closing", job.id))
+        done.append("summary posted")
+        if close:
+            gh.close_issue(job.repo, job.issue)
+            done.append(f"issue #{job.issue} closed")
+    else:
+        branch = _bot_branch(job, intent.detail)
+        if branch is not None:
+            deleted = gh.delete_ref(job.repo, f"heads/{branch}")
+            done.append(f"branch {branch} {'deleted' if deleted else 'already gone'}")
+    if job.active:  # a re-gate still running for a PR that no longer exists
+        deps.store.set_cancel(job)
+        with contextlib.suppress(NoChange, TransitionError):
+            deps.store.update(job.id, machine.request_cancel)
     with contextlib.suppress(NoChange):
-        deps.store.update(job.id, lambda j: machine.pr_closed(j, bool(intent.merged)))
-    return f"pr #{intent.pr} of {job.id} closed (merged={intent.merged})"
+        deps.store.update(job.id, lambda j: machine.archive(j, merged))
+    refresh_status(deps, gh, job.id)
+    what = "merged" if merged else "closed"
+    return f"pr #{intent.pr} of {job.id} {what}: archived" + "".join(f"; {d}" for d in done)
+
+
+def _render_closing(
+    job: Job, pr: int, *, merged_by: str | None, close_issue: bool, status_url: str | None,
+    jobs_url: str | None,
+) -> str:  # fmt: skip
+    from runners.links import job_url
+    from runners.render import render
+
+    return render(
+        "comments/closing.md.j2",
+        job=job,
+        pr=pr,
+        model=job.options.model,
+        model_code=comments.code_span(job.options.model),
+        merged_by=merged_by,
+        close_issue=close_issue,
+        status_url=status_url,
+        job_url=job_url(jobs_url, job.id),
+    )
+
+
+def _bot_branch(job: Job, head: dict[str, Any]) -> str | None:
+    """The PR's head branch when the bot made it: `adapt/...` as delivery names it for this job,
+    on the job's (base) repository, never a fork's branch or one a human named."""
+    from runners.artifacts import branch_name, model_names
+
+    ref, repo = head.get("head_ref"), head.get("head_repo")
+    expected = branch_name(model_names(job.options.model_copy(update={"issue": job.issue})), job.issue)
+    if repo != job.repo or ref != expected or not expected.startswith("adapt/"):
+        log.info("job %s: PR head %s:%s is not the bot's branch %s; kept", job.id, repo, ref, expected)
+        return None
+    return expected

@@ -42,6 +42,8 @@ class Delivery(_Strict):
     #: None = the App's bot identity; otherwise "Name <email>".
     signoff: str | None = None
     draft_until_real_gate: bool = True
+    #: When the bot's PR is merged: post the closing summary AND close the issue (False: summary only).
+    close_issue_on_merge: bool = True
 
 
 class Quotas(_Strict):

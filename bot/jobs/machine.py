@@ -146,6 +146,11 @@ def rerun(job: Job, stage: str, now: dt.datetime | None = None) -> Job:
     """Run `stage` again and everything after it, keeping earlier results."""
     if stage not in STAGES:
         raise TransitionError(f"unknown stage {stage!r}")
+    if job.archived:
+        raise TransitionError(
+            f"job {job.id} is archived (its pull request was {'merged' if job.pr_merged else 'closed'}); "
+            "start a new job on the issue"
+        )
     if job.phase == "running":
         raise TransitionError(f"{job.stage} is still running; `/adapt cancel` first or wait for it")
     earlier = STAGES[: STAGES.index(stage)]
@@ -168,4 +173,14 @@ def pr_closed(job: Job, merged: bool, now: dt.datetime | None = None) -> Job:
         raise NoChange("already recorded")
     job = job.model_copy(deep=True)
     job.pr_merged = merged
+    return _touch(job, now)
+
+
+def archive(job: Job, merged: bool, now: dt.datetime | None = None) -> Job:
+    """The PR's life ended (merged or closed unmerged): record how and archive the job, once."""
+    if job.archived:
+        raise NoChange("already archived")
+    job = job.model_copy(deep=True)
+    job.pr_merged = merged
+    job.archived = True
     return _touch(job, now)

@@ -52,6 +52,9 @@ class Job(BaseModel):
     status_comment_id: int | None = None
     pr_number: int | None = None
     pr_merged: bool | None = None
+    #: The job's PR was merged or closed: its life is over (bot/jobs/machine.archive). A flag, not a
+    #: state, so the stage history and verdict stay as they were; reruns are refused.
+    archived: bool = False
     trigger_comment_id: int | None = None
     requested_by: str | None = None
     #: Dedupe key of the intent that created the job (a retried start resumes instead of refusing).

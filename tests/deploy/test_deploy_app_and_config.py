@@ -118,6 +118,7 @@ BRIEF_SCHEMA: dict[str, Any] = {
         "base_branch": None,
         "signoff": None,
         "draft_until_real_gate": True,
+        "close_issue_on_merge": True,
     },
     "remote_code": {"allow": False},
     "quotas": {"user": None, "repo": None},

@@ -79,6 +79,40 @@ def get_issue(
     return issue
 
 
+@router.patch("/repos/{owner}/{repo}/issues/{number}")
+def update_issue(
+    owner: str,
+    repo: str,
+    number: int,
+    body: JsonBody,
+    state: State,
+    inst: Installation,
+) -> dict[str, Any]:
+    """Title, body, state (open/closed) and state_reason, validated as GitHub does."""
+    r = repo_of(state, owner, repo, inst)
+    issue = r.issues.get(number)
+    if issue is None:
+        raise HTTPException(404, "Not Found")
+    if body.get("state") not in (None, "open", "closed"):
+        raise HTTPException(422, "Validation Failed: state must be open or closed")
+    if body.get("state_reason") not in (None, "completed", "not_planned", "duplicate", "reopened"):
+        raise HTTPException(422, "Validation Failed: state_reason is not valid")
+    with state.lock:
+        for key in ("title", "body"):
+            if key in body:
+                issue[key] = body[key]
+        new_state = body.get("state")
+        if new_state is not None and new_state != issue["state"]:
+            issue["state"] = new_state
+            issue["closed_at"] = shapes.now_iso() if new_state == "closed" else None
+        if new_state == "closed":
+            issue["state_reason"] = body.get("state_reason") or "completed"
+        elif new_state == "open":
+            issue["state_reason"] = "reopened"
+        issue["updated_at"] = shapes.now_iso()
+    return issue
+
+
 @router.get("/repos/{owner}/{repo}/issues/{number}/comments")
 def list_comments(
     owner: str,

@@ -77,6 +77,51 @@ def tree_files(state: StandinState, commit_sha: str) -> dict[str, str]:
     return {p: world["objects"][sha]["content"].decode() for p, (_m, _t, sha) in tree.items()}
 
 
+def push_commit(
+    state: StandinState, full_name: str, branch: str, files: dict[str, str], author: str = "maintainer"
+) -> str:
+    """A person's `git push` of one commit on top of `branch` (files added or replaced): the ref
+    moves and every open PR whose head is that branch follows, as on GitHub."""
+    world = git_world(state)
+    full = f"refs/heads/{branch}"
+    with state.lock:
+        parent = world["refs"][full_name][full]
+        tree = dict(world["objects"][world["objects"][parent]["tree"]]["entries"])
+        for path, text in files.items():
+            content = text.encode()
+            sha = _sha("blob", content)
+            world["objects"][sha] = {"type": "blob", "content": content}
+            tree[path] = ("100644", "blob", sha)
+        who = {"name": author, "email": f"{author}@example.com", "date": shapes.now_iso()}
+        commit = _store_commit(world, f"Fix from {author}\n", _store_tree(world, tree), [parent], who)
+        world["refs"][full_name][full] = commit
+        for prs in world["pulls"].values():
+            for pr in prs.values():
+                if pr["_head_repo"] == full_name and pr["head_ref"] == branch and pr["state"] == "open":
+                    pr["head_sha"] = commit
+    return commit
+
+
+def close_pull(state: StandinState, full_name: str, number: int, *, merged: bool, by: str) -> dict[str, Any]:
+    """Close (or merge) a PR as a person would in the UI; returns the PR as the webhook carries it."""
+    world = git_world(state)
+    with state.lock:
+        pr = world["pulls"][full_name][number]
+        ts = shapes.now_iso()
+        pr.update(state="closed", closed_at=ts, updated_at=ts)
+        if merged:
+            pr.update(merged=True, merged_at=ts, merged_by=by)
+        issue = state.repos[full_name].issues.get(number)
+        if issue is not None:
+            issue.update(state="closed", closed_at=ts)
+    return pull_json(state, full_name, number)
+
+
+def pull_json(state: StandinState, full_name: str, number: int) -> dict[str, Any]:
+    """The PR as GitHub's API (and a `pull_request` webhook) shows it now."""
+    return dict(_pull_json(state, git_world(state)["pulls"][full_name][number]))
+
+
 def pulls_of(state: StandinState, full_name: str) -> list[dict[str, Any]]:
     return list(git_world(state)["pulls"].get(full_name, {}).values())
 
@@ -295,8 +340,8 @@ def _pull_json(state: StandinState, pr: dict[str, Any], full: bool = True) -> di
         "milestone": None,
         "created_at": pr["created_at"],
         "updated_at": pr["updated_at"],
-        "closed_at": None,
-        "merged_at": None,
+        "closed_at": pr.get("closed_at"),
+        "merged_at": pr.get("merged_at"),
         "draft": pr["draft"],
         "head": {**_side(state, pr["_head_repo"], pr["head_ref"]), "sha": pr["head_sha"]},
         "base": _side(state, full_name, pr["base_ref"]),
@@ -320,10 +365,10 @@ def _pull_json(state: StandinState, pr: dict[str, Any], full: bool = True) -> di
         return validated("PullRequestSimple", data)
     data.update(
         {
-            "merged": False,
+            "merged": bool(pr.get("merged")),
             "mergeable": True,
             "mergeable_state": "clean",
-            "merged_by": None,
+            "merged_by": state.user(pr["merged_by"]) if pr.get("merged_by") else None,
             "comments": 0,
             "review_comments": 0,
             "maintainer_can_modify": pr["maintainer_can_modify"],
@@ -512,6 +557,22 @@ def update_ref(
             if pr["_head_repo"] == r.full_name and f"refs/heads/{pr['head_ref']}" == full:
                 pr["head_sha"] = sha
     return _ref_json(state, r.full_name, full, sha)
+
+
+@router.delete("/repos/{owner}/{repo}/git/refs/{ref:path}", status_code=204)
+def delete_ref(
+    owner: str,
+    repo: str,
+    ref: str,
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
+) -> None:
+    """GitHub answers 204, or 422 "Reference does not exist" for a ref that is not there."""
+    r = repo_of(state, owner, repo, inst)
+    refs = git_world(state)["refs"].setdefault(r.full_name, {})
+    with state.lock:
+        if refs.pop(f"refs/{ref}", None) is None:
+            raise HTTPException(422, "Reference does not exist")
 
 
 # ---------------------------------------------------------------------------------------------- pulls

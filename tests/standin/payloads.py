@@ -84,3 +84,26 @@ def check_run_action(
     p["check_run"]["id"] = state.next_id()
     p["check_run"]["pull_requests"] = [{**p["check_run"]["pull_requests"][0], "number": pr}]
     return p
+
+
+def pull_request_event(
+    state: StandinState,
+    repo: str,
+    number: int,
+    action: str,
+    sender: str = "maintainer",
+    sender_type: str = "User",
+    before: str | None = None,
+) -> dict[str, Any]:
+    """`pull_request.<action>` (synchronize, closed) on a stand-in PR: the example's envelope, the PR
+    object as the stand-in's API shows it now (validated against githubkit's PullRequest)."""
+    from tests.standin.git_api import pull_json
+
+    p = copy.deepcopy(fixture(f"pull_request.{action}.1"))
+    p = _aim(p, state, repo, sender, sender_type)
+    p["number"] = number
+    p["pull_request"] = pull_json(state, repo, number)
+    if action == "synchronize":
+        p["before"] = before or p["before"]
+        p["after"] = p["pull_request"]["head"]["sha"]
+    return p
