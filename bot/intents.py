@@ -60,6 +60,14 @@ def status_url(job: Job) -> str | None:
     return f"https://github.com/{job.repo}/issues/{job.issue}#issuecomment-{job.status_comment_id}"
 
 
+def status_body(deps: Deps, job: Job) -> str:
+    """The status comment as it reads now; a finished job's headline is its verdict."""
+    verdict = comments.verdict_for(job, deps.store.results(job.id)) if not job.active else None
+    return comments.render_status(
+        job, deps.store.progress(job.id, 1), jobs_url=deps.settings.public_url, verdict=verdict
+    )
+
+
 def refresh_status(deps: Deps, gh: InstallationClient, job_id: str) -> Job | None:
     """Render the job as stored now and edit its status comment (create it once).
 
@@ -70,7 +78,7 @@ def refresh_status(deps: Deps, gh: InstallationClient, job_id: str) -> Job | Non
         job = deps.store.get(job_id)
         if job is None:
             return None
-        body = comments.render_status(job, deps.store.progress(job_id, 1), jobs_url=deps.settings.public_url)
+        body = status_body(deps, job)
         comment_id = comments.publish_status(gh, job, body)
         if job.status_comment_id != comment_id:
 
@@ -335,7 +343,10 @@ def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, loaded: Any) -> s
         _react(gh, intent, "confused")
         return f"refused: {over}"
     try:
-        job = deps.store.update(job.id, lambda j: machine.rerun(j, stage))
+        pushed = None  # a push to the PR: the head the re-gate validates (delivery commits nothing)
+        if intent.via == "pull_request" and intent.detail.get("head_sha"):
+            pushed = str(intent.detail["head_sha"])
+        job = deps.store.update(job.id, lambda j: machine.rerun(j, stage, pushed_head=pushed))
     except (TransitionError, ActiveJobExists) as exc:
         msg = (
             str(exc)

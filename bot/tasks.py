@@ -345,6 +345,8 @@ def deliver(job_id: str) -> str:
     job = d.store.get(job_id)
     if job is None or job.state != "running:deliver":
         return "stale"
+    if job.pr_head_sha:  # a person pushed to the PR: never force-move the branch over their work
+        return report_pushed_head(job_id)
     gh = _gh(d, job)
     from bot.delivery import deliver as do_deliver
 
@@ -376,11 +378,79 @@ def deliver(job_id: str) -> str:
             d.store.update(
                 job_id, lambda j: machine.finish(j, "deliver", j.attempts.get("deliver", 1), summary)
             )
+        d.queue.control("bot.tasks.report_failure", job_id)
         intents.refresh_status(d, gh, job_id)
         return "failed"
     pr = outcome.get("pr_number") if isinstance(outcome, dict) else getattr(outcome, "pr_number", None)
     try:
         job = d.store.update(job_id, lambda j: machine.succeed(j, "deliver", pr_number=pr))
+    except NoChange:
+        return "stale"
+    intents.refresh_status(d, gh, job_id)
+    _final_reaction(gh, job)
+    return "succeeded"
+
+
+def report_pushed_head(job_id: str) -> str:
+    """The `deliver` stage of a job whose PR a person pushed to: nothing is committed; the gate
+    check runs go on the PR's head as it is now, the PR's draft state follows the new verdict and
+    the final report is edited in place. A GitHub error leaves `failed:deliver` as delivery does."""
+    from bot.delivery import DeliveryOutcome, gate_check_runs, pr_draft, publish_check_runs, set_draft
+    from runners.artifacts import branch_name, collect, model_names
+
+    d = deps()
+    job = d.store.get(job_id)
+    if job is None or job.state != "running:deliver" or job.pr_number is None:
+        return "stale"
+    gh = _gh(d, job)
+    owner, name = job.repo.split("/", 1)
+    number = job.pr_number
+    try:
+        pr = gh.call(f"GET pull {number}", lambda: gh.gh.rest.pulls.get(owner, name, number)).parsed_data
+        results = d.store.results(job_id)
+        options = job.options.model_copy(update={"issue": job.issue})
+        facts = collect(options, results)
+        logs_url = job_url(d.settings.public_url, job.id)
+        runs = publish_check_runs(
+            gh.gh, job.repo, str(pr.head.sha), gate_check_runs(facts, logs_url=logs_url),
+            external_id=job.id, call=gh.call,
+        )  # fmt: skip
+        draft = pr_draft(facts.verdict, repo_config.load(gh, job.repo, d.settings, d.redis).config.delivery)
+        if bool(pr.draft) != draft:
+            set_draft(gh.gh, pr.node_id, draft, call=gh.call)
+        outcome = DeliveryOutcome(
+            pr_number=number,
+            pr_url=str(pr.html_url),
+            sha=str(pr.head.sha),
+            branch=str(pr.head.ref) or branch_name(model_names(options), job.issue),
+            draft=draft,
+            created=False,
+            files=tuple(sorted(d.store.files(job_id))),
+            check_runs=runs,
+            logs_url=logs_url,
+        )
+        _post_final_report(d, gh, job, outcome)
+    except Exception as exc:
+        from bot.github import RetryLater
+
+        if isinstance(exc, RetryLater):
+            raise
+        log.exception("report on the pushed head of job %s failed", job_id)
+        summary = StageSummary(
+            status="error",
+            attempt=job.attempts.get("deliver", 1),
+            reason="delivery-error",
+            diagnosis=f"report on the pushed head failed: {type(exc).__name__}: {str(exc)[:300]}",
+            next_step="/adapt rerun deliver",
+        )
+        with contextlib.suppress(NoChange):
+            d.store.update(
+                job_id, lambda j: machine.finish(j, "deliver", j.attempts.get("deliver", 1), summary)
+            )
+        intents.refresh_status(d, gh, job_id)
+        return "failed"
+    try:
+        job = d.store.update(job_id, lambda j: machine.succeed(j, "deliver", pr_number=number))
     except NoChange:
         return "stale"
     intents.refresh_status(d, gh, job_id)
@@ -407,4 +477,4 @@ def status_body(job_id: str) -> str | None:
     job = d.store.get(job_id)
     if job is None:
         return None
-    return comments.render_status(job, d.store.progress(job_id, 1), jobs_url=d.settings.public_url)
+    return intents.status_body(d, job)

@@ -37,7 +37,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     out: Path = args.out.resolve()
     models = out / "models"
-    model_dir = models / DEMO_MODEL.split("/")[1]
+    # <models root>/<org>/<name>: the org is part of a hub id's identity (runners.model_ref)
+    model_dir = models / DEMO_MODEL
     repo = out / "vllm-ascend"
     print(f"==> tiny model (real weights) in {model_dir}", file=sys.stderr)
     make_tiny_model("llama", model_dir, py)

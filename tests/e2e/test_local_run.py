@@ -26,7 +26,7 @@ def test_adapt_bot_run_end_to_end(tiny_model: Callable[[str], Path], tmp_path: P
     from runners.demo.sample_repo import make_sample_repo
 
     models = tmp_path / "models"
-    shutil.copytree(tiny_model("llama"), models / "tiny-llama")
+    shutil.copytree(tiny_model("llama"), models / "adapt-bot" / "tiny-llama")  # <root>/<org>/<name>
     repo = make_sample_repo(tmp_path / "vllm-ascend", "mkdocs")
     base = git(repo, "rev-parse", "HEAD").strip()
     head_branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
