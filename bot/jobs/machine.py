@@ -142,8 +142,9 @@ def request_cancel(job: Job, now: dt.datetime | None = None) -> Job:
     return _touch(job, now)
 
 
-def rerun(job: Job, stage: str, now: dt.datetime | None = None) -> Job:
-    """Run `stage` again and everything after it, keeping earlier results."""
+def rerun(job: Job, stage: str, now: dt.datetime | None = None, pushed_head: str | None = None) -> Job:
+    """Run `stage` again and everything after it, keeping earlier results. `pushed_head`: the PR
+    head a person pushed, which this rerun re-gates (delivery then reports on it, commits nothing)."""
     if stage not in STAGES:
         raise TransitionError(f"unknown stage {stage!r}")
     if job.archived:
@@ -165,6 +166,8 @@ def rerun(job: Job, stage: str, now: dt.datetime | None = None) -> Job:
     job.cancel_requested = False
     job.finished_at = None
     job.state = "queued"
+    if pushed_head:
+        job.pr_head_sha = pushed_head
     return begin(job, stage, now)
 
 

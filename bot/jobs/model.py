@@ -55,6 +55,10 @@ class Job(BaseModel):
     #: The job's PR was merged or closed: its life is over (bot/jobs/machine.archive). A flag, not a
     #: state, so the stage history and verdict stay as they were; reruns are refused.
     archived: bool = False
+    #: The PR head a person pushed (pull_request.synchronize). From then on the branch is theirs too:
+    #: delivery re-validates and reports on that head (bot.tasks.report_pushed_head) and never
+    #: force-moves the branch over their commits.
+    pr_head_sha: str | None = None
     trigger_comment_id: int | None = None
     requested_by: str | None = None
     #: Dedupe key of the intent that created the job (a retried start resumes instead of refusing).

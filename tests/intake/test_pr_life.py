@@ -18,7 +18,7 @@ from tests.intake.conftest import stage_requests
 from tests.intake.test_flow import command, finish_stage, label, new_issue, ours, replies, status_comments
 from tests.plugins.standin import INSTALLATION, REPO
 from tests.standin import payloads
-from tests.standin.git_api import close_pull, git_world, pulls_of, push_commit, seed_commit
+from tests.standin.git_api import check_runs_of, close_pull, git_world, pulls_of, push_commit, seed_commit
 
 SUMMARY = "adapt-bot: "  # the closing summary's heading
 
@@ -79,6 +79,7 @@ def test_a_maintainer_push_re_gates_the_pr_and_a_redelivery_does_not(
     (status,) = status_comments(gh, n)  # the same status comment, now showing the re-gate
     assert status["id"] == job.status_comment_id and "Running **dummy-gate**" in status["body"]
     assert any("Rerunning from **dummy-gate**" in body for body in replies(gh, pr))
+    assert job.pr_head_sha == new_sha
     posted = len(gh.requests_to("POST", "/repos/*"))
     # GitHub redelivers the same delivery, and sends a second copy under a new GUID: nothing twice
     post("pull_request", event, delivery="sync-1")
@@ -192,3 +193,32 @@ def test_a_branch_the_bot_did_not_make_is_never_deleted() -> None:
     assert _bot_branch(job, {**ours_, "head_repo": "someone/vllm-ascend"}) is None  # a fork's
     assert _bot_branch(job, {**ours_, "head_ref": "main"}) is None
     assert _bot_branch(job, {**ours_, "head_ref": "adapt/other-model-7"}) is None
+
+
+def test_the_re_gated_pr_keeps_the_maintainers_commit_and_gets_check_runs_on_it(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
+    from runners.contracts import STAGES
+
+    gh = github_standin
+    job_id, n, pr, branch = delivered(post, gh, deps, drain)
+    bots_commit = refs(gh)[f"refs/heads/{branch}"]
+    new_sha = push_commit(gh, REPO, branch, {"docs/source/tutorials/Qwen3-8B.md": "# Qwen3-8B\nfixed\n"})
+    post("pull_request", payloads.pull_request_event(gh, REPO, pr, "synchronize", before=bots_commit))
+    assert drain() == [f"rerun dummy-gate of {job_id}"]
+    for stage in STAGES[STAGES.index("dummy-gate") : -1]:
+        finish_stage(deps, job_id, stage)
+    assert deps.store.get(job_id).state == "running:deliver"
+    assert drain() == ["succeeded"]
+    assert refs(gh)[f"refs/heads/{branch}"] == new_sha  # nothing force-moved over the push
+    assert gh.requests_to("PATCH", f"/repos/{REPO}/git/refs/*") == []
+    assert len(gh.requests_to("POST", f"/repos/{REPO}/git/commits")) == 1  # the bot's delivery only
+    (pull,) = pulls_of(gh, REPO)
+    assert pull["head_sha"] == new_sha and pull["state"] == "open"
+    runs = [r for r in check_runs_of(gh, REPO) if r["head_sha"] == new_sha]
+    assert {r["name"] for r in runs} == {"adapt-bot / dummy gate", "adapt-bot / real gate"}
+    assert all(r["external_id"] == job_id for r in runs)
+    reports = [c for c in ours(gh, n) if f"<!-- adapt-bot:report job={job_id} -->" in c["body"]]
+    assert len(reports) == 1 and new_sha[:7] in reports[0]["body"]
+    job = deps.store.get(job_id)
+    assert job.state == "succeeded" and job.pr_number == pr
