@@ -56,40 +56,6 @@ def _parity_ok(data: dict) -> None:  # type: ignore[type-arg]
     assert info["loading"]["missing_keys"] == [] and info["loading"]["unexpected_keys"] == []
 
 
-def test_parity_passes_on_a_tiny_llama_base_model_through_completions(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
-    model = _base_model_copy(tiny_model("llama"), tmp_path / "llama-base")
-    ctx = make_ctx(tmp_path, model)
-    result = real_gate.run(ctx)
-    assert result.status == "passed", result.model_dump_json(indent=2)[:4000]
-    _parity_ok(result.data)
-    smoke = result.data["smoke"]
-    assert smoke["endpoint"] == "/v1/completions" and "prompt" in smoke["request"]
-    assert smoke["note"] == "no chat template: smoke-tested through /v1/completions"
-    assert any(e.text == "no chat template: smoke through /v1/completions" for e in result.evidence)
-    quality = result.data["quality"]
-    assert quality["chat_template"] is False and quality["known_answers"] == []  # no chat: not asked
-    assert any(e.kind == "parity" and "all 8 tokens equal" in e.text for e in result.evidence)
-
-
-def test_parity_passes_on_tiny_qwen3_moe_with_known_answers(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
-    ctx = make_ctx(tmp_path, tiny_model("qwen3-moe"))
-    result = real_gate.run(ctx)
-    assert result.status == "passed", result.model_dump_json(indent=2)[:4000]
-    _parity_ok(result.data)
-    assert result.data["smoke"]["endpoint"] == "/v1/chat/completions"
-    quality = result.data["quality"]
-    answers = quality["known_answers"]
-    assert [a["prompt"] for a in answers] == [k.prompt for k in KNOWN_ANSWERS]
-    assert all(a["status"] == 200 for a in answers)
-    # random weights answer nonsense: each wrong answer is a warning, shown, never a failure
-    wrong = [a for a in answers if not a["ok"]]
-    if wrong:
-        assert any(
-            w.startswith(f"known-answer prompts: {len(wrong)} of 4 wrong") for w in result.data["warnings"]
-        )
-    assert len([e for e in result.evidence if e.kind == "known-answer"]) == 4
-
-
 def test_weights_only_vllm_maps_fail_with_reference_mismatch(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(tmp_path, tiny_model("llama-qkv-bias"))
     result = real_gate.run(ctx)
@@ -131,6 +97,40 @@ def test_degenerate_chat_reply_fails_when_parity_cannot_hold(
     assert result.data["parity"]["reason"] == "reference skipped: needs 1.0 GB, budget 0.5 GB"
     assert "reference skipped: needs 1.0 GB, budget 0.5 GB" in (result.diagnosis or "")
     assert "'a' repeated" in (result.diagnosis or "")
+
+
+def test_parity_passes_on_a_tiny_llama_base_model_through_completions(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    model = _base_model_copy(tiny_model("llama"), tmp_path / "llama-base")
+    ctx = make_ctx(tmp_path, model)
+    result = real_gate.run(ctx)
+    assert result.status == "passed", result.model_dump_json(indent=2)[:4000]
+    _parity_ok(result.data)
+    smoke = result.data["smoke"]
+    assert smoke["endpoint"] == "/v1/completions" and "prompt" in smoke["request"]
+    assert smoke["note"] == "no chat template: smoke-tested through /v1/completions"
+    assert any(e.text == "no chat template: smoke through /v1/completions" for e in result.evidence)
+    quality = result.data["quality"]
+    assert quality["chat_template"] is False and quality["known_answers"] == []  # no chat: not asked
+    assert any(e.kind == "parity" and "all 8 tokens equal" in e.text for e in result.evidence)
+
+
+def test_parity_passes_on_tiny_qwen3_moe_with_known_answers(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    ctx = make_ctx(tmp_path, tiny_model("qwen3-moe"))
+    result = real_gate.run(ctx)
+    assert result.status == "passed", result.model_dump_json(indent=2)[:4000]
+    _parity_ok(result.data)
+    assert result.data["smoke"]["endpoint"] == "/v1/chat/completions"
+    quality = result.data["quality"]
+    answers = quality["known_answers"]
+    assert [a["prompt"] for a in answers] == [k.prompt for k in KNOWN_ANSWERS]
+    assert all(a["status"] == 200 for a in answers)
+    # random weights answer nonsense: each wrong answer is a warning, shown, never a failure
+    wrong = [a for a in answers if not a["ok"]]
+    if wrong:
+        assert any(
+            w.startswith(f"known-answer prompts: {len(wrong)} of 4 wrong") for w in result.data["warnings"]
+        )
+    assert len([e for e in result.evidence if e.kind == "known-answer"]) == 4
 
 
 def test_a_refused_request_is_quoted_and_not_retried(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
