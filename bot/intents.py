@@ -163,8 +163,13 @@ def apply_intent(intent: Intent, deps: Deps) -> str:
         raise
     if intent.kind == "pr_closed":
         return _pr_closed(intent, deps, gh)
-    if intent.via == "pull_request" and deps.store.for_pr(intent.repo, intent.pr or 0) is None:
-        return "ignored: not a job's pull request"  # every other PR's pushes: not a word, no API call
+    if intent.via == "pull_request":
+        pr_job = deps.store.for_pr(intent.repo, intent.pr or 0)
+        if pr_job is None:
+            return "ignored: not a job's pull request"  # every other PR's pushes: not a word, no API call
+        head = intent.detail.get("head_sha")
+        if head and pr_job.pr_head_sha == head:  # a redelivery past every dedupe window
+            return f"ignored: head {str(head)[:12]} of job {pr_job.id} was already re-gated"
 
     _react(gh, intent, "eyes")
     loaded = repo_config.load(gh, intent.repo, deps.settings, deps.redis)

@@ -82,9 +82,15 @@ def test_a_maintainer_push_re_gates_the_pr_and_a_redelivery_does_not(
     assert job.pr_head_sha == new_sha
     posted = len(gh.requests_to("POST", "/repos/*"))
     # GitHub redelivers the same delivery, and sends a second copy under a new GUID: nothing twice
-    post("pull_request", event, delivery="sync-1")
-    post("pull_request", event, delivery="sync-1-again")
-    assert all(not o.startswith("rerun") for o in drain())
+    again = [post("pull_request", event, delivery=d).json()["status"] for d in ("sync-1", "sync-1-again")]
+    assert again == ["duplicate", "duplicate"] and drain() == []
+    # and one that comes back after every dedupe window (the intent applied afresh): still nothing
+    from bot.behaviours import ROUTER
+    from bot.events import EventContext
+    from bot.intents import apply_intent
+
+    (late,) = ROUTER.dispatch(EventContext("pull_request", "sync-late", event)).intents
+    assert apply_intent(late, deps) == f"ignored: head {new_sha[:12]} of job {job_id} was already re-gated"
     assert stage_requests(deps.redis) == [(job_id, "dummy-gate", 2)]
     assert deps.store.get(job_id).attempts["dummy-gate"] == 2
     assert len(gh.requests_to("POST", "/repos/*")) == posted
