@@ -239,6 +239,8 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         profile=cfg.profile_for(hardware),
         issue=intent.issue,
         artifacts=cfg.artifacts,
+        # the repository's opt-in: a checkpoint's own Python may run on the runner only if allowed
+        trust_remote_code=cfg.remote_code.allow,
     )
     job = Job(
         repo=intent.repo,

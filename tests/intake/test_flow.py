@@ -399,3 +399,19 @@ def test_installation_events_are_recorded(
     post("installation", payloads.fixture("installation.created.1"))
     assert drain() == ["installation created recorded"]
     assert json.loads(deps.redis.hget("adapt:installations", "957387"))["account"] == "Codertocat"
+
+
+def test_remote_code_is_opted_in_per_repository(
+    post: Callable[..., Any], github_standin: Any, deps: Any, drain: Callable[[], list[Any]]
+) -> None:
+    gh = github_standin
+    n = new_issue(gh)
+    label(post, gh, n)
+    drain()
+    assert deps.store.active_for(REPO, n).options.trust_remote_code is False  # the default
+    gh.repos[REPO].files[".github/adapt-bot.yml"] = "remote_code: {allow: true}\n"
+    deps.redis.delete(f"adapt:repo-config:{REPO}")
+    m = new_issue(gh)
+    label(post, gh, m)
+    drain()
+    assert deps.store.active_for(REPO, m).options.trust_remote_code is True
