@@ -60,7 +60,9 @@ def run_gate(model: Path, work: Path, *, parity: bool) -> tuple[float, dict]:  #
         result = json.loads(proc.stdout)
     except ValueError:
         raise SystemExit(f"gate printed no JSON (exit {proc.returncode}):\n{proc.stderr[-2000:]}") from None
-    if result.get("status") != "passed":
+    # without parity a chat model's degenerate (random-weight) reply fails the gate by design:
+    # the timing is still the same work; anything else is a real failure
+    if result.get("status") != "passed" and (parity or result.get("reason") != "degenerate-output"):
         raise SystemExit(f"real gate did not pass: {result.get('reason')}: {result.get('diagnosis')}")
     status = result["data"]["parity"]["status"]
     want = "passed" if parity else "skipped"
