@@ -87,9 +87,11 @@ def _register(app: Celery) -> None:
             countdown = tasks.retry_intent_in(intent_ids, arm, exc)
             if countdown is None:
                 return ["given up"]
-            raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
+            raise self.retry(countdown=countdown, exc=exc) from None
 
-    app.task(name="bot.tasks.apply_intent", bind=True)(intent_shell)
+    # max_retries=None on the TASK: Celery reads `retry(max_retries=None)` as "the task's default"
+    # (3), which ended an outage's retry chain after the fourth attempt; the age limit is the bound
+    app.task(name="bot.tasks.apply_intent", bind=True, max_retries=None)(intent_shell)
 
     for name, spec in CONTROL_TASKS.items():
         if name == "bot.tasks.apply_intent":

@@ -71,17 +71,12 @@ def pending(deps: Any) -> int:
     return int(deps.redis.zcard(PENDING))
 
 
-@pytest.mark.xfail(
-    reason="KNOWN REGRESSION, open: on HEAD the label's job does not appear within 180 s after GitHub "
-    "recovers (fails alone too); found at the end of the session, not yet diagnosed — see the closing note",
-    strict=False,
-)
 def test_github_503_for_a_while_then_recovers_gives_one_job_and_one_status_comment(
     post: Callable[..., Any], github_standin: Any, deps: Any, control: Worker, bot_server: Any
 ) -> None:
     gh = github_standin
     n = new_issue(gh)
-    gh.outage("*", "/repos/*", 6.0)  # every repository call answers 503
+    gh.outage("*", "/repos/*", 8.0)  # every repository call answers 503
     t0 = time.monotonic()
     assert post("issues", payloads.issues_labeled(gh, REPO, n)).json()["status"] == "accepted"
     # while GitHub is down the delivery is pending and visible, with its retries counted
@@ -90,12 +85,11 @@ def test_github_503_for_a_while_then_recovers_gives_one_job_and_one_status_comme
     assert page["pending"][0]["kinds"] == "start" and page["pending"][0]["issue"] == n
     assert "503" in page["pending"][0]["error"]
     assert "Waiting to be applied" in httpx.get(bot_server.url + "/jobs").text
-    # the retry after the outage is a backoff step away; on a loaded 2-core CI machine that step and
-    # the worker taking it can exceed a minute (seen once in a clean-clone run)
-    job = wait_for("the job", lambda: deps.store.active_for(REPO, n), 180, [control])
+    job = wait_for("the job", lambda: deps.store.active_for(REPO, n), 60, [control])
     wait_for("its status comment", lambda: status_comments(gh, n), 30, [control])
-    assert time.monotonic() - t0 >= 5.0  # it really waited out the outage
-    assert sum(r.status == 503 for r in gh.requests) >= 2
+    assert time.monotonic() - t0 >= 7.0  # it really waited out the outage
+    # more than Celery's default of 3 retries: the chain is bounded by the delivery's age, not a count
+    assert sum(r.status == 503 for r in gh.requests) >= 8
     wait_for("the ledger to empty", lambda: pending(deps) == 0, 20, [control])
     time.sleep(2.0)  # any duplicate retry chain would act now
     job = deps.store.get(job.id)
