@@ -84,7 +84,17 @@ class StageRow:
     note: str
 
 
-def stage_rows(job: Job, now: dt.datetime) -> list[StageRow]:
+def fmt_device(seconds: float | None) -> str:
+    """Device time as people read it: device-seconds, device-hours past an hour (1 device = 1 NPU;
+    on the cpu profile one server slot)."""
+    if seconds is None:
+        return ""
+    if seconds < 3600:
+        return f"{seconds:,.0f} device-s"
+    return f"{seconds / 3600:,.2f} device-h"
+
+
+def stage_rows(job: Job, now: dt.datetime, spent: Mapping[str, float] | None = None) -> list[StageRow]:
     rows: list[StageRow] = []
     for stage in STAGES:
         s = job.stages.get(stage)
@@ -101,6 +111,8 @@ def stage_rows(job: Job, now: dt.datetime) -> list[StageRow]:
             dur = "waiting for a runner"
         else:
             dur = fmt_duration(s.duration_s)
+        if spent and spent.get(stage):
+            dur = f"{dur} · {fmt_device(spent[stage])}" if dur else fmt_device(spent[stage])
         note = s.diagnosis or s.reason or ""
         attempt = f" (attempt {s.attempt})" if s.attempt > 1 else ""
         rows.append(StageRow(stage, ICONS.get(status, "•"), status + attempt, dur, note))
@@ -141,9 +153,13 @@ def render_status(
     now: dt.datetime | None = None,
     jobs_url: str | None = None,
     verdict: Verdict | None = None,
+    spent: Any = None,
+    queue: Any = None,
 ) -> str:
     """The status comment. Pass `verdict` (`verdict_for(job, results)`) once the job has ended, so
-    the headline and the reasons say what the runs earned, not merely that they ended."""
+    the headline and the reasons say what the runs earned, not merely that they ended; `spent`
+    (bot.quotas.JobSpent) adds device time per stage and in total, `queue`
+    (bot.queue_position.QueuePosition) the job's place in its pool's line while it waits."""
     now = now or utcnow()
     body = render(
         "comments/status.md.j2",
@@ -151,7 +167,10 @@ def render_status(
         job=job,
         headline=headline(job, verdict),
         verdict=verdict if job.phase == "succeeded" else None,
-        rows=stage_rows(job, now),
+        rows=stage_rows(job, now, spent.by_stage if spent is not None else None),
+        spent_total=f"{spent.total:,.0f} device-seconds" if spent is not None and spent.total else None,
+        spent_hours=round(spent.total / 3600, 2) if spent is not None else None,
+        queue=queue,
         progress=(progress or [])[:1],
         job_url=job_url(jobs_url, job.id),
         prefix=PREFIX,

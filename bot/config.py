@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     quota_user: int = Field(default=2, ge=1)
     quota_repo: int = Field(default=4, ge=1)
     quota_installation: int = Field(default=8, ge=1)
+    #: Device-hours (devices × hours of servers and references) per rolling 24 h, per user, per
+    #: repository, per installation; None = unlimited. The repo config may lower the first two.
+    quota_user_device_hours: float | None = Field(default=64.0, gt=0)
+    quota_repo_device_hours: float | None = Field(default=256.0, gt=0)
+    quota_installation_device_hours: float | None = Field(default=1024.0, gt=0)
 
     #: Runner liveness: a running stage refreshes a heartbeat with this TTL; the control plane
     #: checks every `watch_interval_s` and re-sends a stage whose runner died (SIGKILL, OOM, host

@@ -60,11 +60,23 @@ def status_url(job: Job) -> str | None:
     return f"https://github.com/{job.repo}/issues/{job.issue}#issuecomment-{job.status_comment_id}"
 
 
+#: the most recent jobs looked at for a waiting job's place in its pool's line
+QUEUE_SCAN = 500
+
+
 def status_body(deps: Deps, job: Job) -> str:
     """The status comment as it reads now; a finished job's headline is its verdict."""
+    from bot.queue_position import position
+
     verdict = comments.verdict_for(job, deps.store.results(job.id)) if not job.active else None
+    queue = position(job, deps.store.recent(QUEUE_SCAN)) if job.phase == "running" else None
     return comments.render_status(
-        job, deps.store.progress(job.id, 1), jobs_url=deps.settings.public_url, verdict=verdict
+        job,
+        deps.store.progress(job.id, 1),
+        jobs_url=deps.settings.public_url,
+        verdict=verdict,
+        spent=quotas.job_spent(deps.redis, job.id),
+        queue=queue,
     )
 
 
@@ -102,6 +114,10 @@ def enqueue_stage(deps: Deps, job: Job) -> None:
     attempt = job.attempts.get(stage, 1)
     if not deps.store.claim_enqueue(job.id, stage, attempt):
         log.info("job %s: %s attempt %d already enqueued", job.id, stage, attempt)
+        return
+    from bot.budget import stop_if_over  # the repository's device-hour budget, before any device time
+
+    if stop_if_over(deps, job):
         return
     if stage == "deliver":
         deps.queue.control("bot.tasks.deliver", job.id)

@@ -8,7 +8,10 @@ layout (runners.analysis.kv), the Ascend profiles' capacity settings and the sta
 profiles (64 GB per NPU, load bandwidth, compile time), not a measurement; the comment says so.
 
 The control plane calls `render_preflight(result)` when a job starts from a hub id and posts it;
-`stops_job(result)` says whether blocking defects end the job there.
+`stops_job(result)` says whether blocking defects end the job there. `estimate_for` estimates THIS
+job on its own profile and `BudgetVerdict.over` holds it to the repository's
+`budget.device_hours_per_job` before any device time (bot.tasks.preflight for hub ids; and when
+its dummy gate, the first stage that holds devices, is about to be sent: bot.intents.enqueue_stage).
 """
 
 from __future__ import annotations
@@ -228,13 +231,103 @@ def preflight_view(result: AnalysisResult) -> PreflightView:
     )
 
 
+@dataclass(frozen=True)
+class JobPlan:
+    """What the job asks for, so the pre-flight can estimate THIS job and hold it to the budget."""
+
+    profile: str
+    hardware: str
+    tp: int | None = None
+    #: the repository's `budget.device_hours_per_job` (None: no budget)
+    budget_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class BudgetVerdict:
+    """The job's estimated device-hours against the repository's budget (pure data)."""
+
+    estimate_hours: float
+    estimate_seconds: float
+    budget_hours: float | None
+    profile: str
+    tp: int
+    devices: int
+    starts: dict[str, int]
+
+    @property
+    def over(self) -> bool:
+        return self.budget_hours is not None and self.estimate_hours > self.budget_hours
+
+    def explain(self) -> str:
+        """One line for the failure's diagnosis (the reply templates say how to raise it)."""
+        return (
+            f"the estimate is {self.estimate_hours:g} device-hours ({self.devices} device"
+            f"{'s' if self.devices != 1 else ''} × {self.starts['real']} real-weight and "
+            f"{self.starts['dummy'] + self.starts['probe']} dummy starts plus serving, profile "
+            f"{self.profile}, TP {self.tp}), over this repository's budget of {self.budget_hours:g} "
+            "device-hours per job"
+        )
+
+
+#: what a repository changes to let a job over its budget run (shown in every budget stop)
+BUDGET_HOWTO = (
+    "Raise `budget: {device_hours_per_job: N}` in `.github/adapt-bot.yml` on the default branch "
+    "(or remove it), or make the job cheaper (`--tp`, `--features`); the config is re-read within "
+    "a minute"
+)
+
+
+def estimate_for(result: AnalysisResult, plan: JobPlan) -> BudgetVerdict:
+    """Pure: the device-hours this job is estimated to spend on its own profile (the same formula
+    as the pre-flight table: runners.accounting.estimate_job with REAL_STARTS real-weight starts,
+    one dummy start, one probe start per applicable feature, SERVE_S of serving)."""
+    from runners import accounting
+    from runners.profile import load_profile
+
+    prof = load_profile(plan.profile)
+    suggested = getattr(result.suggested_tp, plan.hardware, None) if result.suggested_tp else None
+    tp = int(plan.tp or suggested or 1)
+    # a server holds TP devices on Ascend; on the cpu profile a server is one slot
+    devices = tp if prof.platform == "ascend" else max(1, int(prof.devices.per_job))
+    probes = sum(1 for f in result.features.values() if f.status == "applicable")
+    est = accounting.estimate_job(
+        result.parameter_bytes,
+        devices,
+        prof.capacity,
+        real_starts=REAL_STARTS,
+        dummy_starts=1,
+        probe_starts=probes,
+        serve_s=sum(SERVE_S.values()),
+    )
+    return BudgetVerdict(
+        estimate_hours=float(est["device_hours"]),
+        estimate_seconds=float(est["device_seconds"]),
+        budget_hours=plan.budget_hours,
+        profile=plan.profile,
+        tp=tp,
+        devices=devices,
+        starts=dict(est["starts"]),
+    )
+
+
+def budget_verdict(analysis: Any, plan: JobPlan) -> BudgetVerdict | None:
+    """`estimate_for` from a stored analysis (AnalysisResult or its JSON dump from the runner's
+    analyze stage); None when it cannot be read (then no estimate is claimed and nothing stops)."""
+    try:
+        result = analysis if isinstance(analysis, AnalysisResult) else AnalysisResult.model_validate(analysis)
+        return estimate_for(result, plan)
+    except Exception:  # an analysis without the fields: the budget cannot be judged, say nothing
+        return None
+
+
 def stops_job(result: AnalysisResult) -> bool:
     """Blocking defects found before any runner time: the job ends with the pre-flight comment."""
     return bool(result.blocking_problems)
 
 
-def render_preflight(result: AnalysisResult) -> str:
-    """The pre-flight comment (Markdown) for `result`; pure."""
+def render_preflight(result: AnalysisResult, budget: BudgetVerdict | None = None) -> str:
+    """The pre-flight comment (Markdown) for `result`; pure. `budget`: this job's estimate on its
+    own profile against the repository's budget (`estimate_for`)."""
     view = preflight_view(result)
     return render(
         "comments/preflight.md.j2",
@@ -242,6 +335,8 @@ def render_preflight(result: AnalysisResult) -> str:
         baseline_len=BASELINE_LEN,
         baseline_seqs=BASELINE_SEQS,
         serve_s=SERVE_S,
+        budget=budget,
+        budget_howto=BUDGET_HOWTO,
     )
 
 
@@ -259,6 +354,8 @@ class PreflightOutcome:
     retryable: bool
     result: AnalysisResult | None = None
     error_code: str | None = None
+    #: this job's estimate against the repository's budget (when a JobPlan was given)
+    budget: BudgetVerdict | None = None
 
 
 def run_preflight(
@@ -271,6 +368,7 @@ def run_preflight(
     token: str | bool | None = None,
     timeout: float = 10.0,
     registries: Any = None,
+    plan: JobPlan | None = None,
 ) -> PreflightOutcome:
     """Read `hub_id` from the hub (runners.analysis.hub) and render the pre-flight comment.
 
@@ -308,4 +406,7 @@ def run_preflight(
             retryable=False,
         )
         return PreflightOutcome(body, None, True, False, None, exc.code)
-    return PreflightOutcome(render_preflight(result), result.revision, stops_job(result), False, result)
+    budget = budget_verdict(result, plan) if plan is not None else None
+    return PreflightOutcome(
+        render_preflight(result, budget), result.revision, stops_job(result), False, result, budget=budget
+    )

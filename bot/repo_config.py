@@ -52,6 +52,16 @@ class Quotas(_Strict):
 
     user: int | None = Field(default=None, ge=1)
     repo: int | None = Field(default=None, ge=1)
+    #: device-hours per rolling 24 h (ADAPT_BOT_QUOTA_USER_DEVICE_HOURS / _REPO_DEVICE_HOURS)
+    user_device_hours_per_day: float | None = Field(default=None, gt=0)
+    repo_device_hours_per_day: float | None = Field(default=None, gt=0)
+
+
+class Budget(_Strict):
+    """A job whose pre-flight estimate of device-hours exceeds this is stopped before any device
+    time (bot/preflight.py `budget_verdict`); None: no budget."""
+
+    device_hours_per_job: float | None = Field(default=None, gt=0)
 
 
 class RemoteCode(_Strict):
@@ -71,6 +81,7 @@ class RepoConfig(_Strict):
     delivery: Delivery = Field(default_factory=Delivery)
     remote_code: RemoteCode = Field(default_factory=RemoteCode)
     quotas: Quotas = Field(default_factory=Quotas)
+    budget: Budget = Field(default_factory=Budget)
 
     def pool_for(self, hardware: str) -> str:
         return self.pools.get(hardware) or next(iter(self.pools.values()), "cpu")

@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from bot import comments, intents, repo_config
+from bot import comments, intents, quotas, repo_config
 from bot.config import get_settings
 from bot.events import Intent
 from bot.intents import Deps
@@ -149,6 +149,10 @@ def stage_started(job_id: str, stage: str, attempt: int) -> None:
     if job is None or job.state != f"running:{stage}" or job.attempts.get(stage) != attempt:
         return
     intents.refresh_status(d, _gh(d, job), job_id)
+    from bot.queue_position import waiting  # the jobs behind it in its pool's line moved up
+
+    for other in waiting(d.store.recent(intents.QUEUE_SCAN), job.pool)[:20]:
+        d.queue.control("bot.tasks.refresh", other.id)
 
 
 def refresh(job_id: str) -> None:
@@ -165,6 +169,9 @@ def stage_finished(job_id: str, stage: str, attempt: int) -> str:
     if result is None or result.attempt != attempt:
         log.warning("job %s: no stored result for %s attempt %d", job_id, stage, attempt)
         return "no result"
+    current = d.store.get(job_id)
+    if current is not None:  # its device-seconds, once per attempt (daily quotas, /metrics)
+        quotas.record_spent(d.redis, current, result)
     summary = StageSummary(
         status=result.status,
         attempt=attempt,
@@ -210,6 +217,8 @@ def preflight(job_id: str) -> str:
     assert hub_id is not None
     outcome = run_preflight(
         hub_id,
+    gh = _gh(d, job)
+    plan = budget_plan(d, gh, job)
         revision=job.options.revision,
         vllm_root=d.settings.vllm_root,
         vllm_ascend_root=d.settings.vllm_ascend_root,
@@ -217,7 +226,7 @@ def preflight(job_id: str) -> str:
         # imported it earlier still follows the environment (HF_TOKEN: the library's own lookup)
         endpoint=os.environ.get("HF_ENDPOINT") or None,
     )
-    gh = _gh(d, job)
+        plan=plan,
     comments.publish_preflight(gh, job, outcome.body)
     if outcome.retryable:
         tries = int(d.redis.incr(f"adapt:job:{job_id}:preflight-tries"))
@@ -242,6 +251,12 @@ def preflight(job_id: str) -> str:
         )
     if outcome.revision and job.options.revision is None:
 
+    if outcome.budget is not None and outcome.budget.over:  # before any runner or device time
+        from bot.preflight import BUDGET_HOWTO
+
+        return _preflight_failed(
+            d, job, "over-budget", outcome.budget.explain(), f"{BUDGET_HOWTO}, then `/adapt rerun analyze`."
+        )
         def pin(j: Job) -> Job:
             j = j.model_copy(deep=True)
             j.options.revision = outcome.revision
@@ -254,6 +269,15 @@ def preflight(job_id: str) -> str:
 
 def _preflight_failed(d: Deps, job: Job, reason: str, diagnosis: str, next_step: str) -> str:
     summary = StageSummary(
+def budget_plan(d: Deps, gh: Any, job: Job) -> Any:
+    """The job as the budget sees it (bot.preflight.JobPlan), with the repository's budget."""
+    from bot.preflight import JobPlan
+
+    cfg = repo_config.load(gh, job.repo, d.settings, d.redis).config
+    o = job.options
+    return JobPlan(o.profile, o.hardware, o.tp, cfg.budget.device_hours_per_job)
+
+
         status="failed", attempt=1, reason=reason, diagnosis=f"pre-flight: {diagnosis}", next_step=next_step
     )
     try:

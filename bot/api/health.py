@@ -18,6 +18,7 @@ from bot.api.intake import DELIVERIES
 from bot.api.outbox import CLAIMED, OUTBOX
 from bot.jobs.store import STATE_COUNTS
 from bot.ledger import Ledger
+from bot.quotas import DEVICE_SECONDS_TOTAL
 
 router = APIRouter()
 metrics_router = APIRouter()
@@ -43,6 +44,7 @@ def render_metrics(
     intents: dict[str, float] | None = None,
     outbox_depth: int = 0,
     spooled: int = 0,
+    device_seconds: dict[str, float] | None = None,
 ) -> str:
     lines = [
         "# HELP adapt_bot_webhook_deliveries_total Webhook deliveries by event and outcome.",
@@ -78,7 +80,11 @@ def render_metrics(
         "# HELP adapt_bot_spooled_deliveries Deliveries in this web process's local spool (Redis away).",
         "# TYPE adapt_bot_spooled_deliveries gauge",
         f"adapt_bot_spooled_deliveries {spooled}",
+        "# HELP adapt_bot_device_seconds_total Devices x seconds of servers and references, by repository.",
+        "# TYPE adapt_bot_device_seconds_total counter",
     ]
+    for repo, ds in sorted((device_seconds or {}).items()):  # bot.quotas.record_spent
+        lines.append(f'adapt_bot_device_seconds_total{{repo="{_label(repo)}"}} {ds:.2f}')
     return "\n".join(lines) + "\n"
 
 
@@ -102,17 +108,20 @@ async def metrics(request: Request) -> PlainTextResponse:
     intake = request.app.state.intake
     await _flush(intake)  # this process's counts; others flush every second
 
-    def read() -> tuple[dict[str, str], dict[str, str], dict[str, float], int, int]:
+    def read() -> tuple[dict[str, str], dict[str, str], dict[str, float], int, int, dict[str, float]]:
         pipe = r.pipeline(transaction=False)
         pipe.hgetall(DELIVERIES)
         pipe.hgetall(STATE_COUNTS)
         pipe.zcard(OUTBOX)
         pipe.zcard(CLAIMED)
-        d, s, waiting, claimed = pipe.execute()
+        pipe.hgetall(DEVICE_SECONDS_TOTAL)
+        d, s, waiting, claimed, ds = pipe.execute()
         spooled = intake.spool.depth() if intake.spool is not None else 0
-        return d, s, Ledger(r).stats(), int(waiting) + int(claimed), spooled
+        device = {str(k): float(v) for k, v in ds.items()}
+        return d, s, Ledger(r).stats(), int(waiting) + int(claimed), spooled, device
 
-    deliveries, states, intents, depth, spooled = await run_in_threadpool(read)
+    deliveries, states, intents, depth, spooled, device = await run_in_threadpool(read)
     return PlainTextResponse(
-        render_metrics(deliveries, states, intents, depth, spooled), media_type="text/plain; version=0.0.4"
+        render_metrics(deliveries, states, intents, depth, spooled, device),
+        media_type="text/plain; version=0.0.4",
     )
