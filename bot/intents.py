@@ -112,12 +112,12 @@ def enqueue_stage(deps: Deps, job: Job) -> None:
     if job.phase != "running" or stage is None:
         return
     attempt = job.attempts.get(stage, 1)
-    if not deps.store.claim_enqueue(job.id, stage, attempt):
-        log.info("job %s: %s attempt %d already enqueued", job.id, stage, attempt)
-        return
     from bot.budget import stop_if_over  # the repository's device-hour budget, before any device time
 
     if stop_if_over(deps, job):
+        return
+    if not deps.store.claim_enqueue(job.id, stage, attempt):
+        log.info("job %s: %s attempt %d already enqueued", job.id, stage, attempt)
         return
     if stage == "deliver":
         deps.queue.control("bot.tasks.deliver", job.id)

@@ -215,18 +215,18 @@ def preflight(job_id: str) -> str:
         return "stale"
     hub_id = parse_model_ref(job.options.model).hub_id
     assert hub_id is not None
-    outcome = run_preflight(
-        hub_id,
     gh = _gh(d, job)
     plan = budget_plan(d, gh, job)
+    outcome = run_preflight(
+        hub_id,
         revision=job.options.revision,
         vllm_root=d.settings.vllm_root,
         vllm_ascend_root=d.settings.vllm_ascend_root,
         # huggingface_hub reads HF_ENDPOINT when imported; read it again now so a process that
         # imported it earlier still follows the environment (HF_TOKEN: the library's own lookup)
         endpoint=os.environ.get("HF_ENDPOINT") or None,
-    )
         plan=plan,
+    )
     comments.publish_preflight(gh, job, outcome.body)
     if outcome.retryable:
         tries = int(d.redis.incr(f"adapt:job:{job_id}:preflight-tries"))
@@ -249,14 +249,14 @@ def preflight(job_id: str) -> str:
         return _preflight_failed(
             d, job, reason, why, "Fix what the pre-flight comment names, then `/adapt rerun analyze`."
         )
-    if outcome.revision and job.options.revision is None:
-
     if outcome.budget is not None and outcome.budget.over:  # before any runner or device time
         from bot.preflight import BUDGET_HOWTO
 
         return _preflight_failed(
             d, job, "over-budget", outcome.budget.explain(), f"{BUDGET_HOWTO}, then `/adapt rerun analyze`."
         )
+    if outcome.revision and job.options.revision is None:
+
         def pin(j: Job) -> Job:
             j = j.model_copy(deep=True)
             j.options.revision = outcome.revision
@@ -267,8 +267,6 @@ def preflight(job_id: str) -> str:
     return "passed"
 
 
-def _preflight_failed(d: Deps, job: Job, reason: str, diagnosis: str, next_step: str) -> str:
-    summary = StageSummary(
 def budget_plan(d: Deps, gh: Any, job: Job) -> Any:
     """The job as the budget sees it (bot.preflight.JobPlan), with the repository's budget."""
     from bot.preflight import JobPlan
@@ -278,6 +276,8 @@ def budget_plan(d: Deps, gh: Any, job: Job) -> Any:
     return JobPlan(o.profile, o.hardware, o.tp, cfg.budget.device_hours_per_job)
 
 
+def _preflight_failed(d: Deps, job: Job, reason: str, diagnosis: str, next_step: str) -> str:
+    summary = StageSummary(
         status="failed", attempt=1, reason=reason, diagnosis=f"pre-flight: {diagnosis}", next_step=next_step
     )
     try:
