@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runners.contracts import FEATURES, FeatureStatus, JobOptions, StageResult
+from runners.contracts import FEATURES, STAGES, FeatureStatus, JobOptions, StageResult
 from runners.model_ref import ModelRefError, parse_model_ref
 from runners.verdict import TARGET_HARDWARE, Verdict, judge, parity_state, quality_state
 
@@ -304,6 +304,13 @@ class JobFacts:
     #: why the code changed (from the adapt step / candidate), if known
     code_rationale: str | None = None
     stage_status: dict[str, str] = field(default_factory=dict)
+    #: devices × seconds of every server and reference process, per stage (runners.accounting,
+    #: each result's `data.device_seconds`; stages that started none have 0)
+    device_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def device_seconds_total(self) -> float:
+        return round(sum(self.device_seconds.values()), 2)
 
     @property
     def on_ascend(self) -> bool:
@@ -683,7 +690,18 @@ def collect(
         code_changes=tuple(code_changes),
         code_rationale=code_rationale,
         stage_status={k: v.status for k, v in results.items()},
+        device_seconds=_device_seconds(results),
     )
+
+
+def _device_seconds(results: Mapping[str, StageResult]) -> dict[str, float]:
+    """Per stage, in pipeline order, the device-seconds its result reports (malformed: left out)."""
+    out: dict[str, float] = {}
+    for stage in sorted(results, key=lambda s: STAGES.index(s) if s in STAGES else len(STAGES)):
+        value = _as_float((results[stage].data or {}).get("device_seconds"))
+        if value is not None and value >= 0:
+            out[stage] = round(value, 2)
+    return out
 
 
 def human_bytes(n: int | None) -> str:

@@ -121,7 +121,13 @@ BRIEF_SCHEMA: dict[str, Any] = {
         "close_issue_on_merge": True,
     },
     "remote_code": {"allow": False},
-    "quotas": {"user": None, "repo": None},
+    "quotas": {
+        "user": None,
+        "repo": None,
+        "user_device_hours_per_day": None,
+        "repo_device_hours_per_day": None,
+    },
+    "budget": {"device_hours_per_job": None},
 }
 
 
