@@ -37,6 +37,7 @@ CONTROL_TASKS: dict[str, str] = {
     "bot.tasks.reconcile": "bot.tasks:reconcile",
     "bot.tasks.report_failure": "bot.tasks:report_failure",
     "bot.tasks.preflight": "bot.tasks:preflight",
+    "bot.tasks.open_draft_pr": "bot.tasks:open_draft_pr",
 }
 
 

@@ -97,6 +97,10 @@ def _status(exc: Exception) -> int | None:
     return int(status) if isinstance(status, int) else None
 
 
+#: the same two helpers for bot/checks.py (the job's own check run)
+repo_parts = _split
+status_of = _status
+
 #: what a failed request raises: githubkit's error, or bot.github's wrapper of it (with .status)
 REQUEST_ERRORS: tuple[type[Exception], ...] = (RequestFailed, GitHubError)
 
@@ -335,7 +339,7 @@ def gate_check_runs(
     return specs
 
 
-def _payload(spec: CheckRunSpec, external_id: str) -> dict[str, Any]:
+def check_run_payload(spec: CheckRunSpec, external_id: str) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": spec.name,
         "status": spec.status,
@@ -378,7 +382,7 @@ def publish_check_runs(
     existing = ours()
     out: dict[str, int] = {}
     for spec in specs:
-        data = _payload(spec, external_id)
+        data = check_run_payload(spec, external_id)
         if spec.name in existing:
             run_id = existing[spec.name]
             call(
@@ -391,14 +395,14 @@ def publish_check_runs(
                 f"POST check-run {spec.name}",
                 partial(gh.rest.checks.create, owner, name, data={**data, "head_sha": head_sha}),
                 mutating=True,
-                marker_check=partial(_found_run, gh, owner, name, head_sha, spec.name, external_id),
+                marker_check=partial(found_run, gh, owner, name, head_sha, spec.name, external_id),
             )
             run_id = int(created.parsed_data.id)
         out[spec.name] = run_id
     return out
 
 
-def _found_run(gh: Any, owner: str, name: str, head_sha: str, run_name: str, external_id: str) -> Any | None:
+def found_run(gh: Any, owner: str, name: str, head_sha: str, run_name: str, external_id: str) -> Any | None:
     listed = gh.rest.checks.list_for_ref(owner, name, head_sha, check_name=run_name, per_page=100)
     for run in listed.parsed_data.check_runs:
         if run.external_id == external_id:
@@ -636,24 +640,22 @@ def deliver(
     `github` is bot.github.InstallationClient (its `.gh` is the installation githubkit client),
     `config` the repository's RepoConfig, `results` the job's StageResults, `files` path -> text.
     """
-    from runners.artifacts import branch_name, collect, commit_message, model_names, pr_body, pr_title
+    from runners.artifacts import collect, commit_message, pr_body, pr_title
 
     gh = github.gh
-    options = job.options.model_copy(update={"issue": job.issue})
-    names = model_names(options)
-    branch = branch_name(names, job.issue)
-    dconf = getattr(config, "delivery", None)
-    signoff = getattr(dconf, "signoff", None) or app_signoff(github)
-    base = getattr(dconf, "base_branch", None) or "main"
-    fork = getattr(dconf, "fork", None) if getattr(dconf, "mode", "app-commit") == "fork" else None
+    t = _target(job, github, config, settings)
+    options, branch, dconf, signoff, base, fork, logs_url, call = (
+        t.options,
+        t.branch,
+        t.dconf,
+        t.signoff,
+        t.base,
+        t.fork,
+        t.logs_url,
+        t.call,
+    )
     facts = collect(options, results)
     draft = pr_draft(facts.verdict, dconf)
-    public = getattr(settings, "public_url", None)
-    logs_url = job_url(public, job.id)
-    parent = getattr(github, "parent", None)
-    call: Caller = getattr(github, "call", None) or (  # the installation's call: its own write throttle
-        parent.call if parent is not None and hasattr(parent, "call") else direct_call
-    )
     # the docs registration, tutorial form and e2e location follow the base branch as it is NOW
     base_sha = base_head(gh, job.repo, base, call=call)
     wanted = getattr(options, "artifacts", None)
@@ -694,4 +696,162 @@ def deliver(
         files=done.files,
         check_runs=runs,
         logs_url=logs_url,
+    )
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a job's PR goes, from the job, the repo config and the settings (deliver, open_draft)."""
+
+    options: Any
+    branch: str
+    dconf: Any
+    signoff: str
+    base: str
+    fork: str | None
+    logs_url: str | None
+    call: Caller
+
+
+def _target(job: Any, github: Any, config: Any, settings: Any) -> _Target:
+    from runners.artifacts import branch_name, model_names
+
+    options = job.options.model_copy(update={"issue": job.issue})
+    dconf = getattr(config, "delivery", None)
+    parent = getattr(github, "parent", None)
+    call: Caller = getattr(github, "call", None) or (  # the installation's call: its own write throttle
+        parent.call if parent is not None and hasattr(parent, "call") else direct_call
+    )
+    return _Target(
+        options=options,
+        branch=branch_name(model_names(options), job.issue),
+        dconf=dconf,
+        signoff=getattr(dconf, "signoff", None) or app_signoff(github),
+        base=getattr(dconf, "base_branch", None) or "main",
+        fork=getattr(dconf, "fork", None) if getattr(dconf, "mode", "app-commit") == "fork" else None,
+        logs_url=job_url(getattr(settings, "public_url", None), job.id),
+        call=call,
+    )
+
+
+def drafts_early(config: Any) -> bool:
+    """Whether the real gate's pass opens the PR as a draft (`delivery.draft_until_real_gate`, default
+    true; false opts out of drafts, and the PR then opens at delivery as before)."""
+    return bool(getattr(getattr(config, "delivery", None), "draft_until_real_gate", True))
+
+
+def open_draft(
+    *,
+    job: Any,
+    results: Mapping[str, Any],
+    github: Any,
+    config: Any,
+    settings: Any,
+) -> DeliveryOutcome | None:
+    """Open the job's PR as a DRAFT as soon as the real gate passed (the job still runs).
+
+    Its one signed-off commit holds what the control plane can already build from the stored
+    results, against the base branch as it is now: the deployment tutorial (rendered from the
+    facts so far, in the base's docs form) and its docs-navigation entry. The body carries the
+    verdict so far (not validated: accuracy has not run) and says the job is still running.
+    Delivery later force-moves the same branch to the final commit, updates title and body, and
+    marks the PR ready for review only if the verdict is `validated` (deliver_pr + pr_draft).
+    Idempotent: an existing PR for the branch is returned as it is, nothing is committed. None when
+    there is nothing to commit yet (the base branch has this model's tutorial already): the PR then
+    opens at delivery.
+    """
+    from runners.artifacts import commit_message, pr_title
+
+    gh = github.gh
+    t = _target(job, github, config, settings)
+    head_owner = repo_parts(t.fork or job.repo)[0]
+    existing = find_pull(gh, job.repo, head_owner, t.branch, call=t.call)
+    if existing is not None:
+        return DeliveryOutcome(
+            pr_number=int(existing.number),
+            pr_url=str(existing.html_url),
+            sha=str(existing.head.sha),
+            branch=t.branch,
+            draft=bool(existing.draft),
+            created=False,
+            files=(),
+            check_runs={},
+            logs_url=t.logs_url,
+        )
+    base_sha, files = _draft_files(gh, job, t, results)
+    if not files:  # e.g. the base has this model's tutorial already: wait for the artifacts
+        return None
+    done = deliver_pr(
+        gh,
+        job.repo,
+        files,
+        branch=t.branch,
+        title=pr_title(t.options, results),
+        body=_draft_body(job, t, results, sorted(files), failed_stage=None),
+        message=commit_message(t.options, results),
+        signoff=t.signoff,
+        base=t.base,
+        draft=True,
+        fork=t.fork,
+        call=t.call,
+        base_sha=base_sha,
+    )
+    return DeliveryOutcome(
+        pr_number=done.number,
+        pr_url=done.url,
+        sha=done.sha,
+        branch=done.branch,
+        draft=done.draft,
+        created=done.created,
+        files=done.files,
+        check_runs={},
+        logs_url=t.logs_url,
+    )
+
+
+def _draft_files(
+    gh: Any, job: Any, t: _Target, results: Mapping[str, Any]
+) -> tuple[str, dict[str, str | bytes]]:
+    """What the early draft commits: the tutorial from the facts so far, in the base's docs form,
+    and its navigation entry (rebase_on_base re-renders and registers it on the base as it is)."""
+    from runners.artifacts import collect
+    from runners.artifacts.docs import tutorial_path
+
+    facts = collect(t.options, results)
+    base_sha = base_head(gh, job.repo, t.base, call=t.call)
+    rebased = rebase_on_base(
+        {tutorial_path(facts): ""},
+        facts,
+        BaseContents(gh, job.repo, base_sha, call=t.call),
+        hardware=getattr(t.options, "hardware", "a2"),
+    )
+    return base_sha, rebased.files
+
+
+def _draft_body(
+    job: Any, t: _Target, results: Mapping[str, Any], paths: Sequence[str], *, failed_stage: str | None
+) -> str:
+    """The PR body with the draft note under its marker (job still running, or ended before delivery)."""
+    from runners.artifacts import pr_body
+    from runners.render import render
+
+    body = pr_body(t.options, results, job_id=job.id, files=paths, report_url=t.logs_url)
+    marker, _, rest = body.partition("\n")
+    note = render("artifacts/pr_draft_note.md.j2", job_url=t.logs_url, failed_stage=failed_stage).strip()
+    return fit(f"{marker}\n{note}\n\n{rest}", COMMENT_LIMIT)
+
+
+def end_draft(*, job: Any, results: Mapping[str, Any], github: Any, config: Any, settings: Any) -> None:
+    """A job whose early draft PR exists ended before delivery (a later stage failed): the PR stays
+    a draft and its body now carries the final verdict (failed: <stage>: <reason>) and says so."""
+    gh = github.gh
+    t = _target(job, github, config, settings)
+    owner, name = repo_parts(job.repo)
+    _base, files = _draft_files(gh, job, t, results)
+    body = _draft_body(job, t, results, sorted(files), failed_stage=job.stage or "?")
+    number = int(job.pr_number)
+    t.call(
+        f"PATCH pull {number}",
+        lambda: gh.rest.pulls.update(owner, name, number, data={"body": body}),
+        mutating=True,
     )

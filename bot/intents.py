@@ -103,6 +103,9 @@ def refresh_status(deps: Deps, gh: InstallationClient, job_id: str) -> Job | Non
 
             with contextlib.suppress(NoChange):
                 job = deps.store.update(job_id, set_id)
+        from bot.checks import refresh_job_check  # the job's check run follows the same state
+
+        refresh_job_check(deps, gh, job)
         return job
 
 

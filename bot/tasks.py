@@ -189,6 +189,8 @@ def stage_finished(job_id: str, stage: str, attempt: int) -> str:
     intents.enqueue_stage(d, job)
     if job.phase == "failed":  # its own task: a GitHub hiccup here must not lose the report
         d.queue.control("bot.tasks.report_failure", job.id)
+    if stage == "real-gate" and result.status == "passed" and job.pr_number is None:
+        d.queue.control("bot.tasks.open_draft_pr", job.id)  # the PR opens as a draft now
     gh = _gh(d, job)
     intents.refresh_status(d, gh, job_id)
     if not job.active:
@@ -299,7 +301,13 @@ def report_failure(job_id: str) -> str:
         return "not failed"
     public = d.settings.public_url
     logs_url = job_url(public, job.id)
-    comments.post_failure_report(_gh(d, job), job, d.store.results(job_id), logs_url=logs_url)
+    gh = _gh(d, job)
+    comments.post_failure_report(gh, job, d.store.results(job_id), logs_url=logs_url)
+    if job.pr_number is not None and job.pr_head_sha is None and job.stage != "deliver":
+        from bot.delivery import end_draft  # the early draft PR: the final verdict in its body
+
+        config = repo_config.load(gh, job.repo, d.settings, d.redis).config
+        end_draft(job=job, results=d.store.results(job_id), github=gh, config=config, settings=d.settings)
     return "reported"
 
 
@@ -376,14 +384,15 @@ def deliver(job_id: str) -> str:
 
     loaded = repo_config.load(gh, job.repo, d.settings, d.redis)
     try:
-        outcome = do_deliver(
-            job=job,
-            results=d.store.results(job_id),
-            files=d.store.files(job_id),
-            github=gh,
-            config=loaded.config,
-            settings=d.settings,
-        )
+        with _pr_lock(d, job_id):  # never at the same time as the early draft (open_draft_pr)
+            outcome = do_deliver(
+                job=job,
+                results=d.store.results(job_id),
+                files=d.store.files(job_id),
+                github=gh,
+                config=loaded.config,
+                settings=d.settings,
+            )
         _post_final_report(d, gh, job, outcome)
     except Exception as exc:
         from bot.github import RetryLater
@@ -413,6 +422,54 @@ def deliver(job_id: str) -> str:
     intents.refresh_status(d, gh, job_id)
     _final_reaction(gh, job)
     return "succeeded"
+
+
+def _pr_lock(d: Deps, job_id: str) -> Any:
+    """One writer of a job's PR branch at a time: the early draft and the delivery."""
+    return d.redis.lock(f"adapt:lock:pr:{job_id}", timeout=600, blocking_timeout=300)
+
+
+def open_draft_pr(job_id: str) -> str:
+    """The real gate passed: open the job's PR as a draft now (bot.delivery.open_draft), record it on
+    the job (so its check run moves to the PR head) while the later stages run. Skipped when the
+    repository opted out of drafts, when the job has a PR already or has reached delivery. A failure
+    is logged and changes nothing else: delivery opens the PR then, as before."""
+    from bot.delivery import drafts_early, open_draft
+    from bot.github import RetryLater
+
+    d = deps()
+    with _pr_lock(d, job_id):
+        job = d.store.get(job_id)
+        if job is None or not job.active or job.pr_number is not None or job.stage == "deliver":
+            return "stale"
+        gh = _gh(d, job)
+        config = repo_config.load(gh, job.repo, d.settings, d.redis).config
+        if not drafts_early(config):
+            return "no drafts (delivery.draft_until_real_gate: false)"
+        try:
+            outcome = open_draft(
+                job=job, results=d.store.results(job_id), github=gh, config=config, settings=d.settings
+            )
+        except RetryLater:
+            raise
+        except Exception:
+            log.exception("job %s: the draft PR was not opened; delivery will open the PR", job_id)
+            return "failed"
+        if outcome is None:
+            return "no draft: nothing to commit before the artifacts stage"
+        number = outcome.pr_number
+
+        def record(j: Job) -> Job:
+            if j.pr_number is not None:
+                raise NoChange("PR already recorded")
+            j = j.model_copy()
+            j.pr_number = number
+            return j
+
+        with contextlib.suppress(NoChange):
+            d.store.update(job_id, record)
+    intents.refresh_status(d, gh, job_id)
+    return f"draft PR #{number}"
 
 
 def report_pushed_head(job_id: str) -> str:

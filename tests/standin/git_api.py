@@ -636,6 +636,8 @@ def create_pull(
             "head_sha": head_sha,
             "base_ref": base,
             "maintainer_can_modify": bool(body.get("maintainer_can_modify", False)),
+            # the PR's draft-state history, as GitHub's pull_request actions name the transitions
+            "_draft_log": ["opened:draft" if body.get("draft") else "opened"],
             "created_at": ts,
             "updated_at": ts,
         }
@@ -730,6 +732,8 @@ async def graphql(request: Request, state: Annotated[StandinState, Depends(get_s
                     "errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a node"}],
                 }
             pr = _pull(state, *node)
+            if pr["draft"] != draft:
+                pr.setdefault("_draft_log", []).append("converted_to_draft" if draft else "ready_for_review")
             pr["draft"] = draft
             return {"data": {mutation: {"pullRequest": {"id": pr["node_id"], "isDraft": draft}}}}
     return {"data": None, "errors": [{"message": "stand-in: unsupported query"}]}
