@@ -17,13 +17,16 @@ import bot.tasks
 from bot import repo_config
 from bot.jobs import machine
 from tests.intake.conftest import stage_requests
+from tests.intake.test_chain import chain_env, make_checkpoint, workers
 from tests.intake.test_device_hours_units import _analysis
 from tests.intake.test_flow import command, finish_stage, label, ours, replies, status_comments
 from tests.intake.test_preflight import hub, preflight_comments, tiny_repo
+from tests.plugins.service import Worker, wait_for
 from tests.plugins.standin import REPO
+from tests.standin import payloads
 from tests.standin.hub import HubStandin
 
-__all__ = ["hub"]  # the hub stand-in fixture of test_preflight.py
+__all__ = ["chain_env", "hub", "workers"]  # fixtures of test_preflight.py and test_chain.py
 
 
 def new_issue(gh: Any, i: int = 0) -> int:
@@ -172,3 +175,32 @@ def test_a_hub_models_preflight_shows_the_estimate_and_stops_it_over_the_budget(
     (pre,) = preflight_comments(gh, m)
     assert "within this repository's budget of 3 device-hours per job" in pre
     assert [s for _, s, _ in stage_requests(deps.redis)] == ["analyze"]
+
+
+def test_the_budget_holds_through_worker_processes_on_the_runners_own_analysis(
+    post: Callable[..., Any], github_standin: Any, deps: Any, workers: list[Worker], chain_env: dict[str, str]
+) -> None:
+    """A control worker and a cpu runner worker (`adapt-bot worker`): the runner analyses a
+    /models checkpoint (no hub, so no pre-flight), and the control worker refuses to send the
+    dummy gate over the repository's budget; no vllm serve is ever started."""
+    gh = github_standin
+    gh.repos[REPO].files[".github/adapt-bot.yml"] = "budget: {device_hours_per_job: 0.25}\n"
+    make_checkpoint(Path(chain_env["ADAPT_BOT_MODELS_ROOT"]), "tiny-llama")
+    n = gh.add_issue(REPO, "[New model] tiny-llama", "model: /models/tiny-llama")["number"]
+    post("issues", payloads.issues_labeled(gh, REPO, n))
+    job = wait_for(
+        "the job to end", lambda: (j := deps.store.latest_for(REPO, n)) and not j.active and j, 120, workers
+    )
+    assert job.state == "failed:dummy-gate" and job.stages["analyze"].status == "passed"
+    assert job.stages["dummy-gate"].reason == "over-budget"
+    body = wait_for("the stop in the status comment", lambda: _body_with(gh, n, "`over-budget`"), 30, workers)
+    assert "device-hours per job" in body and "budget of 0.25" in body
+    wait_for("the failure report", lambda: _body_with(gh, n, "<!-- adapt-bot:report job="), 30, workers)
+    logs = Path(chain_env["ADAPT_BOT_WORK_ROOT"]) / job.id / "logs"
+    assert not (logs / "processes.jsonl").exists()  # no server or reference process ran
+    assert deps.store.get_result(job.id, "dummy-gate") is None
+    assert len(status_comments(gh, n)) == 1
+
+
+def _body_with(gh: Any, n: int, text: str) -> str | None:
+    return next((c["body"] for c in ours(gh, n) if text in c["body"]), None)
