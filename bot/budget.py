@@ -44,6 +44,16 @@ def verdict_for(deps: Any, job: Any) -> BudgetVerdict | None:
     return budget_verdict(analysis.data, JobPlan(o.profile, o.hardware, o.tp, budget))
 
 
+def estimate_of(store: Any, job: Any) -> BudgetVerdict | None:
+    """The job's estimate from its stored analysis, for the status comment (no GitHub call, no
+    budget): shown from when the runner's analysis is in, before the first device stage runs."""
+    analysis = store.get_result(job.id, "analyze")
+    if analysis is None or analysis.status != "passed" or not analysis.data:
+        return None
+    o = job.options
+    return budget_verdict(analysis.data, JobPlan(o.profile, o.hardware, o.tp, None))
+
+
 def stop_if_over(deps: Any, job: Any) -> bool:
     """Fail the job's held stage as `over-budget` instead of sending it; True when it did."""
     stage, attempt = job.stage, job.attempts.get(job.stage or "", 1)

@@ -155,11 +155,13 @@ def render_status(
     verdict: Verdict | None = None,
     spent: Any = None,
     queue: Any = None,
+    estimate: Any = None,
 ) -> str:
     """The status comment. Pass `verdict` (`verdict_for(job, results)`) once the job has ended, so
     the headline and the reasons say what the runs earned, not merely that they ended; `spent`
     (bot.quotas.JobSpent) adds device time per stage and in total, `queue`
-    (bot.queue_position.QueuePosition) the job's place in its pool's line while it waits."""
+    (bot.queue_position.QueuePosition) the job's place in its pool's line while it waits,
+    `estimate` (bot.preflight.BudgetVerdict) the job's estimated device-hours."""
     now = now or utcnow()
     body = render(
         "comments/status.md.j2",
@@ -171,6 +173,7 @@ def render_status(
         spent_total=f"{spent.total:,.0f} device-seconds" if spent is not None and spent.total else None,
         spent_hours=round(spent.total / 3600, 2) if spent is not None else None,
         queue=queue,
+        estimate=estimate,
         progress=(progress or [])[:1],
         job_url=job_url(jobs_url, job.id),
         prefix=PREFIX,

@@ -66,6 +66,7 @@ QUEUE_SCAN = 500
 
 def status_body(deps: Deps, job: Job) -> str:
     """The status comment as it reads now; a finished job's headline is its verdict."""
+    from bot.budget import estimate_of
     from bot.queue_position import position
 
     verdict = comments.verdict_for(job, deps.store.results(job.id)) if not job.active else None
@@ -77,6 +78,7 @@ def status_body(deps: Deps, job: Job) -> str:
         verdict=verdict,
         spent=quotas.job_spent(deps.redis, job.id),
         queue=queue,
+        estimate=estimate_of(deps.store, job),
     )
 
 
@@ -103,9 +105,6 @@ def refresh_status(deps: Deps, gh: InstallationClient, job_id: str) -> Job | Non
 
             with contextlib.suppress(NoChange):
                 job = deps.store.update(job_id, set_id)
-        from bot.checks import refresh_job_check  # the job's check run follows the same state
-
-        refresh_job_check(deps, gh, job)
         return job
 
 

@@ -118,6 +118,10 @@ def test_a_repository_budget_stops_a_job_before_its_first_device_stage(
     command(post, gh, n, "/adapt rerun dummy-gate")
     assert drain()[0] == f"rerun dummy-gate of {job.id}"
     assert (job.id, "dummy-gate", 2) in stage_requests(deps.redis)
+    # the estimate stays on the status comment once the analysis is in, before any device time
+    assert "**Estimate:** about 0.97 device-hours for the whole job (1 device per server on `cpu`, TP 1;" in (
+        status_of(gh, n)
+    )
     assert "running for" in status_of(gh, n) or "waiting" in status_of(gh, n).lower()
 
 
