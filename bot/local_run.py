@@ -96,6 +96,7 @@ def run_local(cfg: LocalRunConfig, progress: StageProgress | None = None) -> Loc
                 vllm_root=cfg.vllm_root,
                 vllm_ascend_root=cfg.vllm_ascend_root,
                 workspace=ws,
+                share_servers=True,  # one real-weight start for real gate, capacity, accuracy
             )
         except KeyboardInterrupt:
             cancel.set()

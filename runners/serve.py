@@ -53,7 +53,7 @@ from runners.analysis.preflight import remote_code_flags
 from runners.context import StageContext
 from runners.contracts import Evidence
 from runners.gates import evidence as ev
-from runners.lease import Lease, LeaseError, acquire
+from runners.lease import LeaseError, acquire
 from runners.profile import Profile, ProfileError, cache_dir, fill
 
 #: Log lines after which the server should answer /v1/models (used for the notice-latency figure).
@@ -479,6 +479,9 @@ class RunningServer:
     request_timeout_s: float = 120.0
     #: facts about the plan the gates put in their evidence (e.g. the --max-model-len clamp)
     notes: list[Evidence] = field(default_factory=list)
+    #: how this server relates to the job's shared real-weight start (runners.shared_start):
+    #: {"role": "started" | "adopted" | "own", ...}; empty when sharing is off
+    share: dict[str, Any] = field(default_factory=dict)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -671,16 +674,64 @@ def served(
     a lease of the profile's per-job size here. `overrides`: template values (max_model_len, ...).
     """
     prof: Profile = profile or ctx.profile
-    lease: Lease | None = None
-    if devices is None:
-        try:
-            lease = acquire(prof, per_job_devices(ctx, prof), cancel=ctx.cancel, progress=ctx.progress)
-        except LeaseError as exc:
-            raise ServeError("cancelled" if exc.reason == "cancelled" else "lease-timeout", str(exc)) from exc
-        devices = lease.devices
+    from runners import shared_start
+
+    active = shared_start.current()
+    decision: shared_start.Decision | None = None
+    if active is not None:
+        decision = shared_start.decide(
+            active,
+            shared_start.Call(
+                log_name=log_name,
+                load_format=load_format,
+                extra_args=tuple(extra_args),
+                extra_env=extra_env,
+                devices=devices,
+                overrides=overrides,
+                own_profile=prof is not ctx.profile,
+            ),
+        )
+        if decision.adopt is not None:  # the job's shared real-weight start: no start of its own
+            assert active is not None
+            kept = decision.adopt
+            shared_start.adopted(kept, active)
+            server = kept.server
+            share = dict(decision.use or {})
+            server.share = share
+            server.notes = [n for n in server.notes if n.kind != "config" or "shared" not in n.text]
+            if decision.note is not None:
+                server.notes.append(decision.note)
+            ctx.progress(f"using the job's shared real-weight server ({kept.started_by}) for {log_name}")
+            ok = False
+            try:
+                yield server
+                ok = True
+            finally:
+                keep = ok and decision.keep and not ctx.cancel.is_set() and server.alive()
+                shared_start.done_with(kept, keep=keep, why=f"{active.plan.stage} was its last user")
+            return
+        overrides = decision.overrides
+        if decision.adopt is None and not decision.keep and devices is None:
+            shared_start.make_room(
+                ctx.job_id,
+                len(prof.devices.pool),
+                per_job_devices(ctx, prof),
+                f"the {log_name} start needs the devices it holds",
+            )
+    stack = contextlib.ExitStack()
     try:
-        with (
-            accounting.timed(ctx.workspace.logs, f"vllm-serve:{log_name}", devices=list(devices)),
+        if devices is None:
+            try:
+                lease = acquire(prof, per_job_devices(ctx, prof), cancel=ctx.cancel, progress=ctx.progress)
+            except LeaseError as exc:
+                reason = "cancelled" if exc.reason == "cancelled" else "lease-timeout"
+                raise ServeError(reason, str(exc)) from exc
+            stack.callback(lease.release)
+            devices = lease.devices
+        stack.enter_context(
+            accounting.timed(ctx.workspace.logs, f"vllm-serve:{log_name}", devices=list(devices))
+        )
+        server = stack.enter_context(
             _serve_on(
                 ctx,
                 prof,
@@ -691,12 +742,31 @@ def served(
                 devices=list(devices),
                 overrides=overrides or {},
                 ready_timeout_s=ready_timeout_s,
-            ) as server,
-        ):
-            yield server
+            )
+        )
+    except BaseException:
+        stack.close()
+        raise
+    if decision is not None:
+        server.share = decision.use if decision.use is not None else {}  # the stage's record of it
+        if decision.note is not None:
+            server.notes.append(decision.note)
+    ok = False
+    try:
+        yield server
+        ok = True
     finally:
-        if lease is not None:
-            lease.release()
+        if (
+            ok
+            and active is not None
+            and decision is not None
+            and decision.keep
+            and not ctx.cancel.is_set()
+            and server.alive()
+        ):
+            shared_start.park(active, server, stack.pop_all(), server.share)
+        else:
+            stack.close()
 
 
 @contextlib.contextmanager

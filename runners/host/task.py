@@ -180,6 +180,10 @@ def _run_claimed(
         target_repo=settings.target_repo,
         vllm_root=settings.vllm_root,
         vllm_ascend_root=settings.vllm_ascend_root,
+        # the real gate, capacity and accuracy share one real-weight start (runners.shared_start):
+        # a server kept between this stage's task and the next one watches the job's cancel flag
+        share_servers=True,
+        job_cancelled=channel.cancel_set,
     )
     if cancel.timed_out and not result.ok:
         result.reason = "timeout"

@@ -433,6 +433,9 @@ def run(ctx: StageContext) -> StageResult:
             data["env"] = _publishable_env(server.env)
             data["serve_log"] = str(server.log_path)
             data["ready_s"] = server.ready_after_s
+            if server.share:  # the job's shared real-weight start, or why this run has its own
+                data["server"] = dict(server.share)
+            share_notes = [n for n in server.notes if n.kind == "config" and "start" in n.text]
             serve_env = dict(server.env)
             mml = _flag(server.argv, "--max-model-len")
 
@@ -476,6 +479,7 @@ def run(ctx: StageContext) -> StageResult:
     evidence = [
         Evidence(kind="command", text=" ".join(first.argv)),
         Evidence(kind="log", text=_tail(log_path, 15), log_path=str(log_path)),
+        *share_notes,
     ]
     data["lm_eval_version"] = first.lm_eval_version
     data["measurements"] = [first.record()]

@@ -256,6 +256,8 @@ def _try(
     figures: dict[str, Any] = {}
 
     def on_ready(srv: RunningServer, _att: Attempt) -> None:
+        figures["server"] = _server_row(srv)
+        figures["log_path"] = str(srv.log_path)  # an adopted server logs to the stage that started it
         figures.update(load_test(srv, prof.capacity, ctx.cancel, requests))
 
     att = attempt(
@@ -266,7 +268,8 @@ def _try(
         overrides={"max_model_len": length, "max_num_seqs": seqs},
         on_ready=on_ready,
     )
-    lines = read_log_lines(Path(att.log_path)) if att.log_path else []
+    log_path = figures.get("log_path") or att.log_path
+    lines = read_log_lines(Path(log_path)) if log_path else []
     figures["start"] = accounting.start_figures(lines, facts_bytes(ctx) if real else None)
     return att, figures, kv.measured_from_log(lines)
 
@@ -287,6 +290,33 @@ def _serve_tp(ctx: StageContext, prof: Profile, facts: dict[str, Any]) -> int:
     if isinstance(raw, dict):
         raw = raw.get("a3" if "a3" in (prof.hardware or prof.name).lower() else "a2")
     return raw if isinstance(raw, int) and raw > 0 else 1
+
+
+def first_request(ctx: StageContext) -> tuple[int, int]:
+    """(max_model_len, max_num_seqs) of the stage's first start, as `run` computes it, before any
+    start: the flags the job's shared real-weight start uses (runners.shared_start)."""
+    prof: Profile = ctx.profile
+    spec = prof.capacity
+    facts = model_facts(ctx)
+    theoretical = facts.get("max_position_embeddings")
+    theoretical = int(theoretical) if isinstance(theoretical, int) else None
+    base = baseline_len(spec, theoretical, ctx.options.max_model_len)
+    first_seqs = (seq_steps(spec, getattr(ctx.options, "capacity_steps", None)) or [1])[0]
+    cap = theoretical or base
+    lay = kv.layout_of_dir(ctx.model_path)
+    at_start: kv.TpFit | None = None
+    if lay is not None:
+        param_bytes = facts.get("parameter_bytes") if isinstance(facts.get("parameter_bytes"), int) else None
+        tp = _serve_tp(ctx, prof, facts)
+        (at_start,) = predict(
+            lay, prof, parameter_bytes=param_bytes, length=base, seqs=first_seqs, tps=[tp], cap=cap
+        )
+    return first_len(min(base, cap), min(at_start.max_len_start, cap) if at_start else None, spec), first_seqs
+
+
+def _server_row(srv: RunningServer) -> dict[str, Any]:
+    """Which start served this row: its own, or the job's shared real-weight start."""
+    return dict(srv.share) if srv.share else {"role": "own"}
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -363,6 +393,8 @@ def run(ctx: StageContext) -> StageResult:
         if not att.ok:
             row["diagnosis"] = att.diagnosis
             evidence.extend(att.evidence[:2])
+        else:  # which start served it: its own, or the job's shared real-weight start (and why)
+            evidence.extend(n for n in att.healthy if n.kind == "config" and "start" in n.text)
         return row
 
     # ---- length search, from the prediction
