@@ -182,8 +182,22 @@ class FeatureSpec(BaseModel):
         return None
 
 
-RungName = Literal["reproduce", "enforce-eager", "torchdynamo-disable", "text-only"]
-DEFAULT_RUNGS: tuple[RungName, ...] = ("reproduce", "enforce-eager", "torchdynamo-disable", "text-only")
+RungName = Literal[
+    "reproduce",
+    "enforce-eager",
+    "torchdynamo-disable",
+    "text-only",
+    "architecture-override",
+    "transformers-backend",
+]
+DEFAULT_RUNGS: tuple[RungName, ...] = (
+    "reproduce",
+    "enforce-eager",
+    "torchdynamo-disable",
+    "text-only",
+    "architecture-override",
+    "transformers-backend",
+)
 
 
 class LadderSpec(BaseModel):

@@ -55,6 +55,7 @@ from runners.contracts import Evidence
 from runners.gates import evidence as ev
 from runners.lease import LeaseError, acquire
 from runners.profile import Profile, ProfileError, cache_dir, fill
+from runners.recipe import recipe_args
 
 #: Log lines after which the server should answer /v1/models (used for the notice-latency figure).
 READY_LINE_PATTERNS = ("Application startup complete",)
@@ -796,6 +797,7 @@ def _serve_on(
         values = template_values(ctx, prof, port=port, scratch=scratch, overrides=overrides)
         argv = build_argv(prof, values, prof.vllm_command())
         argv = with_extra_args(argv, remote_code_flags(ctx, prof))  # only when needed AND opted in
+        argv = with_extra_args(argv, recipe_args(ctx.previous))  # a gate's zero-code flags (runners.recipe)
         env = build_env(prof, values, devices=devices, extra_env=extra_env, tag=tag)
         cwd = Path(fill(prof.serve.cwd, values))
     except ProfileError as exc:

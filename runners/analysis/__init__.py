@@ -14,6 +14,7 @@ from typing import Any
 from runners.analysis import features as feat
 from runners.analysis import kv, sizing
 from runners.analysis import remote_code as rc
+from runners.analysis import zero_code as zc
 from runners.analysis.checkpoint import CheckpointScan, list_dir, scan_checkpoint
 from runners.analysis.config import ConfigView, JsonFileError, quantization, read_json
 from runners.analysis.model import BLOCKING, AnalysisResult, Moe, Problem
@@ -169,6 +170,7 @@ def build_result(model_dir: Path, cfg: ConfigView, scan: CheckpointScan, regs: R
         transformers_defines_arch=in_tf,
         transformers_dir=regs.transformers_dir,
     )
+    zero = zero_code_plan(cfg, scan, regs, support, in_tf, auto_map, quant, attention_detail)
     problems.extend(check_shapes(cfg, header_tensors(scan.headers)))
     if scan.headers_complete:
         problems.extend(check_missing(cfg, scan.tensor_names))
@@ -246,7 +248,44 @@ def build_result(model_dir: Path, cfg: ConfigView, scan: CheckpointScan, regs: R
         files=files,
         generation_defaults=generation,
         problems=problems,
+        zero_code=zero,
     )
+
+
+def zero_code_plan(
+    cfg: ConfigView,
+    scan: CheckpointScan,
+    regs: Registries,
+    support: Any,
+    in_tf: bool | None,
+    auto_map: dict[str, Any] | None,
+    quant: dict[str, Any] | None,
+    attention_detail: dict[str, Any],
+) -> zc.ZeroCodePlan | None:
+    """The zero-code rungs for an architecture vLLM does not register (None when it does, or when
+    no registry was found to tell)."""
+    if regs.vllm is None or support.vllm.verdict in ("registered", "unknown", "out-of-tree-plugin"):
+        return None
+    reg = regs.vllm
+    names = [a for table in reg.tables.values() for a in table]
+    tensors_known = bool(scan.weight_map) or bool(scan.headers)
+    match = zc.structural_match(
+        architecture=cfg.architecture,
+        model_type=cfg.model_type,
+        weight_names=list(scan.tensor_names) if tensors_known else None,
+        is_registered=lambda a: reg.find(a) is not None,
+        registered=names,
+        causal_lm_names=zc.transformers_causal_lm_names(regs.transformers_dir),
+    )
+    tf = zc.transformers_rung(
+        architecture=cfg.architecture,
+        in_transformers=in_tf,
+        auto_map=auto_map,
+        quant_method=(quant or {}).get("method"),
+        attention_detail=attention_detail,
+        match=match,
+    )
+    return zc.plan(match=match, tf=tf)
 
 
 __all__ = ["BLOCKING", "AnalysisError", "AnalysisResult", "Problem", "analyze"]

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from runners.analysis.zero_code import ZeroCodePlan
+
 FeatureApplicability = Literal["applicable", "not-applicable", "checkpoint-missing"]
 
 VllmVerdict = Literal[
@@ -183,6 +185,9 @@ class AnalysisResult(BaseModel):
     #: later stage uses that revision. None for a local checkout.
     hub_id: str | None = None
     revision: str | None = None
+    #: Zero-code rungs for an architecture vLLM does not register (runners.analysis.zero_code);
+    #: None when vLLM registers it or no registry was found.
+    zero_code: ZeroCodePlan | None = None
 
     @property
     def blocking_problems(self) -> list[Problem]:

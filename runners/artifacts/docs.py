@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runners.accuracy.plan import request_format_args
-from runners.artifacts.facts import FeatureFacts, JobFacts, ServeFlags, shell_join
+from runners.artifacts.facts import FeatureFacts, JobFacts, ServeFlags, ZeroCodeFacts, shell_join
 from runners.artifacts.markdown import tidy
 from runners.artifacts.target import TUTORIAL_DIR, TargetRepo
 from runners.render import render
@@ -44,6 +44,8 @@ TUTORIAL_FLAGS = (
     "--additional-config",
     "--speculative-config",
     "--limit-mm-per-prompt",
+    "--hf-overrides",
+    "--model-impl",
 )
 TUTORIAL_SWITCHES = ("--trust-remote-code", "--enforce-eager", "--enable-expert-parallel")
 
@@ -83,6 +85,8 @@ class TutorialView:
     false_ready: tuple[str, ...]
     version_macro: str
     numbered: bool
+    #: the model runs through a zero-code rung (override / Transformers backend), if so
+    zero_code: ZeroCodeFacts | None = None
 
 
 def _serve_lines(serve: ServeFlags, hub_id: str, served: str) -> tuple[str, ...]:
@@ -139,6 +143,7 @@ def tutorial_view(facts: JobFacts, target: TargetRepo) -> TutorialView:
         false_ready=tuple(g.first_error or g.diagnosis or "" for g in facts.false_ready),
         version_macro=target.version_macro,
         numbered=target.numbered_sections,
+        zero_code=facts.zero_code,
     )
 
 

@@ -73,6 +73,11 @@ def _serve_section(serve: ServeFlags, facts: JobFacts, max_model_len: int | None
         out["enforce_eager"] = True
     if serve.has("--enable-expert-parallel"):
         out["enable_expert_parallel"] = True
+    # a zero-code rung's flags (runners.recipe): the model does not load without them
+    if (ho := serve.value("--hf-overrides")) is not None:
+        out["hf_overrides"] = _json_object(ho)
+    if (impl := serve.value("--model-impl")) is not None:
+        out["model_impl"] = impl
     if (q := serve.value("--quantization")) is not None:
         out["quantization"] = q
     if (bs := serve.value("--block-size")) is not None and bs.isdigit():
@@ -82,6 +87,18 @@ def _serve_section(serve: ServeFlags, facts: JobFacts, max_model_len: int | None
         # the target repo's test passes it to the chat template (Qwen3's thinking switch)
         out["enable_thinking"] = thinking
     return out
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ArtifactError(f"--hf-overrides is not JSON ({exc}): {text[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise ArtifactError(f"--hf-overrides is not a JSON object: {text[:80]!r}")
+    return value
 
 
 def build_e2e_config(facts: JobFacts) -> dict[str, Any]:
@@ -132,6 +149,10 @@ def yaml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, dict | list):  # JSON is YAML flow style (hf_overrides); round-trip checked
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, float):
         text = repr(value)
         if "e" in text or "E" in text:  # PyYAML reads 1e-05 as a string

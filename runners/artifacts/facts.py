@@ -283,6 +283,33 @@ class AnalysisFacts:
     problems: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ZeroCodeFacts:
+    """The model runs through a zero-code rung (runners.recipe), not a native vLLM implementation."""
+
+    rung: str
+    args: tuple[str, ...]
+    runs_through: str
+    basis: tuple[str, ...]
+    architecture: str | None
+
+
+def _zero_code(results: Mapping[str, StageResult]) -> ZeroCodeFacts | None:
+    from runners.recipe import serve_recipe
+
+    recipe = serve_recipe(results)
+    if recipe is None:
+        return None
+    arch = recipe.get("architecture")
+    return ZeroCodeFacts(
+        rung=str(recipe.get("rung") or "?"),
+        args=tuple(str(a) for a in recipe.get("args") or ()),
+        runs_through=str(recipe.get("runs_through") or ""),
+        basis=tuple(str(b) for b in recipe.get("basis") or ()),
+        architecture=arch if isinstance(arch, str) else None,
+    )
+
+
 @dataclass
 class JobFacts:
     """Everything the artifacts say about one job."""
@@ -307,6 +334,8 @@ class JobFacts:
     #: devices × seconds of every server and reference process, per stage (runners.accounting,
     #: each result's `data.device_seconds`; stages that started none have 0)
     device_seconds: dict[str, float] = field(default_factory=dict)
+    #: set when the gates passed only through a zero-code rung (an override / the Transformers backend)
+    zero_code: ZeroCodeFacts | None = None
 
     @property
     def device_seconds_total(self) -> float:
@@ -691,6 +720,7 @@ def collect(
         code_rationale=code_rationale,
         stage_status={k: v.status for k, v in results.items()},
         device_seconds=_device_seconds(results),
+        zero_code=_zero_code(results),
     )
 
 

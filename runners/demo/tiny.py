@@ -34,6 +34,7 @@ KINDS = (
     "llava",
     "llama-qkv-bias",
     "llama-degenerate",
+    "qwen3-renamed",
 )
 
 

@@ -17,7 +17,8 @@ Llama checkpoint with q/k/v biases and `qkv_bias: true` (InternLM3 style): vLLM'
 field and loads the biases, transformers' Llama ignores both — the two sides compute different
 functions, a real reference-parity mismatch), `llama-degenerate` (every position yields the same
 hidden state and the head favours one printable token: the reply is one character repeated, on
-both sides alike).
+both sides alike), `qwen3-renamed` (a dense Qwen3 with real weights under an invented
+architecture name: the zero-code rungs' structural match).
 
 Everything is seeded, so the same script version always produces the same files; callers cache
 the output by (kind, hash of this file).
@@ -68,9 +69,12 @@ KINDS = (
     "llava",
     "llama-qkv-bias",
     "llama-degenerate",
+    "qwen3-renamed",
 )
 
 UNKNOWN_ARCH = "AdaptBotUnknownForCausalLM"
+#: a Qwen3 checkpoint published under an invented architecture name (model_type stays "qwen3")
+RENAMED_ARCH = "AdaptBotQwen3LikeForCausalLM"
 
 
 def _seed() -> None:
@@ -210,6 +214,34 @@ def make_unknown_arch(out: Path) -> None:
     cfg = json.loads((out / "config.json").read_text())
     cfg["architectures"] = [UNKNOWN_ARCH]
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def make_qwen3_renamed(out: Path) -> None:
+    """A dense Qwen3 (q/k norms, real weights) whose config names RENAMED_ARCH: no registry knows
+    the name, but the weights and config are Qwen3's, which vLLM serves natively."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    vocab = save_tokenizer(out)
+    cfg = Qwen3Config(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        vocab_size=vocab,
+        max_position_embeddings=512,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=4,
+        tie_word_embeddings=False,
+    )
+    _seed()
+    state = _state_dict(Qwen3ForCausalLM(cfg))
+    cfg.architectures = [RENAMED_ARCH]
+    cfg.save_pretrained(str(out))
+    save_state(out, state)
+    _write_generation_config(out, cfg)
 
 
 def unfuse_experts(state: dict[str, Any]) -> dict[str, Any]:
@@ -408,6 +440,8 @@ def make(kind: str, out: Path) -> None:
         make_llava(out)
     elif kind == "llama-qkv-bias":
         make_llama_qkv_bias(out)
+    elif kind == "qwen3-renamed":
+        make_qwen3_renamed(out)
     elif kind == "llama-degenerate":
         make_llama_degenerate(out)
     else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runners.analysis.zero_code import OVERRIDE_RUNG, REMOTE_CODE_SKIP, ZERO_CODE_RUNGS, ZeroCodePlan
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
 from runners.gates import checks
@@ -23,9 +24,10 @@ from runners.gates import evidence as ev
 from runners.gates import parity as par
 from runners.gates import quality as qual
 from runners.gates.findings import load_findings_for, with_load_cause
-from runners.gates.ladder import LadderState, Rung, RungRecord, Stop, next_step
+from runners.gates.ladder import LadderState, Rung, RungRecord, Stop, ZeroCodeStep, next_step
 from runners.gates.reference import BUDGET_ENV, ReferenceRun, start_reference
 from runners.profile import Profile
+from runners.recipe import serve_recipe
 from runners.serve import (
     TINY_PNG_DATA_URL,
     ChatReply,
@@ -403,6 +405,7 @@ def run_ladder(
     run: Callable[[str, Rung], Attempt],
     multimodal: bool,
     profile: Profile | None = None,
+    zero_code: Sequence[ZeroCodeStep] = (),
 ) -> tuple[list[RungRecord], Attempt | None, Stop | None]:
     """Walk the ladder after a failed `first` attempt. Returns (records, passing attempt, stop)."""
     prof: Profile = profile or ctx.profile
@@ -425,6 +428,8 @@ def run_ladder(
             meaning=last.meaning,
             next_step=last.sig_next_step,
             seen_signatures=frozenset(s for s in seen if s),
+            first_signature=first.signature,
+            zero_code=zero_code,
         )
         skipped, decision = next_step(state)
         records.extend(skipped)
@@ -534,6 +539,9 @@ def _gate(
     }
     data.update(first.data())
     data["load_findings"] = load_findings_for(first.log_path, ctx.model_path)  # issue 10: load warnings
+    inherited = serve_recipe(ctx.previous)
+    if inherited is not None:  # the earlier gate's zero-code flags were on this start (runners.recipe)
+        data["serve_recipe"] = inherited
     if first.ok:
         return _judge(
             StageResult(
@@ -565,11 +573,35 @@ def _gate(
                 on_ready=on_ready,
             )
 
-        records, passing, stop = run_ladder(ctx, first, base_log=stage, run=run, multimodal=multimodal)
+        records, passing, stop = run_ladder(
+            ctx, first, base_log=stage, run=run, multimodal=multimodal, zero_code=zero_code_steps(ctx, facts)
+        )
     data["ladder"] = [r.model_dump() for r in records]
     data["first_failure"] = {"reason": first.reason, "signature": first.signature, "log_path": first.log_path}
     if passing is not None:
         rung = records[-1].rung
+        recipe = _zero_code_recipe(rung, passing, facts)
+        if recipe is not None:
+            data["serve_recipe"] = recipe
+            return _judge(
+                StageResult(
+                    stage=stage,
+                    status="passed",
+                    diagnosis=(
+                        f"vLLM does not register {facts.get('architecture')}; it serves through "
+                        f"{recipe['runs_through']} (the '{rung}' zero-code rung)"
+                    ),
+                    next_step="every later start and the delivered e2e config and tutorial use the same "
+                    f"flags ({' '.join(recipe['args'])}); a native registration would remove them",
+                    started_at=started,
+                    finished_at=utcnow(),
+                    evidence=[*first.evidence, *_pass_evidence(passing)],
+                    data={**data, "fallback": {"rung": rung, **passing.data()}},
+                ),
+                passing,
+                real=real,
+                chat=chat,
+            )
         return _judge(
             StageResult(
                 stage=stage,
@@ -603,6 +635,38 @@ def _gate(
         evidence=first.evidence,
         data={**data, "fallback": None},
     )
+
+
+def zero_code_steps(ctx: StageContext, facts: Mapping[str, Any]) -> list[ZeroCodeStep]:
+    """The analysis's zero-code plan as ladder steps; a rung that runs the checkpoint's own code
+    is skipped unless the job opted in to remote code."""
+    raw = facts.get("zero_code")
+    if not isinstance(raw, Mapping):
+        return []
+    try:
+        planned = ZeroCodePlan.model_validate(raw)
+    except ValueError:
+        return []
+    allowed = bool(getattr(ctx.options, "trust_remote_code", False))
+    steps = []
+    for r in planned.rungs:
+        skip = r.skip or (REMOTE_CODE_SKIP if r.remote_code and not allowed else None)
+        steps.append(ZeroCodeStep(name=r.rung, args=tuple(r.args), skip=skip, note=r.runs_through))
+    return steps
+
+
+def _zero_code_recipe(rung: str, passing: Attempt, facts: Mapping[str, Any]) -> dict[str, Any] | None:
+    if rung not in ZERO_CODE_RUNGS:
+        return None
+    plan = ZeroCodePlan.model_validate(facts["zero_code"])
+    step = next(r for r in plan.rungs if r.rung == rung)
+    return {
+        "rung": rung,
+        "args": list(step.args),
+        "runs_through": step.runs_through,
+        "basis": list(plan.match.basis) if rung == OVERRIDE_RUNG else [],
+        "architecture": facts.get("architecture"),
+    }
 
 
 def _judge(result: StageResult, att: Attempt, *, real: bool, chat: bool) -> StageResult:

@@ -7,8 +7,12 @@ signature's known fix and the next step for a human. Every rung is recorded, inc
 skipped and why. Rungs are cumulative: once eager is on it stays on for the later rungs.
 Signatures marked `stop` (not registered, weight mapping, a rejected flag, ...) are deterministic:
 after the one reproduction no other rung can change them, so the ladder stops and records the rest
-as skipped. A request the server refused with a 4xx (hint `no-retry`) is not even reproduced: the
-same request gets the same answer.
+as skipped. One exception: an architecture vLLM does not register (`not-registered` first) walks the
+zero-code rungs instead (issue 14: `architecture-override` = `--hf-overrides` to the structurally
+matching registered class, `transformers-backend` = `--model-impl transformers`), each on its own
+(not cumulative), as the analysis planned them (runners.analysis.zero_code); the reproduction and
+the other rungs are skipped, since vLLM's registry check is static. A request the server refused
+with a 4xx (hint `no-retry`) is not even reproduced: the same request gets the same answer.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from runners.analysis.zero_code import ZERO_CODE_RUNGS
 
 RungStatus = Literal["passed", "failed", "skipped"]
 
@@ -55,6 +61,20 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class ZeroCodeStep:
+    """One zero-code rung as planned (args) or why it cannot run (skip)."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    skip: str | None = None
+    note: str = ""
+
+
+#: the first failure that sends the ladder down the zero-code rungs
+ZERO_CODE_SIGNATURE = "not-registered"
+
+
+@dataclass(frozen=True)
 class LadderState:
     """Inputs of one decision."""
 
@@ -69,6 +89,9 @@ class LadderState:
     meaning: str = ""
     next_step: str = ""
     seen_signatures: frozenset[str] = frozenset()
+    #: the signature of the plain command's failure (decides the zero-code path)
+    first_signature: str | None = None
+    zero_code: Sequence[ZeroCodeStep] = ()
 
 
 def cumulative(done: Sequence[RungRecord], state: LadderState) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -95,6 +118,8 @@ def next_step(state: LadderState) -> tuple[list[RungRecord], Rung | Stop]:
     """Decide. Returns (newly skipped rungs to record, the rung to run or Stop)."""
     decided = {r.rung for r in state.done}
     skipped: list[RungRecord] = []
+    if state.first_signature == ZERO_CODE_SIGNATURE:
+        return _zero_code_step(state, decided)
     if state.hint == "no-retry":
         # a deterministic answer to the request itself (HTTP 4xx): not even a reproduction helps
         for name in state.rungs:
@@ -165,9 +190,47 @@ def next_step(state: LadderState) -> tuple[list[RungRecord], Rung | Stop]:
                 )
                 continue
             return skipped, Rung(name, (*args, *state.text_only_args), env, "multimodal inputs off")
+        if name in ZERO_CODE_RUNGS:
+            skipped.append(
+                RungRecord(
+                    rung=name, status="skipped", note="only for an architecture vLLM does not register"
+                )
+            )
     return skipped, Stop(
         diagnosis=state.meaning or "every rung of the fallback ladder failed",
         next_step=state.next_step or "read the log excerpts; this needs code work",
+        skipped=tuple(skipped),
+    )
+
+
+def _zero_code_step(state: LadderState, decided: set[str]) -> tuple[list[RungRecord], Rung | Stop]:
+    planned = {z.name: z for z in state.zero_code}
+    skipped: list[RungRecord] = []
+    for name in state.rungs:
+        if name in decided:
+            continue
+        step = planned.get(name)
+        if step is None:
+            note = (
+                "the analysis planned no such rung (no registry to match against)"
+                if name in ZERO_CODE_RUNGS
+                else "an architecture vLLM does not register: this rung cannot change that"
+            )
+            skipped.append(RungRecord(rung=name, status="skipped", signature=state.signature, note=note))
+            continue
+        if step.skip:
+            skipped.append(RungRecord(rung=name, status="skipped", reason="not-applicable", note=step.skip))
+            continue
+        return skipped, Rung(name, step.args, {}, step.note)
+    tried = [r for r in state.done if r.rung in planned and r.status == "failed"]
+    return skipped, Stop(
+        diagnosis=state.meaning or "vLLM does not register this architecture",
+        next_step=(
+            "no zero-code rung served it"
+            + (f" ({', '.join(r.rung for r in tried)} failed: see their logs)" if tried else "")
+            + "; "
+            + (state.next_step or "code work needed")
+        ),
         skipped=tuple(skipped),
     )
 

@@ -71,16 +71,24 @@ def test_head_dim_16_is_false_ready(tmp_path: Path, tiny_model) -> None:  # type
     assert result.data["signature"] == "unsupported-attention"
     # reproduced once: false-ready again with the same signature; the other rungs cannot change it
     ladder = result.data["ladder"]
-    assert [r["status"] for r in ladder] == ["failed", "skipped", "skipped", "skipped"]
+    assert [r["status"] for r in ladder] == ["failed"] + ["skipped"] * 5
     assert ladder[0]["reason"] == "false-ready" and ladder[0]["signature"] == "unsupported-attention"
 
 
 def test_unknown_architecture_is_not_registered(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
-    ctx = make_ctx(tmp_path, tiny_model("unknown-arch"))
+    """With the zero-code rungs switched off (a profile may; tests/gates/test_zero_code_vllm.py runs
+    them), an unregistered architecture stops after ONE start: the registry check is static."""
+    prof = load_profile("cpu").model_copy(deep=True)
+    prof.ladder.rungs = [
+        r for r in prof.ladder.rungs if r not in ("architecture-override", "transformers-backend")
+    ]
+    ctx = make_ctx(tmp_path, tiny_model("unknown-arch"), prof)
     result = dummy_gate.run(ctx)
     assert result.status == "failed" and result.reason == "not-registered", result.model_dump_json(indent=2)
     assert result.next_step and "adaptation needed" in result.next_step
+    assert "no zero-code rung served it" in result.next_step
     assert any("AdaptBotUnknownForCausalLM" in e.text and e.line for e in result.evidence)
+    assert {r["status"] for r in result.data["ladder"]} == {"skipped"}
 
 
 def test_feature_probes_on_tiny_deepseek_v3_in_parallel(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
@@ -138,8 +146,15 @@ def test_fallback_ladder_on_a_flag_the_cpu_build_rejects(tmp_path: Path, tiny_mo
     assert result.status == "failed", result.model_dump_json(indent=2)
     assert "fp8" in " ".join(e.text for e in result.evidence)
     ladder = result.data["ladder"]
-    assert [r["rung"] for r in ladder] == ["reproduce", "enforce-eager", "torchdynamo-disable", "text-only"]
-    assert [r["status"] for r in ladder] == ["failed", "failed", "skipped", "skipped"]
+    assert [r["rung"] for r in ladder] == [
+        "reproduce",
+        "enforce-eager",
+        "torchdynamo-disable",
+        "text-only",
+        "architecture-override",
+        "transformers-backend",
+    ]
+    assert [r["status"] for r in ladder] == ["failed", "failed"] + ["skipped"] * 4
     assert "--enforce-eager" in ladder[1]["argv"] and "--enforce-eager" not in result.data["argv"]
     assert all(r["signature"] == "config-rejected" for r in ladder[:2])
     assert result.reason == "config-rejected" and result.next_step
