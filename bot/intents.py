@@ -67,10 +67,10 @@ QUEUE_SCAN = 500
 def status_body(deps: Deps, job: Job) -> str:
     """The status comment as it reads now; a finished job's headline is its verdict."""
     from bot.budget import estimate_of
-    from bot.queue_position import position
+    from bot.queue_position import position, waits
 
     verdict = comments.verdict_for(job, deps.store.results(job.id)) if not job.active else None
-    queue = position(job, deps.store.recent(QUEUE_SCAN)) if job.phase == "running" else None
+    queue = position(job, deps.store.recent(QUEUE_SCAN)) if waits(job) else None  # scan only then
     return comments.render_status(
         job,
         deps.store.progress(job.id, 1),

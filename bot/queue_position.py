@@ -39,6 +39,11 @@ def _queued_at(job: Any) -> tuple[dt.datetime, str] | None:
     return (summary.started_at or _EPOCH, job.id)
 
 
+def waits(job: Any) -> bool:
+    """The job's current stage waits for a runner of its pool (cheap: decide before scanning)."""
+    return _queued_at(job) is not None
+
+
 def waiting(jobs: Iterable[Any], pool: str) -> list[Any]:
     """The waiting jobs of `pool`, first in line first."""
     keyed = [(k, j) for j in jobs if j.pool == pool and (k := _queued_at(j)) is not None]

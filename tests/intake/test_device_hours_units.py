@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.jobs import machine
 from bot.jobs.model import Job
 from bot.preflight import JobPlan, budget_verdict, estimate_for, render_preflight
-from bot.queue_position import position, waiting
+from bot.queue_position import position, waiting, waits
 from bot.repo_config import Quotas
 from runners.contracts import JobOptions
 
@@ -40,7 +40,8 @@ def test_queue_position_is_first_in_first_out_per_pool() -> None:
     assert [j.id for j in waiting(jobs, "cpu")] == ["j2", "j1", "j3"]
     pa = position(a, jobs)
     assert pa is not None and (pa.position, pa.of, pa.pool, pa.stage) == (2, 3, "cpu", "analyze")
-    assert position(running, jobs) is None  # a runner holds it: not waiting
+    assert position(running, jobs) is None and not waits(running)  # a runner holds it: not waiting
+    assert waits(a)
     op = position(other_pool, jobs)
     assert op is not None and (op.position, op.of) == (1, 1)
     # the job ahead starts: everyone behind moves up
