@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 import bot.tasks
-from bot import repo_config
+from bot import quotas, repo_config
 from bot.jobs import machine
 from tests.intake.conftest import stage_requests
 from tests.intake.test_chain import chain_env, make_checkpoint, workers
@@ -203,6 +203,9 @@ def test_the_budget_holds_through_worker_processes_on_the_runners_own_analysis(
     logs = Path(chain_env["ADAPT_BOT_WORK_ROOT"]) / job.id / "logs"
     assert not (logs / "processes.jsonl").exists()  # no server or reference process ran
     assert deps.store.get_result(job.id, "dummy-gate") is None
+    # the control worker filed the runner's own figure for analyze (no server: 0 device-seconds)
+    assert deps.store.get_result(job.id, "analyze").data["device_seconds"] == 0.0
+    assert quotas.job_spent(deps.redis, job.id).by_stage == {"analyze": 0.0}
     assert len(status_comments(gh, n)) == 1
 
 
