@@ -90,6 +90,60 @@ def _concurrency(v: str) -> list[int]:
     return sorted(set(steps))
 
 
+#: `--candidate` bounds (GitHub's own: owner <= 39, repository name <= 100 characters)
+CANDIDATE_REF_MAX = 200
+CANDIDATE_PATH_MAX = 1024
+_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+_REPO_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_REF = re.compile(r"[A-Za-z0-9._/-]{1,%d}" % CANDIDATE_REF_MAX)
+CANDIDATE_USAGE = "`--candidate` takes `<owner>/<repo>@<ref>` (a branch, tag or commit of a GitHub repository)"
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """A `--candidate` value as written, checked but not resolved: the control plane (or the CLI)
+    pins `ref` to a commit SHA before any runner sees it (runners.contracts.Candidate)."""
+
+    repo: str  # "owner/repo", or an absolute local path (CLI only)
+    ref: str
+    local: bool = False
+
+
+def _ref(v: str, ref: str) -> str:
+    bad = (
+        not _REF.fullmatch(ref)
+        or ref.startswith(("-", "/"))
+        or ref.endswith(("/", ".", ".lock"))
+        or ".." in ref
+        or "//" in ref
+    )
+    if bad:
+        raise OptionError(
+            f"{CANDIDATE_USAGE}; the ref may use A-Z a-z 0-9 . _ / - (no leading `-`, no `..`, at most "
+            f"{CANDIDATE_REF_MAX} characters) (got `{_shown(v)}`)"
+        )
+    return ref
+
+
+def _candidate(v: str) -> CandidateSpec:
+    """`owner/repo@ref`, GitHub's name rules; anything else is refused with the usage."""
+    where, at, ref = v.rpartition("@")
+    owner, slash, name = where.partition("/")
+    if not at or not slash or not _OWNER.fullmatch(owner) or not _REPO_NAME.fullmatch(name) or name in {".", ".."}:
+        raise OptionError(f"{CANDIDATE_USAGE} (got `{_shown(v)}`)")
+    return CandidateSpec(repo=f"{owner}/{name}", ref=_ref(v, ref))
+
+
+def candidate_local(v: str) -> CandidateSpec:
+    """The CLI's form: also `/absolute/path/to/git/repo@ref` (a local repository; never from GitHub)."""
+    if not v.startswith("/"):
+        return _candidate(v)
+    where, at, ref = v.rpartition("@")
+    if not at or not where or len(where) > CANDIDATE_PATH_MAX or "\x00" in where:
+        raise OptionError(f"{CANDIDATE_USAGE}, or `/path/to/git/repo@<ref>` on the CLI (got `{_shown(v)}`)")
+    return CandidateSpec(repo=where, ref=_ref(v, ref), local=True)
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its flag, where it lands (`JobOptions` field), its text and its converter."""
@@ -127,7 +181,14 @@ MAX_MODEL_LEN = Option(
     f"context length to serve, {MAX_MODEL_LEN_RANGE[0]}..{MAX_MODEL_LEN_RANGE[1]}",
     _max_model_len,
 )
-FEATURES_OPT = Option("--features", "features", "LIST", f"comma list from {', '.join(FEATURES)}", _features)
+FEATURES_OPT = Option(
+    "--features",
+    "features",
+    "LIST",
+    f"features to probe IN ADDITION to the baseline (every one that applies and exists in the running "
+    f"version is probed anyway), comma list from {', '.join(FEATURES)}",
+    _features,
+)
 CONCURRENCY = Option(
     "--concurrency",
     "capacity_steps",
@@ -137,8 +198,19 @@ CONCURRENCY = Option(
     _concurrency,
 )
 
+CANDIDATE = Option(
+    "--candidate",
+    "candidate",
+    "OWNER/REPO@REF",
+    "a contributor branch (e.g. a vLLM plugin that registers the architecture) installed for this job "
+    "only; pinned to its commit SHA; needs the repo's candidate permission (default maintain)",
+    _candidate,
+)
+#: the CLI's `--candidate`: the same grammar, plus a local repository path (`/path/to/repo@ref`)
+CANDIDATE_CLI = Option(CANDIDATE.flag, CANDIDATE.dest, "OWNER/REPO@REF|/PATH@REF", CANDIDATE.help, candidate_local)
+
 #: `/adapt run` and `adapt-bot run`
-RUN_OPTIONS: tuple[Option, ...] = (HARDWARE_OPT, TP, MAX_MODEL_LEN, FEATURES_OPT, CONCURRENCY)
+RUN_OPTIONS: tuple[Option, ...] = (HARDWARE_OPT, TP, MAX_MODEL_LEN, FEATURES_OPT, CONCURRENCY, CANDIDATE)
 #: `adapt-bot gate` (one stage on this machine: no pool choice, no feature selection)
 GATE_OPTIONS: tuple[Option, ...] = (TP, MAX_MODEL_LEN, CONCURRENCY)
 

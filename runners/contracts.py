@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from runners import feature_catalog
+
 #: The stage vocabulary, declared once. Runner stages run on a runner host, one Celery task each,
 #: in this order; `deliver` then runs on the control plane (it holds the GitHub credentials).
 #: A rerun of stage S reuses the stored results of the stages before S.
@@ -34,7 +36,8 @@ def stages_before(stage: str) -> tuple[str, ...]:
     return STAGES[: STAGES.index(stage)]
 
 
-FEATURES: tuple[str, ...] = ("aclgraph", "expert_parallel", "flashcomm1", "mtp", "multimodal")
+#: The feature vocabulary, declared once with its version ranges in runners/feature_catalog.py.
+FEATURES: tuple[str, ...] = feature_catalog.FEATURES
 
 StageStatus = Literal["passed", "failed", "skipped", "error"]
 
@@ -125,6 +128,20 @@ class ArtifactOptions(BaseModel):
         return "pr_only" if self.nightly is True else str(self.nightly)
 
 
+class Candidate(BaseModel):
+    """A contributor branch the job runs against (`--candidate <owner>/<repo>@<ref>`), pinned by the
+    control plane: `sha` is the commit GitHub (or, for the CLI's local path, git) resolved `ref` to,
+    and `url` the clone URL the control plane built from its own settings, never from user text.
+    Runners fetch exactly `sha` from `url` (runners.candidate)."""
+
+    model_config = {"extra": "forbid"}
+
+    repo: str  # "owner/repo", or the local path on the CLI
+    ref: str
+    sha: str = Field(pattern=r"^[0-9a-f]{40}$")
+    url: str
+
+
 class JobOptions(BaseModel):
     """What a job was asked to do (from the issue, `/adapt run` options and repo config)."""
 
@@ -150,6 +167,8 @@ class JobOptions(BaseModel):
     #: Capacity steps (`--concurrency 16,32,64`): concurrent sequences the capacity stage tries, in
     #: rising order; None = the profile's own steps. Validated by bot.options on both entry points.
     capacity_steps: list[int] | None = None
+    #: A contributor branch to install for this job only (runners.candidate); None = none.
+    candidate: Candidate | None = None
 
 
 # -- the runner channel (runners/host/) ------------------------------------------------------------

@@ -1,8 +1,15 @@
-"""The features stage: ACLGraph, expert parallel, flashcomm1, MTP, multimodal -> status + evidence.
+"""The features stage: ACLGraph, expert parallel, flashcomm1 / upstream sequence parallelism, MTP,
+multimodal -> status + evidence.
 
-Applicability comes from the analysis (or the config-only fallback); how to switch a feature on
-and what proves it comes from the runner profile (version-aware: a switch that no longer exists in
-the profile's target version makes the feature N/A with that reason). Each probe that needs its
+Which features exist comes from the versions that actually run: the runner's own vllm /
+vllm-ascend, read from the profile's environment (runners/versions.py), checked against the
+version ranges declared once in runners/feature_catalog.py (flashcomm1 only where it still
+exists, sequence parallelism where it replaced it); the profile's `version` is only the fallback
+when the environment cannot be read, and the stage data says which was used. The set probed is
+the baseline plus what `--features` adds (it extends, never replaces). Applicability comes from
+the analysis (or the config-only fallback); how to switch a feature on and what proves it comes
+from the runner profile, whose version-ranged switches are chosen for the running version (a
+switch that no longer exists there makes the feature N/A with that reason). Each probe that needs its
 own server is a separate start; when the device pool is big enough (and the profile allows
 parallel probes) independent probes run at the same time on disjoint leased devices, otherwise
 one after another. A probe proves a feature only with a log line matching the profile's evidence
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runners import feature_catalog
 from runners.context import StageContext
 from runners.contracts import FEATURES, Evidence, FeatureResult, FeatureStatus, StageResult, utcnow
 from runners.gates import evidence as ev
@@ -49,9 +57,11 @@ def decide_static(
     tp: int,
     requested: Sequence[str] | None,
 ) -> FeatureResult | FeatureSwitch:
-    """A final FeatureResult when no server is needed, else the switch to probe with. Pure."""
-    if requested is not None and feature not in requested:
-        return FeatureResult(feature=feature, status=NA, reason="not requested for this job (--features)")
+    """A final FeatureResult when no server is needed, else the switch to probe with. Pure.
+
+    `requested` (the job's `--features`) only sharpens the wording: the set probed is decided by
+    `feature_catalog.plan` (baseline + requested), not here."""
+    asked = requested is not None and feature in requested
     app = applicability or {"status": "applicable", "reason": "no analysis verdict"}
     fact = [Evidence(kind="analysis", text=str(app.get("reason", "")))]
     if app.get("status") == "not-applicable":
@@ -85,14 +95,54 @@ def decide_static(
                 Evidence(kind="config", text=f"profile {profile.name} version {profile.version}: {why}")
             ],
         )
-    if feature == "flashcomm1" and tp <= 1:
+    decl = feature_catalog.BY_NAME.get(feature)
+    if decl is not None and decl.needs_tp and tp <= 1:
         return FeatureResult(
             feature=feature,
             status=NA,
-            reason=f"flashcomm1 needs TP>1 (this job runs TP={tp}); rerun with --tp 2 or more to probe it",
+            reason=f"{decl.title} needs TP>1 (this job runs TP={tp}); "
+            f"{'it was requested, so ' if asked else ''}rerun with --tp 2 or more to probe it",
             evidence=fact,
         )
     return switch
+
+
+@dataclass(frozen=True)
+class RunningVersions:
+    """The versions the features are decided for, and where they came from."""
+
+    packages: dict[str, str | None]
+    #: the profile with its `version` set to the running one (its switches follow it)
+    profile: Profile
+    source: str  # "installed" | "profile"
+
+
+def running_versions(profile: Profile, installed: dict[str, str | None]) -> RunningVersions:
+    """Pick the version the switches follow: vllm-ascend on Ascend, vLLM on cpu, as installed in
+    the runner's environment; the profile's target version only when the environment could not be
+    read at all (every package unknown). Pure."""
+    main = "vllm-ascend" if profile.platform == "ascend" else "vllm"
+    packages = dict(installed)
+    if any(v is not None for v in installed.values()):
+        actual = installed.get(main)
+        prof = profile.with_version(actual) if actual else profile
+        return RunningVersions(packages, prof, "installed")
+    packages[main] = profile.version
+    return RunningVersions(packages, profile, "profile")
+
+
+def installed_versions(profile: Profile) -> dict[str, str | None]:
+    from runners.stages.analyze import vllm_python_of
+    from runners.versions import package_versions
+
+    python = vllm_python_of(profile)
+    return package_versions(str(python) if python else None)
+
+
+def _shown(packages: dict[str, str | None]) -> str:
+    return ", ".join(
+        f"{k} {v or 'not installed'}" for k, v in packages.items() if k in ("vllm", "vllm-ascend")
+    )
 
 
 def judge(probe: Probe, att: Attempt, lines: Sequence[str]) -> FeatureResult:
@@ -185,16 +235,34 @@ def _from_previous_log(ctx: StageContext, probe: Probe) -> FeatureResult | None:
 
 def run(ctx: StageContext) -> StageResult:
     started = utcnow()
-    prof: Profile = ctx.profile
+    running = running_versions(ctx.profile, installed_versions(ctx.profile))
+    prof: Profile = running.profile
     facts = model_facts(ctx)
     applic: dict[str, Any] = facts.get("features") or {}
     tp = ctx.options.tp or 1
+    requested = list(ctx.options.features or [])
+    planned = feature_catalog.plan(running.packages, requested)
     matrix: dict[str, FeatureResult] = {}
     probes: list[Probe] = []
     for feature in FEATURES:
+        entry = planned[feature]
+        if not entry.probe:
+            matrix[feature] = FeatureResult(
+                feature=feature,
+                status=NA,
+                reason=str(entry.reason),
+                evidence=[Evidence(kind="config", text=f"versions that ran: {_shown(running.packages)}")],
+            )
+            continue
+        decl = feature_catalog.BY_NAME[feature]
         spec = prof.features.get(feature)
         decision = decide_static(
-            feature, applic.get(feature), spec, prof, tp=tp, requested=ctx.options.features
+            feature,
+            applic.get(decl.applicability_from or feature),
+            spec,
+            prof,
+            tp=tp,
+            requested=requested,
         )
         if isinstance(decision, FeatureResult):
             matrix[feature] = decision
@@ -254,6 +322,11 @@ def run(ctx: StageContext) -> StageResult:
         "probes": {p.feature: p.attempt.data() for p in probes if p.attempt is not None},
         "profile": prof.name,
         "version": prof.version,
+        # what decided the feature set: the installed versions (or the profile's, said so)
+        "versions": running.packages,
+        "versions_source": running.source,
+        "baseline": [d.name for d in feature_catalog.CATALOG if d.baseline],
+        "requested": requested,
         "load_format": "auto" if real else "dummy",
         "waves": [[probes[i].feature for i in w] for w in waves],
         "facts_source": facts.get("source", "analyze"),
