@@ -161,6 +161,16 @@ class Settings(BaseSettings):
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
 
+    @field_validator(
+        "quota_user_device_hours", "quota_repo_device_hours", "quota_installation_device_hours", mode="before"
+    )
+    @classmethod
+    def _unlimited(cls, v: object) -> object:
+        """`ADAPT_BOT_QUOTA_*_DEVICE_HOURS=` (empty), `none` or `unlimited`: no device-hour limit."""
+        if isinstance(v, str) and v.strip().lower() in ("", "none", "null", "unlimited"):
+            return None
+        return v
+
     @property
     def visibility_timeout_s(self) -> int:
         """Above the longest stage time limit, so an unacknowledged long stage is never redelivered."""

@@ -8,6 +8,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot import quotas
 from bot.api.health import render_metrics
 from bot.comments import fmt_device, render_status
@@ -156,3 +158,20 @@ def test_metrics_show_device_seconds_by_repository() -> None:
     assert "# TYPE adapt_bot_device_seconds_total counter" in text
     assert 'adapt_bot_device_seconds_total{repo="o/r"} 12.50' in text
     assert 'adapt_bot_device_seconds_total{repo="we\\"ird"} 1.00' in text
+
+
+def test_device_hour_limits_from_the_environment(monkeypatch: Any) -> None:
+    monkeypatch.setenv("ADAPT_BOT_QUOTA_USER_DEVICE_HOURS", "12.5")
+    monkeypatch.setenv("ADAPT_BOT_QUOTA_REPO_DEVICE_HOURS", "")  # empty: unlimited
+    monkeypatch.setenv("ADAPT_BOT_QUOTA_INSTALLATION_DEVICE_HOURS", "unlimited")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (s.quota_user_device_hours, s.quota_repo_device_hours, s.quota_installation_device_hours) == (
+        12.5,
+        None,
+        None,
+    )
+    got = quotas.device_limits_for(s, Quotas(repo_device_hours_per_day=5))
+    assert (got.user, got.repo, got.installation) == (12.5, 5, None)
+    monkeypatch.setenv("ADAPT_BOT_QUOTA_USER_DEVICE_HOURS", "0")
+    with pytest.raises(ValueError, match="quota_user_device_hours"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
