@@ -8,4 +8,4 @@ bash scripts/setup.sh
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache   # the trust boundary (pyproject.toml [tool.importlinter])
 # branch coverage of bot/ and runners/ (in-process code; subprocesses are not measured)
-.venv/bin/python -m pytest --cov --cov-report=term "$@"
+.venv/bin/python -m pytest --cov --cov-report=term --durations=30 "$@"
