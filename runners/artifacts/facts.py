@@ -186,6 +186,8 @@ class GateFacts:
     #: output quality: ok | degenerate | unchecked (runners.verdict.quality_state)
     quality: str = "unchecked"
     quality_detail: str | None = None
+    #: load findings parsed from the serve log (runners.gates.findings): (kind, text, line)
+    load_findings: tuple[tuple[str, str, int | None], ...] = ()
 
     @property
     def ran(self) -> bool:
@@ -336,6 +338,10 @@ class JobFacts:
     device_seconds: dict[str, float] = field(default_factory=dict)
     #: set when the gates passed only through a zero-code rung (an override / the Transformers backend)
     zero_code: ZeroCodeFacts | None = None
+    #: the versions that ran (runners.versions: vLLM, vllm-ascend, torch, torch-npu, transformers, CANN,
+    #: image digest, model revision; None = unknown / not installed), from `versions_stage`'s result
+    versions: dict[str, str | None] = field(default_factory=dict)
+    versions_stage: str | None = None
 
     @property
     def device_seconds_total(self) -> float:
@@ -494,6 +500,17 @@ def _gate(stage: str, result: StageResult | None) -> GateFacts:
         parity_detail=parity[1],
         quality=quality[0],
         quality_detail=quality[1],
+        load_findings=_load_findings(d.get("load_findings")),
+    )
+
+
+def _load_findings(raw: Any) -> tuple[tuple[str, str, int | None], ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(
+        (str(f.get("kind") or "?"), str(f.get("text") or ""), _as_int(f.get("line")))
+        for f in raw
+        if isinstance(f, Mapping) and f.get("text")
     )
 
 
@@ -683,7 +700,10 @@ def _analysis(d: Mapping[str, Any], hardware: str = "a2") -> AnalysisFacts:
         quantization=quant,
         max_position_embeddings=_as_int(d.get("max_position_embeddings")),
         parameter_bytes=_as_int(d.get("parameter_bytes")),
-        remote_code=bool(d.get("remote_code")),
+        # what serving needs (runners.analysis.remote_code), not whether the repo ships code
+        remote_code=bool(d.get("remote_code_required"))
+        if "remote_code_required" in d
+        else bool(d.get("remote_code")),
         suggested_tp=_suggested_tp(d.get("suggested_tp"), hardware),
         support=str(support) if support else None,
         problems=tuple(
@@ -721,7 +741,25 @@ def collect(
         stage_status={k: v.status for k, v in results.items()},
         device_seconds=_device_seconds(results),
         zero_code=_zero_code(results),
+        **_versions(results),
     )
+
+
+#: whose recorded versions the documents cite: the run that proved the published serve flags first
+VERSION_SOURCES = ("real-gate", "accuracy", "capacity", "features", "dummy-gate", "analyze")
+VERSION_KEYS = (
+    "vllm", "vllm-ascend", "torch", "torch-npu", "transformers", "cann", "image_digest", "model_revision",
+)  # fmt: skip
+
+
+def _versions(results: Mapping[str, StageResult]) -> dict[str, Any]:
+    """`data.versions` of the first stage in VERSION_SOURCES that recorded them (non-strings: None)."""
+    for stage in VERSION_SOURCES:
+        raw = (results[stage].data or {}).get("versions") if stage in results else None
+        if isinstance(raw, Mapping):
+            found = {k: raw.get(k) if isinstance(raw.get(k), str) else None for k in VERSION_KEYS}
+            return {"versions": found, "versions_stage": stage}
+    return {}
 
 
 def _device_seconds(results: Mapping[str, StageResult]) -> dict[str, float]:
