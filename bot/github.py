@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import redis
@@ -31,6 +32,7 @@ from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
 
 from bot.config import Settings
+from runners.contracts import Candidate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -334,6 +336,22 @@ class InstallationClient:
         role = data.get("role_name") or data.get("permission") or "none"
         return str(role)
 
+    def resolve_commit(self, repo: str, ref: str) -> str | None:
+        """The commit SHA `ref` (branch, tag or SHA) names in `repo`, None when GitHub knows none.
+
+        `GET /repos/{o}/{r}/commits/{ref}`; `repo` and `ref` are validated by bot.options (no `..`,
+        no leading `-`), and the ref is percent-encoded so a `/` in a branch name stays one segment."""
+        o, r = repo.split("/", 1)
+        url = f"/repos/{quote(o, safe='')}/{quote(r, safe='')}/commits/{quote(ref, safe='')}"
+        try:
+            resp = self.call(f"GET commit {ref} of {repo}", lambda: self.gh.request("GET", url))
+        except GitHubError as exc:
+            if exc.status in (404, 409, 422):  # unknown repo or ref, empty repository
+                return None
+            raise
+        sha = resp.json().get("sha")
+        return str(sha) if isinstance(sha, str) and len(sha) == 40 else None
+
     def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None:
         """A text file from the repo (default branch unless `ref`), None if it does not exist."""
         o, r = repo.split("/", 1)
@@ -384,3 +402,19 @@ def parse_time(value: Any) -> dt.datetime | None:
         return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+class CandidateError(ValueError):
+    """A `--candidate` that cannot be pinned; the message is safe to show the user."""
+
+
+def pin_candidate(gh: InstallationClient, spec: dict[str, Any], url_template: str) -> Candidate:
+    """A checked `--candidate` value (bot.options) pinned to the commit GitHub resolves its ref to,
+    with the clone URL built from the control plane's settings (`candidate_git_url`)."""
+    if spec.get("local"):
+        raise CandidateError("a local path works only with `adapt-bot run --candidate`, not on GitHub")
+    repo, ref = str(spec["repo"]), str(spec["ref"])
+    sha = gh.resolve_commit(repo, ref)
+    if sha is None:
+        raise CandidateError(f"GitHub knows no commit `{ref}` in `{repo}` (a branch, tag or commit SHA)")
+    return Candidate(repo=repo, ref=ref, sha=sha.lower(), url=url_template.format(repo=repo))

@@ -20,7 +20,7 @@ from bot import comments, permissions, quotas, repo_config, runner_link
 from bot.commands import BY_NAME
 from bot.config import Settings
 from bot.events import Intent
-from bot.github import GitHubClient, GitHubError, InstallationClient
+from bot.github import CandidateError, GitHubClient, GitHubError, InstallationClient, pin_candidate
 from bot.jobs import machine
 from bot.jobs.machine import NoChange, TransitionError
 from bot.jobs.model import Job
@@ -246,6 +246,22 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         _react(gh, intent, "confused")
         return f"no model: {exc}"
     opts = intent.options
+    candidate = None
+    if opts.get("candidate"):  # a contributor branch: its own permission, pinned to a SHA here
+        no = permissions.refusal(
+            gh, intent.repo, [intent.sender, intent.editor], cfg.candidate_permission, deps.redis,
+            deps.settings.permission_cache_s,
+        )  # fmt: skip
+        if no is not None:
+            _reply(gh, intent, "permission", needed=no.needed, level=no.level, detail=cfg.label, who=no.user)
+            _react(gh, intent, "confused")
+            return f"refused: --candidate: {no}"
+        try:
+            candidate = pin_candidate(gh, opts["candidate"], deps.settings.candidate_git_url)
+        except CandidateError as exc:
+            _reply(gh, intent, "refused", error=str(exc))
+            _react(gh, intent, "confused")
+            return f"refused: --candidate: {exc}"
     hardware = opts.get("hardware") or cfg.defaults.hardware
     options = JobOptions(
         model=ref.display,
@@ -254,6 +270,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         max_model_len=opts.get("max_model_len", cfg.defaults.max_model_len),
         features=opts.get("features"),
         capacity_steps=opts.get("capacity_steps"),
+        candidate=candidate,
         profile=cfg.profile_for(hardware),
         issue=intent.issue,
         artifacts=cfg.artifacts,

@@ -95,18 +95,15 @@ CANDIDATE_REF_MAX = 200
 CANDIDATE_PATH_MAX = 1024
 _OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _REPO_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
-_REF = re.compile(r"[A-Za-z0-9._/-]{1,%d}" % CANDIDATE_REF_MAX)
-CANDIDATE_USAGE = "`--candidate` takes `<owner>/<repo>@<ref>` (a branch, tag or commit of a GitHub repository)"
+_REF = re.compile(rf"[A-Za-z0-9._/-]{{1,{CANDIDATE_REF_MAX}}}")
+CANDIDATE_USAGE = "`--candidate` takes `<owner>/<repo>@<ref>` (a branch, tag or commit of a GitHub repo)"
 
 
-@dataclass(frozen=True)
-class CandidateSpec:
-    """A `--candidate` value as written, checked but not resolved: the control plane (or the CLI)
-    pins `ref` to a commit SHA before any runner sees it (runners.contracts.Candidate)."""
-
-    repo: str  # "owner/repo", or an absolute local path (CLI only)
-    ref: str
-    local: bool = False
+def candidate_spec(repo: str, ref: str, *, local: bool = False) -> dict[str, Any]:
+    """A `--candidate` value as written, checked but not resolved, as plain data (intents are stored
+    as JSON): the control plane (or the CLI) pins `ref` to a commit SHA before any runner sees it
+    (runners.contracts.Candidate)."""
+    return {"repo": repo, "ref": ref, "local": local}
 
 
 def _ref(v: str, ref: str) -> str:
@@ -125,23 +122,24 @@ def _ref(v: str, ref: str) -> str:
     return ref
 
 
-def _candidate(v: str) -> CandidateSpec:
+def _candidate(v: str) -> dict[str, Any]:
     """`owner/repo@ref`, GitHub's name rules; anything else is refused with the usage."""
     where, at, ref = v.rpartition("@")
     owner, slash, name = where.partition("/")
-    if not at or not slash or not _OWNER.fullmatch(owner) or not _REPO_NAME.fullmatch(name) or name in {".", ".."}:
+    named = bool(slash) and bool(_OWNER.fullmatch(owner)) and bool(_REPO_NAME.fullmatch(name))
+    if not at or not named or name in {".", ".."}:
         raise OptionError(f"{CANDIDATE_USAGE} (got `{_shown(v)}`)")
-    return CandidateSpec(repo=f"{owner}/{name}", ref=_ref(v, ref))
+    return candidate_spec(f"{owner}/{name}", _ref(v, ref))
 
 
-def candidate_local(v: str) -> CandidateSpec:
+def candidate_local(v: str) -> dict[str, Any]:
     """The CLI's form: also `/absolute/path/to/git/repo@ref` (a local repository; never from GitHub)."""
     if not v.startswith("/"):
         return _candidate(v)
     where, at, ref = v.rpartition("@")
     if not at or not where or len(where) > CANDIDATE_PATH_MAX or "\x00" in where:
         raise OptionError(f"{CANDIDATE_USAGE}, or `/path/to/git/repo@<ref>` on the CLI (got `{_shown(v)}`)")
-    return CandidateSpec(repo=where, ref=_ref(v, ref), local=True)
+    return candidate_spec(where, _ref(v, ref), local=True)
 
 
 @dataclass(frozen=True)
@@ -207,7 +205,9 @@ CANDIDATE = Option(
     _candidate,
 )
 #: the CLI's `--candidate`: the same grammar, plus a local repository path (`/path/to/repo@ref`)
-CANDIDATE_CLI = Option(CANDIDATE.flag, CANDIDATE.dest, "OWNER/REPO@REF|/PATH@REF", CANDIDATE.help, candidate_local)
+CANDIDATE_CLI = Option(
+    CANDIDATE.flag, CANDIDATE.dest, "OWNER/REPO@REF|/PATH@REF", CANDIDATE.help, candidate_local
+)
 
 #: `/adapt run` and `adapt-bot run`
 RUN_OPTIONS: tuple[Option, ...] = (HARDWARE_OPT, TP, MAX_MODEL_LEN, FEATURES_OPT, CONCURRENCY, CANDIDATE)

@@ -74,6 +74,9 @@ class RepoConfig(_Strict):
     label: str = "adapt-model"
     #: Minimum permission to start, rerun or cancel a job: by `/adapt`, check-run button or label.
     permission: Permission = "write"
+    #: Minimum permission to name a contributor branch (`/adapt run --candidate`): its code runs on
+    #: a runner and its diff lands in the bot's commit, so it ranks above `permission` by default.
+    candidate_permission: Permission = "maintain"
     pools: dict[str, str] = Field(default_factory=lambda: {"a2": "a2-8", "a3": "a3-16"})
     profiles: dict[str, str] = Field(default_factory=lambda: {"a2": "ascend-a2", "a3": "ascend-a3"})
     defaults: Defaults = Field(default_factory=Defaults)

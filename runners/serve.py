@@ -48,7 +48,7 @@ from typing import IO, Any
 
 import httpx
 
-from runners import accounting
+from runners import accounting, candidate
 from runners.analysis.preflight import remote_code_flags
 from runners.context import StageContext
 from runners.contracts import Evidence
@@ -798,6 +798,7 @@ def _serve_on(
         argv = build_argv(prof, values, prof.vllm_command())
         argv = with_extra_args(argv, remote_code_flags(ctx, prof))  # only when needed AND opted in
         argv = with_extra_args(argv, recipe_args(ctx.previous))  # a gate's zero-code flags (runners.recipe)
+        extra_env = {**candidate.serve_env(ctx), **(extra_env or {})}  # PYTHONPATH to this job's candidate
         env = build_env(prof, values, devices=devices, extra_env=extra_env, tag=tag)
         cwd = Path(fill(prof.serve.cwd, values))
     except ProfileError as exc:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from bot.options import RUN_OPTIONS
+from bot.options import CANDIDATE_CLI, RUN_OPTIONS
 from bot.options import add_arguments as add_job_options
-from runners.contracts import RUNNER_STAGES, ArtifactOptions, JobOptions
+from runners.contracts import RUNNER_STAGES, ArtifactOptions, Candidate, JobOptions
 from runners.model_ref import ModelRefError, parse_model_ref
 
 HELP = "Run the whole adaptation job locally: analysis, gates, features, capacity, accuracy, one commit."
@@ -20,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", help="runner profile (cpu, ascend-a2, ascend-a3)")
     parser.add_argument("--out", type=Path, default=Path("adapt-out"), help="report, runbook, results, logs")
     parser.add_argument("--issue", type=int, default=None, help="issue number (names the branch)")
-    add_job_options(parser, RUN_OPTIONS)  # the grammar of `/adapt run`, limits included (bot/options.py)
+    # the grammar of `/adapt run`, limits included (bot/options.py); `--candidate` also takes a local path
+    add_job_options(parser, tuple(CANDIDATE_CLI if o.dest == "candidate" else o for o in RUN_OPTIONS))
     parser.add_argument("--models-root", type=Path, default=None, help="root for hub ids (/models)")
     parser.add_argument("--signoff", default=None, help='"Name <email>" for the Signed-off-by trailer')
     parser.add_argument("--vllm", type=Path, default=None, help="vLLM checkout for the registry verdict")
@@ -54,9 +56,27 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         max_model_len=args.max_model_len,
         features=args.features,
         capacity_steps=args.capacity_steps,
+        candidate=pin_candidate(getattr(args, "candidate", None)),
         issue=args.issue,
         trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
     )
+
+
+def pin_candidate(spec: dict[str, Any] | None) -> Candidate | None:
+    """`--candidate` pinned to a commit with git (a local path: `rev-parse`; `owner/repo`: `ls-remote`
+    of the URL the settings build, `ADAPT_BOT_CANDIDATE_GIT_URL`); ValueError with the reason."""
+    if not spec:
+        return None
+    from bot.config import Settings
+    from runners.candidate import CandidateFailed, resolve_local, resolve_remote
+
+    try:
+        if spec.get("local"):
+            return resolve_local(str(spec["repo"]), str(spec["ref"]))
+        url = Settings().candidate_git_url.format(repo=spec["repo"])
+        return resolve_remote(str(spec["repo"]), str(spec["ref"]), url)
+    except CandidateFailed as exc:
+        raise ValueError(f"--candidate: {exc}") from None
 
 
 def repo_artifacts(repo: Path) -> ArtifactOptions:

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from runners import candidate
 from runners.analysis import BLOCKING, AnalysisError, AnalysisResult, analyze
 from runners.analysis.preflight import NEXT_STEP, option_problems
 from runners.context import StageContext
@@ -62,6 +63,9 @@ def run(ctx: StageContext) -> StageResult:
         )
     result.problems.extend(option_problems(result.model_dump(mode="json"), ctx.options.trust_remote_code))
     data = result.model_dump(mode="json")
+    cand = candidate.record(ctx)  # the contributor branch this job runs against (issue 14)
+    if cand is not None:
+        data["candidate"] = cand
     summary_path = ctx.workspace.log_path("analyze")
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(summary(result), encoding="utf-8")

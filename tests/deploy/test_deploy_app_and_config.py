@@ -108,6 +108,7 @@ def test_each_subscribed_event_has_the_permission_it_needs() -> None:
 BRIEF_SCHEMA: dict[str, Any] = {
     "label": "adapt-model",
     "permission": "write",
+    "candidate_permission": "maintain",
     "pools": {"a2": "a2-8", "a3": "a3-16"},
     "profiles": {"a2": "ascend-a2", "a3": "ascend-a3"},
     "defaults": {"hardware": "a2", "tp": None, "max_model_len": None},

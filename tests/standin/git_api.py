@@ -886,3 +886,35 @@ def list_check_runs(
     runs.sort(key=lambda x: -x["id"])
     data = {"total_count": len(runs), "check_runs": [_check_run_json(state, x) for x in runs]}
     return validated("ReposOwnerRepoCommitsRefCheckRunsGetResponse200", data)
+
+
+# ------------------------------------------------------------------ candidate refs (--candidate, issue 14)
+def add_candidate_ref(state: StandinState, full_name: str, ref: str, sha: str) -> None:
+    """Make `GET /repos/{full_name}/commits/{ref}` answer `sha` (a contributor's fork or branch;
+    GitHub lets any token read a public repository, so no installation is needed)."""
+    with state.lock:
+        state.extra.setdefault("candidate_refs", {}).setdefault(full_name, {})[ref] = sha
+
+
+@router.get("/repos/{owner}/{repo}/commits/{ref:path}")
+def get_commit_of_ref(
+    owner: str,
+    repo: str,
+    ref: str,
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
+) -> dict[str, Any]:
+    full = f"{owner}/{repo}"
+    with state.lock:
+        refs = dict(state.extra.get("candidate_refs", {}).get(full, {}))
+    sha = refs.get(ref) or (ref if ref in refs.values() else None)
+    if sha is None:
+        raise HTTPException(422, f"No commit found for SHA: {ref}")
+    return {
+        "sha": sha,
+        "node_id": f"C_{sha[:12]}",
+        "url": f"{state.api}/repos/{full}/commits/{sha}",
+        "html_url": f"https://github.com/{full}/commit/{sha}",
+        "commit": {"message": f"candidate {ref}"},
+        "parents": [],
+    }

@@ -1,0 +1,242 @@
+"""A contributor branch (`--candidate`), installed for ONE job: fetch, install, put it on the path.
+
+The control plane pinned the candidate to a commit SHA and built its clone URL from its own settings
+(runners.contracts.Candidate); this module fetches exactly that commit into the job's workspace and
+installs it with the vLLM environment's own python into `<workspace>/candidate-site` (`pip install
+--no-deps --no-build-isolation --target`), never into the shared environment. Every server of the
+job then starts with `PYTHONPATH=<workspace>/candidate-site`, where vLLM's plugin loader (entry
+point group `vllm.general_plugins`, read by importlib.metadata from sys.path) finds it - the way
+vllm-ascend registers its models. git and pip run as argv lists (no shell); the URL and SHA are
+never user text (the SHA is checked against 40 hex digits by the contract, and again here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runners.contracts import Candidate
+
+SITE_DIR = "candidate-site"
+CHECKOUT_DIR = "candidate"
+MARKER = ".adapt-candidate-sha"
+LOG_NAME = "candidate-install"
+#: how far back the merge-base with the candidate repo's default branch is looked for
+HISTORY_DEPTH = 200
+GIT_TIMEOUT_S = 600
+PIP_TIMEOUT_S = 900
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+class CandidateFailed(RuntimeError):
+    """The candidate could not be fetched or installed; the message names the step and the log."""
+
+    def __init__(self, step: str, message: str, log_path: Path | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.log_path = log_path
+
+
+def _git_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1")
+    return env
+
+
+def git(args: list[str], cwd: Path | None = None, *, timeout: float = GIT_TIMEOUT_S) -> str:
+    """`git <args>` (argv list), stdout; CandidateFailed with git's last words on failure."""
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, env=_git_env(), capture_output=True, text=True, timeout=timeout
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CandidateFailed("git", f"git {args[0]} did not finish: {exc}") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise CandidateFailed("git", f"git {args[0]} failed: {' / '.join(tail)[:400]}")
+    return proc.stdout
+
+
+def resolve_local(path: str, ref: str) -> Candidate:
+    """The CLI's local repository `path@ref` pinned to a commit (`git rev-parse`); the URL is the path."""
+    repo = Path(path)
+    if not (repo / ".git").exists() and not (repo / "HEAD").is_file():
+        raise CandidateFailed("resolve", f"{path} is not a git repository")
+    try:
+        sha = git(["rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}"], cwd=repo).strip()
+    except CandidateFailed:
+        raise CandidateFailed("resolve", f"{path} has no branch, tag or commit `{ref}`") from None
+    return Candidate(repo=str(repo.resolve()), ref=ref, sha=sha, url=str(repo.resolve()))
+
+
+def resolve_remote(repo: str, ref: str, url: str) -> Candidate:
+    """The CLI's `owner/repo@ref` pinned through `git ls-remote` (a full SHA is taken as written)."""
+    if _SHA.fullmatch(ref):
+        return Candidate(repo=repo, ref=ref, sha=ref, url=url)
+    out = git(
+        [
+            "ls-remote",
+            "--end-of-options",
+            url,
+            f"refs/heads/{ref}",
+            f"refs/tags/{ref}",
+            f"refs/tags/{ref}^{{}}",
+        ]
+    )
+    shas = {name: sha for sha, _, name in (line.partition("\t") for line in out.splitlines())}
+    sha = shas.get(f"refs/tags/{ref}^{{}}") or shas.get(f"refs/heads/{ref}") or shas.get(f"refs/tags/{ref}")
+    if not sha:
+        raise CandidateFailed("resolve", f"{repo} has no branch or tag `{ref}`")
+    return Candidate(repo=repo, ref=ref, sha=sha, url=url)
+
+
+def fetch(cand: Candidate, dest: Path) -> Path:
+    """Exactly `cand.sha` from `cand.url`, checked out detached in a fresh `dest`."""
+    if not _SHA.fullmatch(cand.sha):
+        raise CandidateFailed("fetch", "the candidate's commit is not a 40-digit SHA")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    git(["init", "-q", str(dest)])
+    git(["fetch", "-q", "--depth", "1", "--end-of-options", cand.url, cand.sha], cwd=dest)
+    git(["checkout", "-q", "--detach", "FETCH_HEAD"], cwd=dest)
+    head = git(["rev-parse", "HEAD"], cwd=dest).strip()
+    if head != cand.sha:
+        raise CandidateFailed("fetch", f"fetched {head[:12]}, expected {cand.sha[:12]}")
+    return dest
+
+
+def default_branch(url: str) -> str | None:
+    """The remote's default branch (`git ls-remote --symref <url> HEAD`), None if it has none."""
+    out = git(["ls-remote", "--symref", "--end-of-options", url, "HEAD"])
+    for line in out.splitlines():
+        if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
+            return line[len("ref: refs/heads/") : -len("\tHEAD")]
+    return None
+
+
+@dataclass(frozen=True)
+class ChangedFiles:
+    base_branch: str | None
+    merge_base: str | None
+    files: list[str]
+    note: str = ""
+
+
+def changed_files(cand: Candidate, checkout: Path, *, depth: int = HISTORY_DEPTH) -> ChangedFiles:
+    """The files `cand.sha` changed against its merge-base with the repo's default branch, looked
+    for within `depth` commits of each side (bounded history, never a full clone)."""
+    branch = default_branch(cand.url)
+    if branch is None:
+        return ChangedFiles(None, None, [], "the candidate repository has no default branch")
+    git(["fetch", "-q", f"--depth={depth}", "--end-of-options", cand.url, cand.sha], cwd=checkout)
+    git(
+        ["fetch", "-q", f"--depth={depth}", "--end-of-options", cand.url, f"refs/heads/{branch}"],
+        cwd=checkout,
+    )
+    base_tip = git(["rev-parse", "FETCH_HEAD"], cwd=checkout).strip()
+    try:
+        base = git(["merge-base", cand.sha, base_tip], cwd=checkout).strip()
+    except CandidateFailed:
+        return ChangedFiles(branch, None, [], f"no merge-base with {branch} within {depth} commits")
+    out = git(["diff", "--name-only", "--no-renames", "-z", base, cand.sha], cwd=checkout)
+    return ChangedFiles(branch, base, sorted(p for p in out.split("\0") if p))
+
+
+def vllm_python(prof: Any) -> Path:
+    """The python of the profile's vLLM environment (the `vllm` script's sibling when it is one)."""
+    first = Path(prof.vllm_command()[0])
+    return first if first.name.startswith("python") else first.parent / "python"
+
+
+def install(checkout: Path, site: Path, python: Path, log_path: Path) -> None:
+    """`<python> -m pip install --no-deps --no-build-isolation --target <site> <checkout>`, for this
+    job only; the whole pip output goes to `log_path`."""
+    if site.exists():
+        shutil.rmtree(site)
+    site.mkdir(parents=True)
+    argv = [
+        str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-input",
+        "--disable-pip-version-check", "--target", str(site), str(checkout),
+    ]  # fmt: skip
+    env = _git_env() | {"PIP_NO_INPUT": "1", "PIP_CONFIG_FILE": os.devnull}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(argv) + "\n")
+        log.flush()
+        try:
+            rc = subprocess.run(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=PIP_TIMEOUT_S, check=False
+            ).returncode
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CandidateFailed("install", f"pip did not finish: {exc}", log_path) from None
+    if rc != 0:
+        raise CandidateFailed("install", f"pip install of the candidate failed (exit {rc})", log_path)
+
+
+def site_env(site: Path) -> dict[str, str]:
+    return {"PYTHONPATH": str(site)}
+
+
+def ensure(ctx: Any) -> dict[str, str]:
+    """The env addition for a server of this job: {} without a candidate; else the candidate
+    installed once per job and SHA (a marker in the site directory), then PYTHONPATH to it."""
+    cand: Candidate | None = getattr(ctx.options, "candidate", None)
+    if cand is None:
+        return {}
+    root: Path = ctx.workspace.path
+    site = root / SITE_DIR
+    marker = site / MARKER
+    if marker.is_file() and marker.read_text(encoding="utf-8").strip() == cand.sha:
+        return site_env(site)
+    ctx.progress(f"candidate: fetching {cand.repo}@{cand.sha[:12]} and installing it for this job")
+    checkout = fetch(cand, root / CHECKOUT_DIR)
+    install(checkout, site, vllm_python(ctx.profile), ctx.workspace.log_path(LOG_NAME))
+    marker.write_text(cand.sha + "\n", encoding="utf-8")
+    return site_env(site)
+
+
+def record(ctx: Any) -> dict[str, Any] | None:
+    """What the first runner stage records about the candidate (repo, sha, changed files, install
+    log); None without one. Installs it if no server has yet (a failure is recorded, not raised)."""
+    cand: Candidate | None = getattr(ctx.options, "candidate", None)
+    if cand is None:
+        return None
+    out: dict[str, Any] = {"repo": cand.repo, "ref": cand.ref, "sha": cand.sha}
+    try:
+        ensure(ctx)
+        changed = changed_files(cand, ctx.workspace.path / CHECKOUT_DIR)
+        out.update(
+            base_branch=changed.base_branch,
+            merge_base=changed.merge_base,
+            files=changed.files,
+            note=changed.note,
+        )
+    except CandidateFailed as exc:
+        out.update(error=f"{exc.step}: {exc}")
+    out["install_log"] = str(ctx.workspace.log_path(LOG_NAME))
+    return out
+
+
+def serve_env(ctx: Any) -> dict[str, str]:
+    """`ensure` for runners.serve: a candidate that cannot be installed stops the start with a
+    reason the gate reports (`candidate-install`) and the install log."""
+    try:
+        return ensure(ctx)
+    except CandidateFailed as exc:
+        from runners.serve import ServeError
+
+        cand = ctx.options.candidate
+        raise ServeError(
+            "candidate-install",
+            f"the candidate {cand.repo}@{cand.sha[:12]} could not be {exc.step}ed for this job: {exc}",
+            next_step="fix the candidate branch (it must be pip-installable without dependencies), push, "
+            "and run `/adapt run --candidate ...` again",
+            log_path=exc.log_path,
+        ) from None
