@@ -25,6 +25,7 @@ from bot.jobs import machine
 from bot.jobs.machine import NoChange, TransitionError
 from bot.jobs.model import Job
 from bot.jobs.store import ActiveJobExists, JobStore
+from runners.accuracy.references import parse_references
 from runners.contracts import STAGES, JobOptions, StageRequest
 from runners.model_ref import USAGE as MODEL_USAGE
 from runners.model_ref import ModelRefError, find_model_ref
@@ -105,6 +106,9 @@ def refresh_status(deps: Deps, gh: InstallationClient, job_id: str) -> Job | Non
 
             with contextlib.suppress(NoChange):
                 job = deps.store.update(job_id, set_id)
+        from bot.checks import refresh_job_check  # the job's check run follows the same state
+
+        refresh_job_check(deps, gh, job)
         return job
 
 
@@ -270,6 +274,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         max_model_len=opts.get("max_model_len", cfg.defaults.max_model_len),
         features=opts.get("features"),
         capacity_steps=opts.get("capacity_steps"),
+        accuracy_references=parse_references(intent.issue_body) or None,
         candidate=candidate,
         profile=cfg.profile_for(hardware),
         issue=intent.issue,

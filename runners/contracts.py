@@ -167,6 +167,9 @@ class JobOptions(BaseModel):
     #: Capacity steps (`--concurrency 16,32,64`): concurrent sequences the capacity stage tries, in
     #: rising order; None = the profile's own steps. Validated by bot.options on both entry points.
     capacity_steps: list[int] | None = None
+    #: Published scores the issue names ({task: {metric or "*": value}}, runners.accuracy.references)
+    #: for the accuracy plausibility check; None = none named (ADAPT_BOT_ACCURACY_REFERENCES applies).
+    accuracy_references: dict[str, dict[str, float]] | None = None
     #: A contributor branch to install for this job only (runners.candidate); None = none.
     candidate: Candidate | None = None
 

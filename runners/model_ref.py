@@ -105,7 +105,7 @@ def find_model_ref(title: str, body: str | None) -> ModelRef:
     (we do not fall back to guessing when the author said something we refuse).
     """
     body = body or ""
-    lines = [ln for ln in _outside_code_and_quotes(body)]
+    lines = [ln for ln in outside_code_and_quotes(body)]
     for ln in lines:
         if m := _FIELD_RE.match(ln):
             return parse_model_ref(m.group("v"))
@@ -132,7 +132,7 @@ def find_model_ref(title: str, body: str | None) -> ModelRef:
     raise ModelRefError(f"I could not find which model to adapt in this issue. {USAGE}")
 
 
-def _outside_code_and_quotes(body: str) -> list[str]:
+def outside_code_and_quotes(body: str) -> list[str]:
     out: list[str] = []
     fence: str | None = None
     for ln in body.splitlines():

@@ -74,10 +74,13 @@ def plausibility(
     refs = references or {}
     rows = []
     for task in tasks:
+        # a task-level reference (metric "*": the model card did not say which) judges the best metric
+        best = max(task["metrics"], key=lambda m: m["value"], default=None)
         for m in task["metrics"]:
-            verdict = judge_metric(
-                task["name"], m["name"], m["value"], m.get("stderr"), refs.get((task["name"], m["name"]))
-            )
+            ref = refs.get((task["name"], m["name"]))
+            if ref is None and m is best:
+                ref = refs.get((task["name"], "*"))
+            verdict = judge_metric(task["name"], m["name"], m["value"], m.get("stderr"), ref)
             rows.append({"task": task["name"], "metric": m["name"], "value": m["value"], **verdict})
     why = [f"{r['task']} {r['metric']}: {r['why']}" for r in rows if r["implausible"]]
     return {"implausible": bool(why), "why": "; ".join(why) or None, "metrics": rows}
