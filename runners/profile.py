@@ -15,7 +15,7 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, Field, model_validator
@@ -190,14 +190,7 @@ RungName = Literal[
     "architecture-override",
     "transformers-backend",
 ]
-DEFAULT_RUNGS: tuple[RungName, ...] = (
-    "reproduce",
-    "enforce-eager",
-    "torchdynamo-disable",
-    "text-only",
-    "architecture-override",
-    "transformers-backend",
-)
+DEFAULT_RUNGS: tuple[RungName, ...] = get_args(RungName)
 
 
 class LadderSpec(BaseModel):

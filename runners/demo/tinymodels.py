@@ -119,23 +119,25 @@ def _write_generation_config(out: Path, cfg: Any) -> None:
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
 
 
+#: the dense decoder every tiny text model shares (Llama, Qwen3): 2 layers, GQA 4/2 heads
+DENSE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "pad_token_id": 4,
+    "tie_word_embeddings": False,
+}
+
+
 def _llama_config(vocab: int, head_dim: int) -> Any:
     from transformers import LlamaConfig
 
-    return LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=head_dim,
-        vocab_size=vocab,
-        max_position_embeddings=512,
-        bos_token_id=0,
-        eos_token_id=2,
-        pad_token_id=4,
-        tie_word_embeddings=False,
-    )
+    return LlamaConfig(**DENSE, head_dim=head_dim, vocab_size=vocab)
 
 
 def make_llama(out: Path, *, head_dim: int = 32, weights: bool = True) -> None:
@@ -222,20 +224,7 @@ def make_qwen3_renamed(out: Path) -> None:
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     vocab = save_tokenizer(out)
-    cfg = Qwen3Config(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=32,
-        vocab_size=vocab,
-        max_position_embeddings=512,
-        bos_token_id=0,
-        eos_token_id=2,
-        pad_token_id=4,
-        tie_word_embeddings=False,
-    )
+    cfg = Qwen3Config(**DENSE, head_dim=32, vocab_size=vocab)
     _seed()
     state = _state_dict(Qwen3ForCausalLM(cfg))
     cfg.architectures = [RENAMED_ARCH]

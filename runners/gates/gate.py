@@ -583,35 +583,26 @@ def _gate(
         recipe = _zero_code_recipe(rung, passing, facts)
         if recipe is not None:
             data["serve_recipe"] = recipe
-            return _judge(
-                StageResult(
-                    stage=stage,
-                    status="passed",
-                    diagnosis=(
-                        f"vLLM does not register {facts.get('architecture')}; it serves through "
-                        f"{recipe['runs_through']} (the '{rung}' zero-code rung)"
-                    ),
-                    next_step="every later start and the delivered e2e config and tutorial use the same "
-                    f"flags ({' '.join(recipe['args'])}); a native registration would remove them",
-                    started_at=started,
-                    finished_at=utcnow(),
-                    evidence=[*first.evidence, *_pass_evidence(passing)],
-                    data={**data, "fallback": {"rung": rung, **passing.data()}},
-                ),
-                passing,
-                real=real,
-                chat=chat,
+            diagnosis = (
+                f"vLLM does not register {facts.get('architecture')}; it serves through "
+                f"{recipe['runs_through']} (the '{rung}' zero-code rung)"
             )
+            next_step = (
+                "every later start and the delivered e2e config and tutorial use the same flags "
+                f"({' '.join(recipe['args'])}); a native registration would remove them"
+            )
+        else:
+            diagnosis = (
+                f"the plain command failed ({first.reason}: {first.diagnosis}); it passed on the "
+                f"'{rung}' rung of the fallback ladder"
+            )
+            next_step = f"serve with the '{rung}' changes (see data.fallback) and fix the root cause"
         return _judge(
             StageResult(
                 stage=stage,
                 status="passed",
-                reason=None,
-                diagnosis=(
-                    f"the plain command failed ({first.reason}: {first.diagnosis}); it passed on the "
-                    f"'{rung}' rung of the fallback ladder"
-                ),
-                next_step=f"serve with the '{rung}' changes (see data.fallback) and fix the root cause",
+                diagnosis=diagnosis,
+                next_step=next_step,
                 started_at=started,
                 finished_at=utcnow(),
                 evidence=[*first.evidence, *_pass_evidence(passing)],
