@@ -30,8 +30,10 @@ HARDWARE_PROFILES = {"a2": "ascend-a2", "a3": "ascend-a3"}
 #: Seconds the servers are busy after READY, per stage (ESTIMATES: smoke requests, the capacity
 #: load test, lm-eval gsm8k on 1319 questions). Added to the start costs of the profile.
 SERVE_S = {"real-gate": 60.0, "capacity": 900.0, "accuracy": 2400.0}
-#: servers a job starts with real weights: real gate, capacity, accuracy
-REAL_STARTS = 3
+#: servers a healthy job starts with real weights: ONE, shared by the real gate, the capacity
+#: baseline and accuracy (runners/shared_start.py). Not counted: the capacity search's other
+#: lengths, ladder rungs, reruns (each re-measures with its own start).
+REAL_STARTS = 1
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def test_a_repository_budget_stops_a_job_before_its_first_device_stage(
     assert (job.id, "dummy-gate", 1) not in stage_requests(deps.redis)  # no runner got it
     body = status_of(gh, n)
     assert "❌ Failed at **dummy-gate**: `over-budget`" in body
-    assert "the estimate is 0.97 device-hours" in body and "budget of 0.5 device-hours per job" in body
+    assert "the estimate is 0.95 device-hours" in body and "budget of 0.5 device-hours per job" in body
     # (the status comment quotes diagnoses and next steps inert: backticks become quotes)
     assert "'budget: {device_hours_per_job: N}'" in body and "'/adapt rerun dummy-gate'" in body
     report = [c["body"] for c in ours(gh, n) if "<!-- adapt-bot:report job=" in c["body"]]
@@ -119,7 +119,7 @@ def test_a_repository_budget_stops_a_job_before_its_first_device_stage(
     assert drain()[0] == f"rerun dummy-gate of {job.id}"
     assert (job.id, "dummy-gate", 2) in stage_requests(deps.redis)
     # the estimate stays on the status comment once the analysis is in, before any device time
-    assert "**Estimate:** about 0.97 device-hours for the whole job (1 device per server on `cpu`, TP 1;" in (
+    assert "**Estimate:** about 0.95 device-hours for the whole job (1 device per server on `cpu`, TP 1;" in (
         status_of(gh, n)
     )
     assert "running for" in status_of(gh, n) or "waiting" in status_of(gh, n).lower()
@@ -166,11 +166,11 @@ def test_a_hub_models_preflight_shows_the_estimate_and_stops_it_over_the_budget(
     job = deps.store.latest_for(REPO, n)
     assert job.state == "failed:analyze" and stage_requests(deps.redis) == []  # no runner time at all
     (pre,) = preflight_comments(gh, n)
-    assert "**This job**: estimated **0.97 device-hours**" in pre and "profile `cpu` at TP 1" in pre
+    assert "**This job**: estimated **0.95 device-hours**" in pre and "profile `cpu` at TP 1" in pre
     assert "over this repository's budget of 0.5 device-hours per job: the job stops here" in pre
     assert "`budget: {device_hours_per_job: N}`" in pre
     body = status_of(gh, n)
-    assert "`over-budget`" in body and "the estimate is 0.97 device-hours" in body
+    assert "`over-budget`" in body and "the estimate is 0.95 device-hours" in body
     # within the budget: the same pre-flight says so and the runner's analyze is sent
     set_config(deps, gh, "budget: {device_hours_per_job: 3}\n")
     m = int(gh.add_issue(REPO, "[New model] Tiny-Llama again", "model: tiny-org/Tiny-Llama")["number"])
