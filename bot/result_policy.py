@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import yaml
 
+from runners.artifacts.docs import tutorial_path_for
+from runners.artifacts.e2e_config import config_path_for
 from runners.artifacts.facts import model_names
-from runners.artifacts.target import MODEL_LIST, NIGHTLY_CONFIG, TUTORIAL_DIR, TUTORIAL_INDEX
+from runners.artifacts.target import MODEL_LIST, NIGHTLY_CONFIG, TUTORIAL_INDEX
 from runners.contracts import MAX_FILE_BYTES, MAX_FILES, JobOptions, RunnerEvent
 from runners.host.logs import LOG_NAME, decode
 
@@ -65,8 +67,8 @@ class Expected:
         names = model_names(options)
         wanted = options.artifacts
         return cls(
-            e2e_config=f"tests/e2e/models/configs/{names.name}.yaml" if wanted.e2e_config else None,
-            tutorial=f"{TUTORIAL_DIR}/{names.name}.md" if wanted.tutorial else None,
+            e2e_config=config_path_for(names.name) if wanted.e2e_config else None,
+            tutorial=tutorial_path_for(names.name) if wanted.tutorial else None,
             hub_id=names.hub_id,
             nightly=wanted.nightly_section is not None,
             model_list=wanted.model_list,

@@ -50,8 +50,12 @@ TUTORIAL_FLAGS = (
 TUTORIAL_SWITCHES = ("--trust-remote-code", "--enforce-eager", "--enable-expert-parallel")
 
 
+def tutorial_path_for(name: str) -> str:
+    return f"{TUTORIAL_DIR}/{name}.md"
+
+
 def tutorial_path(facts: JobFacts) -> str:
-    return f"{TUTORIAL_DIR}/{facts.names.name}.md"
+    return tutorial_path_for(facts.names.name)
 
 
 @dataclass(frozen=True)

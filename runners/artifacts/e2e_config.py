@@ -51,8 +51,16 @@ def hardware_value(facts: JobFacts) -> str:
     return f"adapt-bot {v.profile} profile, not Ascend"
 
 
+#: where the target repository keeps its e2e accuracy configs
+E2E_CONFIG_DIR = "tests/e2e/models/configs"
+
+
+def config_path_for(name: str) -> str:
+    return f"{E2E_CONFIG_DIR}/{name}.yaml"
+
+
 def config_path(facts: JobFacts) -> str:
-    return f"tests/e2e/models/configs/{facts.names.name}.yaml"
+    return config_path_for(facts.names.name)
 
 
 def _serve_section(serve: ServeFlags, facts: JobFacts, max_model_len: int | None) -> dict[str, Any]:
