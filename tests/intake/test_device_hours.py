@@ -86,6 +86,16 @@ def test_device_seconds_are_shown_counted_once_and_a_used_up_daily_quota_refuses
     c = new_issue(gh, 3)
     label(post, gh, c, sender="admin-user")
     assert drain()[0].startswith("started job ")
+    # ...but the repository's spending is shared: a repo limit refuses them too
+    set_config(deps, gh, "quotas: {repo_device_hours_per_day: 1}\n")
+    e = new_issue(gh, 4)
+    label(post, gh, e, sender="admin-user")
+    assert drain() == [
+        f"refused: repo device-hour quota of {REPO} is used up (1.11 of 1 device-hours in the last 24 h)"
+    ]
+    (reply,) = replies(gh, e)
+    assert "daily device-hour quota of this repository is used up" in reply
+    assert "`quotas: {repo_device_hours_per_day: N}`" in reply
 
 
 def test_a_repository_budget_stops_a_job_before_its_first_device_stage(
