@@ -411,4 +411,3 @@ def device_check(
             who = names[scope]
             return DeviceExceeded(scope, who, over[0], limit, over[1])
     return None
-
