@@ -383,6 +383,11 @@ def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, loaded: Any) -> s
     if job is None:
         _reply(gh, intent, "no-job", detail="pull request" if intent.is_pull_request else None)
         return "no job"
+    # retry-safe: a retry of an intent that already moved the job (a transient GitHub error after
+    # the transition) finishes the steps after it instead of refusing its own rerun
+    applied_key = f"adapt:rerun-applied:{intent.dedupe_key}"
+    if deps.redis.get(applied_key) == job.id:
+        return _after_rerun(intent, deps, gh, job, stage)
     limits = quotas.limits_for(deps.settings, loaded.config.quotas)
     over = quotas.admit_job(deps.redis, job, intent.sender, limits)
     if over is not None:  # a rerun makes a finished job active again: it needs a slot
@@ -403,11 +408,22 @@ def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, loaded: Any) -> s
         _reply(gh, intent, "refused", error=msg)
         _react(gh, intent, "confused")
         return f"refused: {msg}"
+    deps.redis.set(applied_key, job.id, ex=RERUN_APPLIED_TTL_S)
     deps.store.clear_cancel(job)
+    return _after_rerun(intent, deps, gh, job, stage)
+
+
+#: how long a rerun remembers it moved its job (the ledger gives up on an intent after 24 h)
+RERUN_APPLIED_TTL_S = 2 * 24 * 3600
+
+
+def _after_rerun(intent: Intent, deps: Deps, gh: InstallationClient, job: Job, stage: str) -> str:
+    """Every step after the transition is idempotent: the stage is enqueued once per attempt, the
+    status comment edited in place, the reply found by its marker."""
     try:
         refresh_status(deps, gh, job.id)
     finally:
-        enqueue_stage(deps, job)
+        enqueue_stage(deps, deps.store.get(job.id) or job)
     _reply(gh, intent, "rerun", job=job, detail=stage)
     _react(gh, intent, "rocket")
     return f"rerun {stage} of {job.id}"

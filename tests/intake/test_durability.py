@@ -324,3 +324,34 @@ def test_writes_are_throttled_per_installation(app_settings: Any, github_standin
         assert len(times) == 3 and times[-1] - times[0] >= 0.8, times
         assert min(t2 - t1 for t1, t2 in itertools.pairwise(times)) >= 0.2, times
     assert took < 2.2, took  # one global throttle would need >= 2.5 s for these six writes
+
+
+def test_a_rerun_retried_after_a_github_error_past_its_transition_is_not_refused(
+    post: Callable[..., Any], github_standin: Any, deps: Any, control: Worker
+) -> None:
+    """The rerun moves the job, then editing the status comment fails (two 503s: past the write
+    retries) and the intent is retried. The retry finishes the rerun; it does not refuse it as
+    "already running", and the stage is sent once."""
+    from tests.standin.state import unavailable
+
+    gh = github_standin
+    n = new_issue(gh)
+    assert post("issues", payloads.issues_labeled(gh, REPO, n)).status_code == 202
+    job = wait_for("the job", lambda: deps.store.active_for(REPO, n), 60, [control])
+    wait_for("its status comment", lambda: deps.store.get(job.id).status_comment_id, 30, [control])
+    c = gh.add_comment(REPO, n, "/adapt cancel", "maintainer")
+    post("issue_comment", payloads.issue_comment(gh, REPO, n, c))
+    wait_for("the cancel", lambda: deps.store.get(job.id).state == "cancelled", 60, [control])
+    status_id = deps.store.get(job.id).status_comment_id
+    gh.inject("PATCH", f"/repos/{REPO}/issues/comments/{status_id}", unavailable(), unavailable())
+    c = gh.add_comment(REPO, n, "/adapt rerun analyze", "maintainer")
+    post("issue_comment", payloads.issue_comment(gh, REPO, n, c))
+    wait_for("the rerun reply", lambda: [r for r in replies(gh, n) if "analyze" in r["body"]], 60, [control])
+    wait_for("the ledger to empty", lambda: pending(deps) == 0, 30, [control])
+    again = deps.store.get(job.id)
+    assert again.state == "running:analyze" and again.attempts["analyze"] == 2, [
+        r["body"][:300] for r in replies(gh, n)
+    ]
+    assert not [r for r in replies(gh, n) if "refused" in r["body"].lower() or "still running" in r["body"]]
+    patches = [r.status for r in gh.requests_to("PATCH", f"/repos/{REPO}/issues/comments/{status_id}")]
+    assert patches.count(503) == 2 and patches[-1] == 200  # the rerun's edit failed, then went through
