@@ -667,6 +667,13 @@ def deliver(
         nightly_section=getattr(wanted, "nightly_section", None),
     )
     files = rebased.files
+    code_changes: list[str] = []
+    cand = getattr(options, "candidate", None)
+    if cand is not None:  # its minimal diff, computed HERE from git at the pinned SHA, never runner output
+        from runners.candidate import delivered_files
+
+        code = delivered_files(cand)
+        files, code_changes = {**files, **code}, sorted(code)
     paths = sorted(files)
     done = deliver_pr(
         gh,
@@ -674,7 +681,9 @@ def deliver(
         files,
         branch=branch,
         title=pr_title(options, results),
-        body=pr_body(options, results, job_id=job.id, files=paths, report_url=logs_url),
+        body=pr_body(
+            options, results, job_id=job.id, files=paths, code_changes=code_changes, report_url=logs_url
+        ),
         message=commit_message(options, results),
         signoff=signoff,
         base=base,

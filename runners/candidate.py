@@ -240,3 +240,101 @@ def serve_env(ctx: Any) -> dict[str, str]:
             "and run `/adapt run --candidate ...` again",
             log_path=exc.log_path,
         ) from None
+
+
+# -- delivery: the candidate's minimal diff (computed by the control plane itself, from git) -------
+#: the size/scope budget a candidate's diff must fit to join the bot's single commit
+DIFF_MAX_FILES = 20
+DIFF_MAX_BYTES = 200 * 1024
+
+
+@dataclass(frozen=True)
+class DiffEntry:
+    path: str
+    status: str  # git's name-status letter: A, M, D, T, ...
+    binary: bool
+    size: int  # bytes at the candidate's commit (0 for a deletion)
+
+
+def _unsafe_path(path: str) -> bool:
+    parts = path.split("/")
+    return (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or any(p in ("", ".", "..") for p in parts)
+        or parts[0] == ".git"
+        or any(ord(c) < 32 for c in path)
+    )
+
+
+def budget_problems(entries: list[DiffEntry]) -> list[str]:
+    """Why a diff may not join the commit (empty = it fits). Pure."""
+    problems: list[str] = []
+    if not entries:
+        problems.append("the candidate changes no file against its merge-base")
+    if len(entries) > DIFF_MAX_FILES:
+        problems.append(f"it changes {len(entries)} files (at most {DIFF_MAX_FILES})")
+    total = sum(e.size for e in entries)
+    if total > DIFF_MAX_BYTES:
+        problems.append(f"its changed files hold {total} bytes (at most {DIFF_MAX_BYTES})")
+    for e in entries:
+        if _unsafe_path(e.path):
+            problems.append(f"`{e.path[:80]}` is not a plain path inside the repository")
+        elif e.binary:
+            problems.append(f"`{e.path}` is a binary file")
+        elif e.status == "D":
+            problems.append(f"it deletes `{e.path}` (deletions are not delivered automatically)")
+        elif e.status not in ("A", "M"):
+            problems.append(f"`{e.path}` changes type or mode ({e.status})")
+    return problems
+
+
+def _git_bytes(args: list[str], cwd: Path) -> bytes:
+    proc = subprocess.run(["git", *args], cwd=cwd, env=_git_env(), capture_output=True, timeout=GIT_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise CandidateFailed("diff", f"git {args[0]} failed: {proc.stderr.decode(errors='replace')[-300:]}")
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class CandidateDiff:
+    base_branch: str
+    merge_base: str
+    files: dict[str, bytes]  # path -> content at the candidate's commit
+
+
+def candidate_diff(cand: Candidate, workdir: Path) -> CandidateDiff:
+    """The files `cand.sha` changed vs its merge-base with the candidate repo's default branch,
+    with their contents at that commit, checked against the budget; CandidateFailed("budget"|...)
+    names what does not fit. Run by the control plane on its own fetch (never runner output)."""
+    checkout = fetch(cand, workdir)
+    changed = changed_files(cand, checkout)
+    if changed.merge_base is None or changed.base_branch is None:
+        raise CandidateFailed("diff", changed.note or "no merge-base")
+    rng = [changed.merge_base, cand.sha]
+    status = git(["diff", "--name-status", "--no-renames", "-z", *rng], cwd=checkout).split("\0")
+    numstat = git(["diff", "--numstat", "--no-renames", "-z", *rng], cwd=checkout).split("\0")
+    binary = {line.split("\t", 2)[2] for line in numstat if line.startswith("-\t-\t")}
+    entries: list[DiffEntry] = []
+    pairs = [p for p in status if p]
+    for letter, path in zip(pairs[0::2], pairs[1::2], strict=False):
+        size = 0
+        if letter != "D":
+            size = int(git(["cat-file", "-s", f"{cand.sha}:{path}"], cwd=checkout).strip() or 0)
+        entries.append(DiffEntry(path, letter[:1], path in binary, size))
+    problems = budget_problems(entries)
+    if problems:
+        raise CandidateFailed(
+            "budget", "the candidate's diff does not fit the delivery budget: " + "; ".join(problems)
+        )
+    files = {e.path: _git_bytes(["cat-file", "blob", f"{cand.sha}:{e.path}"], checkout) for e in entries}
+    return CandidateDiff(changed.base_branch, changed.merge_base, files)
+
+
+def delivered_files(cand: Candidate) -> dict[str, bytes]:
+    """`candidate_diff` in a throw-away directory: the files the single commit carries."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="adapt-candidate-") as tmp:
+        return candidate_diff(cand, Path(tmp) / "checkout").files
