@@ -39,11 +39,15 @@ PLUGIN = f'''\
 """Registers the invented architecture as vLLM's Llama (what a contributor's fix would do)."""
 
 
+import sys
+
+
 def register():
     from vllm import ModelRegistry
 
     if "{PLUGIN_ARCH}" not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model("{PLUGIN_ARCH}", "vllm.model_executor.models.llama:LlamaForCausalLM")
+    print("adaptplug: registered {PLUGIN_ARCH}", file=sys.stderr, flush=True)
 '''
 
 
