@@ -180,3 +180,13 @@ def test_another_jobs_stage_stops_the_kept_server(tmp_path: Path) -> None:
         pgid = srv.pgid
     assert shared_start.release_others("job2", "job2 runs here") == ["job1"]
     assert not group_members(pgid) and shared_start.park_of("job1") is None
+
+
+def test_probes_needing_its_devices_stop_the_kept_server(tmp_path: Path) -> None:
+    ctx, active = _stage_ctx(tmp_path, model_dir(tmp_path), "real-gate", {})
+    with shared_start.activate(active), served(ctx, log_name="real-gate") as srv:
+        pgid = srv.pgid
+    pool = len(ctx.profile.devices.pool)  # 2 slots; the kept server holds one
+    assert not shared_start.make_room("job1", pool, 1, "a probe needs one slot") and group_members(pgid)
+    assert shared_start.make_room("job1", pool, 2, "a probe needs both slots")
+    assert not group_members(pgid) and shared_start.park_of("job1") is None
