@@ -224,22 +224,17 @@ def record(ctx: Any) -> dict[str, Any] | None:
     return out
 
 
-def serve_env(ctx: Any) -> dict[str, str]:
-    """`ensure` for runners.serve: a candidate that cannot be installed stops the start with a
-    reason the gate reports (`candidate-install`) and the install log."""
-    try:
-        return ensure(ctx)
-    except CandidateFailed as exc:
-        from runners.serve import ServeError
+#: the next step when a candidate cannot be fetched or installed (runners.serve reports it)
+FIX = (
+    "fix the candidate branch (it must be pip-installable without dependencies), push, "
+    "and run `/adapt run --candidate ...` again"
+)
 
-        cand = ctx.options.candidate
-        raise ServeError(
-            "candidate-install",
-            f"the candidate {cand.repo}@{cand.sha[:12]} could not be {exc.step}ed for this job: {exc}",
-            next_step="fix the candidate branch (it must be pip-installable without dependencies), push, "
-            "and run `/adapt run --candidate ...` again",
-            log_path=exc.log_path,
-        ) from None
+
+def failure_text(ctx: Any, exc: CandidateFailed) -> str:
+    """The diagnosis runners.serve reports (reason `candidate-install`) when `ensure` fails."""
+    cand = ctx.options.candidate
+    return f"the candidate {cand.repo}@{cand.sha[:12]} could not be set up for this job ({exc.step}): {exc}"
 
 
 # -- delivery: the candidate's minimal diff (computed by the control plane itself, from git) -------

