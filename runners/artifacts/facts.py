@@ -13,16 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runners.contracts import FEATURES, STAGES, FeatureStatus, JobOptions, StageResult
+from runners.feature_catalog import TITLES
 from runners.model_ref import ModelRefError, parse_model_ref
 from runners.verdict import TARGET_HARDWARE, Verdict, judge, parity_state, quality_state
 
-FEATURE_TITLES = {
-    "aclgraph": "ACLGraph",
-    "expert_parallel": "Expert parallel (EP)",
-    "flashcomm1": "flashcomm1",
-    "mtp": "MTP",
-    "multimodal": "Multimodal",
-}
+#: the features' display names: one declaration, runners.feature_catalog
+FEATURE_TITLES = TITLES
 GATE_STAGES = ("dummy-gate", "real-gate")
 #: what each fallback-ladder rung changes (runners.gates.ladder names); env changes are added from the record
 RUNG_FLAGS = {
