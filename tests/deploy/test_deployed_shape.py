@@ -320,6 +320,8 @@ def test_compose_processes_take_a_labelled_issue_to_a_pr(
     (pr,) = wait_for("the pull request", lambda: pulls_of(gh, REPO), 60, procs)
 
     assert f"Fixes #{n}" in pr["body"] and f"/pull/{pr['number']}" in report["body"]
+    # the versions that ran reach the PR body (runners.versions on the runner -> stage result)
+    assert "Versions that ran (real-gate stage): vLLM `" in pr["body"], pr["body"]
     world = git_world(gh)
     head_sha = world["refs"][REPO][f"refs/heads/{pr['head_ref']}"]
     head = world["objects"][head_sha]
