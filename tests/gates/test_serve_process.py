@@ -20,7 +20,6 @@ from runners.serve import (
     SERVE_TAG_VAR,
     LogSink,
     ServeError,
-    _record_pgid,
     build_env,
     group_members,
     pick_port,
@@ -29,6 +28,7 @@ from runners.serve import (
     served,
     with_extra_args,
 )
+from runners.serve.process import _record_pgid
 from tests.gates.conftest import make_ctx, our_processes, shell_profile
 
 # a parent that never opens the port, plus a grandchild in the same group
