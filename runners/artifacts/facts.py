@@ -1,20 +1,37 @@
 """The view-model every artifact renders from: what the runs established, and nothing else.
 
-Stages are written by different people and evolve; this module is the one place that reads their
-`StageResult.data` (defensively: a missing key is an unknown fact, never a crash and never a guess)
-and turns it into typed facts. Templates only see these dataclasses.
+Stages are written by different people and evolve; this module is the one place that turns their
+`StageResult.data`, parsed by the stage's model in runners.stage_data, into the facts the artifacts
+state. A missing key, or data that does not validate, is an unknown fact: never a crash, never a
+guess. Templates only see these dataclasses.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from runners.contracts import FEATURES, STAGES, FeatureStatus, JobOptions, StageResult
 from runners.feature_catalog import TITLES
 from runners.model_ref import ModelRefError, parse_model_ref
+from runners.stage_data import (
+    AccuracyData,
+    AnalyzeData,
+    CapacityData,
+    CapacityRun,
+    FeaturesData,
+    GateData,
+    Parsed,
+    Rung,
+    Smoke,
+    StageData,
+    Support,
+    parse_stage_data,
+    stage_data,
+)
 from runners.verdict import TARGET_HARDWARE, Verdict, judge, parity_state, quality_state
 
 #: the features' display names: one declaration, runners.feature_catalog
@@ -27,42 +44,6 @@ RUNG_FLAGS = {
     "torchdynamo-disable": "",
     "text-only": '--limit-mm-per-prompt \'{"image":0,"video":0,"audio":0}\'',
 }
-
-
-def pick(data: Mapping[str, Any] | None, *keys: str, default: Any = None) -> Any:
-    """First present, non-None value among `keys` (stages name the same fact differently)."""
-    if not data:
-        return default
-    for key in keys:
-        value = data.get(key)
-        if value is not None:
-            return value
-    return default
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
-        return int(value)
-    return None
-
-
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
 
 
 # ---------------------------------------------------------------------------------------------- names
@@ -107,6 +88,11 @@ def branch_name(names: ModelNames, issue: int | None) -> str:
 # ---------------------------------------------------------------------------------------- serve argv
 
 
+def _int_arg(value: str | None) -> int | None:
+    """A CLI flag's value as an int (None: absent or not a plain number)."""
+    return int(value) if value is not None and re.fullmatch(r"\s*[0-9]+\s*", value) else None
+
+
 @dataclass(frozen=True)
 class ServeFlags:
     """The `vllm serve` flags a run used (parsed from its argv)."""
@@ -128,11 +114,11 @@ class ServeFlags:
 
     @property
     def tp(self) -> int | None:
-        return _as_int(self.value("--tensor-parallel-size") or self.value("-tp"))
+        return _int_arg(self.value("--tensor-parallel-size") or self.value("-tp"))
 
     @property
     def max_model_len(self) -> int | None:
-        return _as_int(self.value("--max-model-len"))
+        return _int_arg(self.value("--max-model-len"))
 
     @property
     def model_arg(self) -> str | None:
@@ -145,15 +131,6 @@ class ServeFlags:
             if i + 1 < len(args) and not args[i + 1].startswith("-"):
                 return args[i + 1]
         return None
-
-
-def serve_flags(data: Mapping[str, Any] | None) -> ServeFlags:
-    argv = pick(data, "serve_argv", "argv", "command", "serve_command", default=())
-    if isinstance(argv, str):
-        argv = argv.split()
-    env = pick(data, "env", "serve_env", default={}) or {}
-    env_items = tuple(sorted((str(k), str(v)) for k, v in env.items())) if isinstance(env, Mapping) else ()
-    return ServeFlags(tuple(str(a) for a in argv), env_items)
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -338,6 +315,8 @@ class JobFacts:
     #: image digest, model revision; None = unknown / not installed), from `versions_stage`'s result
     versions: dict[str, str | None] = field(default_factory=dict)
     versions_stage: str | None = None
+    #: stage -> why its data did not validate (runners.stage_data): its facts are unknown
+    unparsed: dict[str, str] = field(default_factory=dict)
 
     @property
     def device_seconds_total(self) -> float:
@@ -397,39 +376,33 @@ class JobFacts:
 
 # -------------------------------------------------------------------------------------------- build
 
+M = TypeVar("M", bound=StageData)
+
+
+def _typed(result: StageResult | None, model: type[M]) -> M | None:
+    """The result's data as `model` (None: no result, or data that did not validate)."""
+    if result is None:
+        return None
+    data = stage_data(result)
+    return data if isinstance(data, model) else None
+
+
+def _serve_flags(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> ServeFlags:
+    return ServeFlags(tuple(argv or ()), tuple(sorted((env or {}).items())))
+
 
 def _evidence(result: StageResult) -> tuple[tuple[str, str, str | None], ...]:
     return tuple((e.kind, e.text, e.log_path) for e in result.evidence)
 
 
-def _ladder(data: Mapping[str, Any]) -> tuple[LadderRung, ...]:
-    raw = pick(data, "ladder", "rungs", "fallback", default=[]) or []
-    rungs: list[LadderRung] = []
-    if isinstance(raw, Mapping):
-        raw = [{"step": k, **(v if isinstance(v, Mapping) else {"status": v})} for k, v in raw.items()]
-    for item in raw if isinstance(raw, list) else []:
-        if not isinstance(item, Mapping):
-            continue
-        step = str(pick(item, "step", "name", "rung", default="?"))
-        flags = pick(item, "flags", "change", "extra_args")
-        if flags is None:
-            flags = RUNG_FLAGS.get(step, "")
-        if isinstance(flags, list | tuple):
-            flags = " ".join(str(f) for f in flags)
-        env = item.get("env")
-        if isinstance(env, Mapping) and env:
-            flags = " ".join([*(f"{k}={v}" for k, v in env.items()), str(flags)]).strip()
-        rungs.append(
-            LadderRung(
-                step=step,
-                flags=str(flags),
-                status=str(pick(item, "status", "outcome", "result", default="?")),
-                signature=pick(item, "signature", "error", "first_error", "reason")
-                or (item.get("note") or None),
-                log_path=pick(item, "log_path", "log"),
-            )
-        )
-    return tuple(rungs)
+def _ladder(rungs: Sequence[Rung]) -> tuple[LadderRung, ...]:
+    out: list[LadderRung] = []
+    for r in rungs:
+        flags = r.flags if r.flags is not None else RUNG_FLAGS.get(r.rung, "")
+        if r.env:
+            flags = " ".join([*(f"{k}={v}" for k, v in r.env.items()), flags]).strip()
+        out.append(LadderRung(r.rung, flags, r.status, r.signature or r.reason or r.note or None, r.log_path))
+    return tuple(out)
 
 
 def _text(value: Any) -> str | None:
@@ -437,8 +410,6 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    import json
-
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -462,17 +433,14 @@ def _gate(stage: str, result: StageResult | None) -> GateFacts:
             (),
             (),
         )
-    d = result.data
-    smoke = pick(d, "smoke", default={})
-    smoke = smoke if isinstance(smoke, Mapping) else {"response": smoke}
-    image = d.get("image_smoke")
-    image_ok = pick(d, "image_ok", "multimodal_ok")
-    if image_ok is None and isinstance(image, Mapping):
-        image_ok = bool(image.get("ok"))
-    parity, quality = parity_state(d), quality_state(d)
-    log_path = pick(d, "log_path", "serve_log", "log")
-    if log_path is None:
-        log_path = next((e.log_path for e in result.evidence if e.log_path), None)
+    d = _typed(result, GateData) or GateData()
+    smoke = d.smoke or Smoke()
+    image_ok = d.image_ok
+    if image_ok is None and d.image_smoke is not None:
+        image_ok = bool(d.image_smoke.ok)
+    # parity and quality are runners.verdict's to read (the same rules decide the verdict)
+    parity, quality = parity_state(result.data), quality_state(result.data)
+    log_path = d.log_path or next((e.log_path for e in result.evidence if e.log_path), None)
     return GateFacts(
         stage=stage,
         weights=weights,
@@ -480,33 +448,20 @@ def _gate(stage: str, result: StageResult | None) -> GateFacts:
         reason=result.reason,
         diagnosis=result.diagnosis,
         next_step=result.next_step,
-        serve=serve_flags(d),
-        ready_s=_as_float(pick(d, "ready_s", "ready_after_s", "ready_time_s", "time_to_ready_s")),
-        smoke_request=_text(pick(smoke, "request") or pick(d, "smoke_request")),
-        smoke_response=_text(
-            pick(smoke, "response", "content", "response_excerpt", "excerpt")
-            or pick(d, "smoke_excerpt", "smoke_response")
-        ),
-        image_ok=image_ok if isinstance(image_ok, bool) else None,
-        log_path=str(log_path) if log_path else None,
-        first_error=pick(d, "first_error", "signature", "error_signature"),
+        serve=_serve_flags(d.argv, d.env),
+        ready_s=d.ready_after_s,
+        smoke_request=_text(smoke.request),
+        smoke_response=_text(smoke.content if smoke.content is not None else smoke.response_excerpt),
+        image_ok=image_ok,
+        log_path=log_path,
+        first_error=d.signature,
         evidence=_evidence(result),
-        ladder=_ladder(d),
+        ladder=_ladder(d.ladder),
         parity=parity[0],
         parity_detail=parity[1],
         quality=quality[0],
         quality_detail=quality[1],
-        load_findings=_load_findings(d.get("load_findings")),
-    )
-
-
-def _load_findings(raw: Any) -> tuple[tuple[str, str, int | None], ...]:
-    if not isinstance(raw, list):
-        return ()
-    return tuple(
-        (str(f.get("kind") or "?"), str(f.get("text") or ""), _as_int(f.get("line")))
-        for f in raw
-        if isinstance(f, Mapping) and f.get("text")
+        load_findings=tuple((f.kind, f.text, f.line) for f in d.load_findings if f.text),
     )
 
 
@@ -514,200 +469,116 @@ def _title(key: str) -> str:
     return FEATURE_TITLES.get(key) or str(key)
 
 
-def _features(result: StageResult | None, analysis: Mapping[str, Any]) -> tuple[FeatureFacts, ...]:
-    raw: Any = {}
-    if result is not None:
-        raw = pick(result.data, "matrix", "features", default={}) or {}
-        if isinstance(raw, Mapping) and isinstance(raw.get("features"), Mapping):
-            raw = raw["features"]  # a dumped FeatureMatrix
-    planned = analysis.get("features") if isinstance(analysis.get("features"), Mapping) else {}
+def _features(result: StageResult | None, analysis: AnalyzeData) -> tuple[FeatureFacts, ...]:
+    rows = (_typed(result, FeaturesData) or FeaturesData()).features
     out: list[FeatureFacts] = []
-    keys = list(FEATURES) + [k for k in (raw if isinstance(raw, Mapping) else {}) if k not in FEATURES]
-    for key in keys:
-        item = raw.get(key) if isinstance(raw, Mapping) else None
-        if isinstance(item, Mapping):
-            ev = item.get("evidence") or []
-            first = ev[0] if isinstance(ev, list) and ev else None
-            text = first.get("text") if isinstance(first, Mapping) else (str(first) if first else None)
-            path = first.get("log_path") if isinstance(first, Mapping) else None
+    for key in [*FEATURES, *(k for k in rows if k not in FEATURES)]:
+        row = rows.get(key)
+        if row is not None:
+            first = row.evidence[0] if row.evidence else None
+            text = first.text if first else None
             out.append(
                 FeatureFacts(
-                    key,
-                    _title(key),
-                    str(item.get("status", "not run")),
-                    str(item.get("reason", "")),
-                    text,
-                    path,
+                    key, _title(key), row.status, row.reason, text, first.log_path if first else None
                 )
             )
-        elif isinstance(item, str):
-            out.append(FeatureFacts(key, _title(key), item, "", None, None))
+            continue
+        plan = analysis.features.get(key)
+        reason = plan.reason if plan else ""
+        status = {
+            "not-applicable": FeatureStatus.NOT_APPLICABLE.value,
+            "checkpoint-missing": FeatureStatus.CHECKPOINT_MISSING.value,
+        }.get(plan.status or "" if plan else "")
+        if status is not None:
+            out.append(FeatureFacts(key, _title(key), status, reason, None, None))
         else:
-            plan = planned.get(key) if isinstance(planned, Mapping) else None
-            reason = ""
-            if isinstance(plan, Mapping):
-                reason = str(pick(plan, "reason", default=""))
-                verdict = str(pick(plan, "status", "verdict", default=""))
-                if verdict == "not-applicable":
-                    out.append(
-                        FeatureFacts(
-                            key,
-                            _title(key),
-                            FeatureStatus.NOT_APPLICABLE.value,
-                            reason,
-                            None,
-                            None,
-                        )
-                    )
-                    continue
-                if verdict == "checkpoint-missing":
-                    out.append(
-                        FeatureFacts(
-                            key,
-                            _title(key),
-                            FeatureStatus.CHECKPOINT_MISSING.value,
-                            reason,
-                            None,
-                            None,
-                        )
-                    )
-                    continue
             out.append(
                 FeatureFacts(
-                    key,
-                    _title(key),
-                    "not run",
-                    reason or "the feature stage did not run",
-                    None,
-                    None,
+                    key, _title(key), "not run", reason or "the feature stage did not run", None, None
                 )
             )
     return tuple(out)
 
 
-def _ms(d: Mapping[str, Any]) -> float | None:
-    ms = _as_float(pick(d, "ttft_ms", "mean_ttft_ms", "ttft_p50_ms"))
-    if ms is not None:
-        return ms
-    sec = _as_float(pick(d, "ttft_s", "mean_ttft_s", "ttft_p50_s"))
-    return sec * 1000 if sec is not None else None
-
-
-def _capacity(result: StageResult | None, analysis: Mapping[str, Any]) -> CapacityFacts:
-    d = result.data if result else {}
-    theoretical = _as_int(pick(d, "theoretical_max_len", "theoretical")) or _as_int(
-        analysis.get("max_position_embeddings")
-    )
-    practical = _as_int(pick(d, "practical_max_len", "practical", "max_len_ok"))
-    runs = [r for r in (d.get("runs") or []) if isinstance(r, Mapping)]
-    served = [r for r in runs if r.get("status") in ("served", "passed")]
-    best: Mapping[str, Any] = next(
-        (r for r in served if _as_int(r.get("max_model_len")) == practical), served[0] if served else {}
-    )
-    raw_rungs = pick(d, "rungs", "attempts", default=None) or [*runs, *(d.get("search") or [])]
+def _capacity(result: StageResult | None, analysis: AnalyzeData) -> CapacityFacts:
+    d = _typed(result, CapacityData) or CapacityData()
+    theoretical = d.theoretical_max_len or analysis.max_position_embeddings
+    practical = d.practical_max_len
+    served = [r for r in d.runs if r.status in ("served", "passed")]
+    best = next((r for r in served if r.max_model_len == practical), served[0] if served else CapacityRun())
     rungs: list[tuple[str, str]] = []
-    for r in raw_rungs if isinstance(raw_rungs, list) else []:
-        if isinstance(r, Mapping):
-            setting = " ".join(
-                f"{k}={r[k]}" for k in ("max_model_len", "max_num_seqs") if r.get(k) is not None
-            ) or str(pick(r, "setting", "name", default="?"))
-            rungs.append((setting, str(pick(r, "status", "outcome", default="?"))))
+    for r in [*d.runs, *d.search]:
+        setting = " ".join(
+            f"{k}={v}"
+            for k, v in (("max_model_len", r.max_model_len), ("max_num_seqs", r.max_num_seqs))
+            if v is not None
+        )
+        rungs.append((setting or r.setting or "?", r.status))
 
-    def first_int(*keys: str) -> int | None:
-        v = _as_int(pick(d, *keys))
-        return v if v is not None else _as_int(pick(best, *keys))
+    def first(own: Any, row: Any) -> Any:
+        return own if own is not None else row
 
+    ttft_s = first(d.ttft_p50_s, best.ttft_p50_s)
     return CapacityFacts(
         ran=result is not None,
         status=result.status if result else "not run",
         theoretical_max_len=theoretical,
         practical_max_len=practical,
-        max_num_seqs=first_int("max_num_seqs", "concurrency"),
-        successes=first_int("successes", "success_count", "success", "ok_requests"),
-        requests=first_int("requests", "total_requests", "request_count"),
-        ttft_ms=_ms(d) if _ms(d) is not None else _ms(best),
-        throughput_tok_s=_as_float(pick(d, "throughput_tok_s", "output_throughput", "throughput"))
-        or _as_float(best.get("throughput_tok_s")),
-        note=(result.diagnosis if result else None) or pick(d, "note"),
+        max_num_seqs=first(d.max_num_seqs, best.max_num_seqs),
+        successes=first(d.success, best.success),
+        requests=first(d.requests, best.requests),
+        ttft_ms=round(ttft_s * 1000, 6) if ttft_s is not None else None,
+        throughput_tok_s=d.throughput_tok_s or best.throughput_tok_s,
+        note=(result.diagnosis if result else None) or d.note,
         rungs=tuple(rungs),
     )
 
 
 def _accuracy(result: StageResult | None) -> AccuracyFacts:
-    d = result.data if result else {}
-    tasks: list[TaskResult] = []
-    for t in pick(d, "tasks", default=[]) or []:
-        if not isinstance(t, Mapping) or not t.get("name"):
-            continue
-        metrics: list[MetricValue] = []
-        for m in t.get("metrics") or []:
-            if isinstance(m, Mapping) and m.get("name") and _as_float(m.get("value")) is not None:
-                metrics.append(MetricValue(str(m["name"]), float(m["value"]), _as_float(m.get("stderr"))))
-        if metrics:
-            tasks.append(TaskResult(str(t["name"]), tuple(metrics)))
-    bs = d.get("batch_size")
+    d = _typed(result, AccuracyData) or AccuracyData()
+    tasks = tuple(
+        TaskResult(t.name, tuple(MetricValue(m.name, m.value, m.stderr) for m in t.metrics))
+        for t in d.tasks
+        if t.name and t.metrics
+    )
     return AccuracyFacts(
         ran=result is not None,
         status=result.status if result else "not run",
-        tasks=tuple(tasks),
-        num_fewshot=_as_int(d.get("num_fewshot")),
-        limit=_as_int(d.get("limit")),
-        apply_chat_template=d.get("apply_chat_template")
-        if isinstance(d.get("apply_chat_template"), bool)
-        else None,
-        fewshot_as_multiturn=d.get("fewshot_as_multiturn")
-        if isinstance(d.get("fewshot_as_multiturn"), bool)
-        else None,
-        batch_size=bs if isinstance(bs, int | str) and not isinstance(bs, bool) else None,
-        lm_eval_model=pick(d, "lm_eval_model", "model_backend"),
-        command=pick(d, "command_line", "lm_eval_command"),
-        serve=serve_flags(d),
-        task_source=pick(d, "task_source"),
-        log_path=pick(d, "log_path"),
-        chat_template_kwargs=_mapping(d.get("chat_template_kwargs")),
+        tasks=tasks,
+        num_fewshot=d.num_fewshot,
+        limit=d.limit,
+        apply_chat_template=d.apply_chat_template,
+        fewshot_as_multiturn=d.fewshot_as_multiturn,
+        batch_size=d.batch_size,
+        lm_eval_model=d.lm_eval_model,
+        command=d.command_line,
+        serve=_serve_flags(d.serve_argv, d.env),
+        task_source=d.task_source,
+        log_path=d.log_path,
+        chat_template_kwargs=dict(d.chat_template_kwargs or {}),
     )
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, Mapping) else {}
-
-
-def _suggested_tp(value: Any, hardware: str) -> int | None:
-    """The analysis gives `{a2: n, a3: n, ...}` (null = does not fit one node); older shapes an int."""
-    if isinstance(value, Mapping):
-        return _as_int(value.get(hardware))
-    return _as_int(value)
-
-
-def _analysis(d: Mapping[str, Any], hardware: str = "a2") -> AnalysisFacts:
-    moe = d.get("moe") if isinstance(d.get("moe"), Mapping) else None
-    quant = d.get("quantization") if isinstance(d.get("quantization"), Mapping) else None
-    support = d.get("support")
-    if isinstance(support, Mapping):
-        support = " — ".join(str(v) for v in (support.get("verdict"), support.get("source")) if v)
-    problems = d.get("problems") or []
+def _analysis(d: AnalyzeData, hardware: str = "a2") -> AnalysisFacts:
+    support = d.support
+    if isinstance(support, Support):
+        support = " — ".join(v for v in (support.verdict, support.source) if v)
+    tp = d.suggested_tp
     return AnalysisFacts(
-        architecture=pick(d, "architecture"),
-        model_type=pick(d, "model_type"),
-        multimodal=bool(d.get("multimodal")),
-        moe=moe,
-        mtp_layers=_as_int(d.get("mtp_layers")) or 0,
-        attention=pick(d, "attention"),
-        quantization=quant,
-        max_position_embeddings=_as_int(d.get("max_position_embeddings")),
-        parameter_bytes=_as_int(d.get("parameter_bytes")),
+        architecture=d.architecture,
+        model_type=d.model_type,
+        multimodal=d.multimodal,
+        moe=d.moe,
+        mtp_layers=d.mtp_layers,
+        attention=d.attention,
+        quantization=d.quantization,
+        max_position_embeddings=d.max_position_embeddings,
+        parameter_bytes=d.parameter_bytes,
         # what serving needs (runners.analysis.remote_code), not whether the repo ships code
-        remote_code=bool(d.get("remote_code_required"))
-        if "remote_code_required" in d
-        else bool(d.get("remote_code")),
-        suggested_tp=_suggested_tp(d.get("suggested_tp"), hardware),
-        support=str(support) if support else None,
-        problems=tuple(
-            str(p.get("message") or p.get("text") or p) if isinstance(p, Mapping) else str(p)
-            for p in problems
-        )
-        if isinstance(problems, list)
-        else (),
+        remote_code=bool(d.remote_code_required if d.remote_code_required is not None else d.remote_code),
+        suggested_tp=getattr(tp, hardware, None) if tp is not None else None,
+        support=support or None,
+        problems=tuple(p.message for p in d.problems),
     )
 
 
@@ -719,25 +590,27 @@ def collect(
     code_rationale: str | None = None,
 ) -> JobFacts:
     """Build the facts of one job from its stage results (any subset of them)."""
-    analysis_data = results["analyze"].data if "analyze" in results else {}
+    analysis = _typed(results.get("analyze"), AnalyzeData) or AnalyzeData()
     profile = options.profile
+    parsed = {stage: parse_stage_data(r) for stage, r in results.items()}
     return JobFacts(
         options=options,
         names=model_names(options),
         target_hardware=TARGET_HARDWARE.get(options.hardware, options.hardware),
         verdict=judge(results, profile),
-        analysis=_analysis(analysis_data, options.hardware),
+        analysis=_analysis(analysis, options.hardware),
         gates=tuple(_gate(s, results.get(s)) for s in GATE_STAGES),
-        features=_features(results.get("features"), analysis_data),
-        capacity=_capacity(results.get("capacity"), analysis_data),
+        features=_features(results.get("features"), analysis),
+        capacity=_capacity(results.get("capacity"), analysis),
         accuracy=_accuracy(results.get("accuracy")),
         profile=profile,
         code_changes=tuple(code_changes),
         code_rationale=code_rationale,
         stage_status={k: v.status for k, v in results.items()},
-        device_seconds=_device_seconds(results),
+        device_seconds=_device_seconds(parsed),
         zero_code=_zero_code(results),
-        **_versions(results),
+        unparsed={s: p.problem for s, p in parsed.items() if p.problem is not None},
+        **_versions(parsed),
     )
 
 
@@ -748,23 +621,22 @@ VERSION_KEYS = (
 )  # fmt: skip
 
 
-def _versions(results: Mapping[str, StageResult]) -> dict[str, Any]:
+def _versions(parsed: Mapping[str, Parsed]) -> dict[str, Any]:
     """`data.versions` of the first stage in VERSION_SOURCES that recorded them (non-strings: None)."""
     for stage in VERSION_SOURCES:
-        raw = (results[stage].data or {}).get("versions") if stage in results else None
-        if isinstance(raw, Mapping):
-            found = {k: raw.get(k) if isinstance(raw.get(k), str) else None for k in VERSION_KEYS}
-            return {"versions": found, "versions_stage": stage}
+        data = parsed[stage].data if stage in parsed else None
+        if data is not None and data.versions is not None:
+            return {"versions": {k: data.versions.get(k) for k in VERSION_KEYS}, "versions_stage": stage}
     return {}
 
 
-def _device_seconds(results: Mapping[str, StageResult]) -> dict[str, float]:
+def _device_seconds(parsed: Mapping[str, Parsed]) -> dict[str, float]:
     """Per stage, in pipeline order, the device-seconds its result reports (malformed: left out)."""
     out: dict[str, float] = {}
-    for stage in sorted(results, key=lambda s: STAGES.index(s) if s in STAGES else len(STAGES)):
-        value = _as_float((results[stage].data or {}).get("device_seconds"))
-        if value is not None and value >= 0:
-            out[stage] = round(value, 2)
+    for stage in sorted(parsed, key=lambda s: STAGES.index(s) if s in STAGES else len(STAGES)):
+        data = parsed[stage].data
+        if data is not None and data.device_seconds is not None:
+            out[stage] = round(data.device_seconds, 2)
     return out
 
 
