@@ -17,6 +17,7 @@ from runners.analysis.preflight import NEXT_STEP, option_problems
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
 from runners.render import render
+from runners.stage_data import AnalyzeData, Problem, wire
 
 
 def vllm_python_of(profile: Any) -> Path | None:
@@ -59,13 +60,14 @@ def run(ctx: StageContext) -> StageResult:
             started_at=started,
             finished_at=utcnow(),
             evidence=[Evidence(kind="analysis", text=exc.message)],
-            data={"problems": [{"code": exc.code, "message": exc.message, "blocking": True}]},
+            data=wire(AnalyzeData(problems=[Problem(code=exc.code, message=exc.message, blocking=True)])),
         )
     result.problems.extend(option_problems(result.model_dump(mode="json"), ctx.options.trust_remote_code))
-    data = result.model_dump(mode="json")
+    record = AnalyzeData.model_validate(result.model_dump(mode="json"))
     cand = candidate.record(ctx)  # the contributor branch this job runs against (issue 14)
     if cand is not None:
-        data["candidate"] = cand
+        record.candidate = cand
+    data = wire(record)
     summary_path = ctx.workspace.log_path("analyze")
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(summary(result), encoding="utf-8")

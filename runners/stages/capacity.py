@@ -31,6 +31,7 @@ from runners.contracts import Evidence, StageResult, StageStatus, utcnow
 from runners.gates.gate import Attempt, attempt, has_weights, model_facts
 from runners.profile import CapacitySpec, Profile
 from runners.serve import RunningServer, read_log_lines, stream_completion
+from runners.stage_data import CapacityData, CapacityRun, wire
 
 WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa")
 
@@ -435,26 +436,26 @@ def run(ctx: StageContext) -> StageResult:
     cancelled = cancelled or ctx.cancel.is_set() or any(r["status"] == "cancelled" for r in [*runs, *search])
     measured_rows = [r["kv"] for r in [*runs, *search] if r["kv"].get("measured_tokens") is not None]
     errors = [abs(k["error"]) for k in measured_rows if k.get("error") is not None]
-    data: dict[str, Any] = {
-        "theoretical_max_len": theoretical,
-        "practical_max_len": practical,
-        "baseline": {
+    figures_data = CapacityData(
+        theoretical_max_len=theoretical,
+        practical_max_len=practical,
+        baseline={
             "max_model_len": base,
             "max_num_seqs": first_seqs,
             "first_try": tried[0][0] if tried else None,
             "predicted_starts": at_start.starts if at_start else None,
             "predicted_fits": at_start.fits if at_start else None,
         },
-        "seq_steps": seq_levels,
-        "kv_prediction": prediction,
-        "kv_measured": measured_rows[0] if measured_rows else None,
-        "kv_max_abs_error": round(max(errors), 5) if errors else None,
-        "starts": len(runs) + len(search),
-        "runs": runs,
-        "search": search,
-        "load_format": "auto" if real else "dummy",
-        "profile": prof.name,
-    }
+        seq_steps=seq_levels,
+        kv_prediction=prediction,
+        kv_measured=measured_rows[0] if measured_rows else None,
+        kv_max_abs_error=round(max(errors), 5) if errors else None,
+        starts=len(runs) + len(search),
+        runs=[CapacityRun.model_validate(r) for r in runs],
+        search=[CapacityRun.model_validate(r) for r in search],
+        load_format="auto" if real else "dummy",
+        profile=prof.name,
+    )
     status: StageStatus
     reason: str | None
     if cancelled:
@@ -478,7 +479,7 @@ def run(ctx: StageContext) -> StageResult:
             f"TTFT p50 {baseline_row.get('ttft_p50_s')} s, {baseline_row.get('throughput_tok_s')} tok/s"
         )
     finished = utcnow()
-    data.update(accounting.stage_data(ctx.workspace.logs, started, finished))
+    data = {**wire(figures_data), **accounting.stage_data(ctx.workspace.logs, started, finished)}
     return StageResult(
         stage="capacity",
         status=status,
