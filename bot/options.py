@@ -8,12 +8,15 @@ Pure. Every numeric value is ASCII digits only (`str.isdigit` accepts `²` and `
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runners.contracts import FEATURES
+from pydantic import ValidationError
+
+from runners.contracts import FEATURES, AdapterSpec
 
 HARDWARE: tuple[str, ...] = ("a2", "a3")
 TP_MAX = 64
@@ -207,6 +210,96 @@ CANDIDATE = Option(
 #: the CLI's `--candidate`: the same grammar, plus a local repository path (`/path/to/repo@ref`)
 CANDIDATE_CLI = Option(
     CANDIDATE.flag, CANDIDATE.dest, "OWNER/REPO@REF|/PATH@REF", CANDIDATE.help, candidate_local
+)
+
+#: the adapter step (runners.adapter) on the CLI; GitHub jobs take it from the repo config key
+#: `adapter:` only (a comment may never name a command the runner executes)
+ADAPTER_USAGE = (
+    "`--adapter-command` takes a JSON list of strings, the argv of the command "
+    """(e.g. '["my-agent", "--fix"]')"""
+)
+ADAPTER_ARGV_MAX = 64
+
+
+def _adapter_command(v: str) -> list[str]:
+    """A JSON argv list (never a shell string): at least the program, strings only."""
+    try:
+        argv = json.loads(v)
+    except ValueError:
+        raise OptionError(f"{ADAPTER_USAGE} (got `{_shown(v)}`: not a JSON list)") from None
+    if not isinstance(argv, list):
+        raise OptionError(f"{ADAPTER_USAGE} (got `{_shown(v)}`: not a JSON list)")
+    if not argv or len(argv) > ADAPTER_ARGV_MAX:
+        raise OptionError(f"{ADAPTER_USAGE}: at least the program, at most {ADAPTER_ARGV_MAX} elements")
+    if not all(isinstance(a, str) for a in argv):
+        raise OptionError(f"{ADAPTER_USAGE}: its elements must all be strings")
+    if not argv[0].strip():
+        raise OptionError(f"{ADAPTER_USAGE}: the program (first element) is empty")
+    return argv
+
+
+def _positive_float(flag: str, v: str) -> float:
+    if not re.fullmatch(r"[0-9]{1,6}(\.[0-9]{1,6})?", v) or float(v) <= 0:
+        raise OptionError(f"`{flag}` must be a positive number like 0.5 (got `{_shown(v)}`)")
+    return float(v)
+
+
+def adapter_spec(
+    command: list[str] | None, attempts: str | None, timeout_s: str | None, device_hours: str | None
+) -> AdapterSpec | None:
+    """The CLI's adapter flags as one spec (None without `--adapter-command`); OptionError names
+    the flag and its allowed values."""
+    if command is None:
+        if any(x is not None for x in (attempts, timeout_s, device_hours)):
+            raise OptionError(
+                "the adapter bounds need `--adapter-command` (the adapter step is off without it)"
+            )
+        return None
+    values: dict[str, Any] = {"command": command}
+    if attempts is not None:
+        values["attempts"] = ascii_int("--adapter-attempts", attempts)
+    if timeout_s is not None:
+        values["timeout_s"] = ascii_int("--adapter-timeout", timeout_s)
+    if device_hours is not None:
+        values["device_hours"] = _positive_float("--adapter-device-hours", device_hours)
+    try:
+        return AdapterSpec.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = {"attempts": "--adapter-attempts", "timeout_s": "--adapter-timeout"}.get(
+            str(err["loc"][0]), "--adapter-" + str(err["loc"][0]).replace("_", "-")
+        )
+        raise OptionError(f"`{flag}`: {err['msg']}") from None
+
+
+ADAPTER_COMMAND = Option(
+    "--adapter-command",
+    "adapter_command",
+    "JSON-ARGV",
+    "the adapter step (off by default): a command run on the runner when a gate fails, as a JSON argv "
+    "list; its git diff of the implementation checkout is re-gated from the dummy gate",
+    _adapter_command,
+)
+#: the bounds are plain strings here, checked together by `adapter_spec`
+ADAPTER_ATTEMPTS = Option(
+    "--adapter-attempts", "adapter_attempts", "N", "adapter attempts (1..5, default 2)", str
+)
+ADAPTER_TIMEOUT = Option(
+    "--adapter-timeout", "adapter_timeout", "S", "seconds per adapter attempt (default 900)", str
+)
+ADAPTER_DEVICE_HOURS = Option(
+    "--adapter-device-hours",
+    "adapter_device_hours",
+    "H",
+    "device-hours the adapter's re-gates may use (default 0.5)",
+    str,
+)
+#: `adapt-bot run` only
+ADAPTER_CLI_OPTIONS: tuple[Option, ...] = (
+    ADAPTER_COMMAND,
+    ADAPTER_ATTEMPTS,
+    ADAPTER_TIMEOUT,
+    ADAPTER_DEVICE_HOURS,
 )
 
 #: `/adapt run` and `adapt-bot run`

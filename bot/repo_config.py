@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.config import Settings
 from bot.github_ports import ContentsReader
-from runners.contracts import ArtifactOptions
+from runners.contracts import AdapterSpec, ArtifactOptions
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,9 @@ class RepoConfig(_Strict):
     remote_code: RemoteCode = Field(default_factory=RemoteCode)
     quotas: Quotas = Field(default_factory=Quotas)
     budget: Budget = Field(default_factory=Budget)
+    #: The adapter step (runners.adapter): a command the runner runs when a gate fails, whose patch
+    #: is re-gated and, when it passes, delivered. None = off (the default). An argv list, no shell.
+    adapter: AdapterSpec | None = None
 
     def pool_for(self, hardware: str) -> str:
         return self.pools.get(hardware) or next(iter(self.pools.values()), "cpu")

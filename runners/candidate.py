@@ -49,6 +49,11 @@ def _git_env() -> dict[str, str]:
     return env
 
 
+def git_env() -> dict[str, str]:
+    """The environment every git/pip run of the runner gets: no credentials, no prompts."""
+    return _git_env()
+
+
 def git(args: list[str], cwd: Path | None = None, *, timeout: float = GIT_TIMEOUT_S) -> str:
     """`git <args>` (argv list), stdout; CandidateFailed with git's last words on failure."""
     try:
@@ -186,11 +191,18 @@ def site_env(site: Path) -> dict[str, str]:
 
 def ensure(ctx: Any) -> dict[str, str]:
     """The env addition for a server of this job: {} without a candidate; else the candidate
-    installed once per job and SHA (a marker in the site directory), then PYTHONPATH to it."""
+    installed once per job and SHA (a marker in the site directory), then PYTHONPATH to it.
+
+    An adapter patch that passed (runners.adapter) wins: `<workspace>/adapter-site` holds the
+    implementation root WITH the patch, installed the same way. A later stage on another host (no
+    shared workspace) rebuilds it from the earlier stage result's `data.adapter.patch`."""
+    root: Path = ctx.workspace.path
+    adapted = adapter_site(ctx)
+    if adapted is not None:
+        return site_env(adapted)
     cand: Candidate | None = getattr(ctx.options, "candidate", None)
     if cand is None:
         return {}
-    root: Path = ctx.workspace.path
     site = root / SITE_DIR
     marker = site / MARKER
     if marker.is_file() and marker.read_text(encoding="utf-8").strip() == cand.sha:
@@ -200,6 +212,149 @@ def ensure(ctx: Any) -> dict[str, str]:
     install(checkout, site, vllm_python(ctx.profile), ctx.workspace.log_path(LOG_NAME))
     marker.write_text(cand.sha + "\n", encoding="utf-8")
     return site_env(site)
+
+
+# -- the adapter step's implementation root (runners.adapter uses these; kept here, next to the
+# candidate they extend, because runners.candidate must not import runners.serve) ----------------
+ADAPTER_SITE = "adapter-site"
+ADAPTER_MARKER = ".adapt-adapter-patch"
+#: the package a job without a candidate hands the adapter: an empty vLLM plugin, laid out like one
+SKELETON_PACKAGE = "adapt_bot_plugin"
+SKELETON: dict[str, str] = {
+    "pyproject.toml": f"""[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{SKELETON_PACKAGE.replace("_", "-")}"
+version = "0.0.0"
+
+[project.entry-points."vllm.general_plugins"]
+{SKELETON_PACKAGE} = "{SKELETON_PACKAGE}:register"
+
+[tool.setuptools]
+packages = ["{SKELETON_PACKAGE}"]
+""",
+    f"{SKELETON_PACKAGE}/__init__.py": '"""A vLLM general plugin: register the model with vLLM here."""\n\n\n'
+    "def register() -> None:\n"
+    '    """Called by vLLM in every process (entry point group `vllm.general_plugins`)."""\n',
+}
+_SEED_ENV = {
+    "GIT_AUTHOR_NAME": "adapt-bot",
+    "GIT_AUTHOR_EMAIL": "adapt-bot@localhost",
+    "GIT_COMMITTER_NAME": "adapt-bot",
+    "GIT_COMMITTER_EMAIL": "adapt-bot@localhost",
+    "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
+}
+
+
+def git_local(args: list[str], cwd: Path) -> str:
+    """git on a repository the runner made itself (fixed identity and dates, no hooks)."""
+    proc = subprocess.run(
+        ["git", "-c", "core.hooksPath=/dev/null", *args],
+        cwd=cwd,
+        env=_git_env() | _SEED_ENV,
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_S,
+    )
+    if proc.returncode != 0:
+        raise CandidateFailed("git", f"git {args[0]} failed: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+def seed_skeleton(dest: Path) -> str:
+    """A fresh git repository at `dest` holding the empty plugin package, committed; its SHA."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    git_local(["init", "-q", "-b", "main", "."], dest)
+    for rel, text in SKELETON.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text, encoding="utf-8")
+    git_local(["add", "--", *SKELETON], dest)
+    git_local(["commit", "-q", "-m", "empty vLLM plugin package (adapt-bot adapter step)"], dest)
+    return git_local(["rev-parse", "HEAD"], dest).strip()
+
+
+def implementation_root(ctx: Any, dest: Path) -> str:
+    """The root the adapter may change, checked out fresh at `dest`: the candidate at its pinned
+    SHA when the job has one, else the plugin skeleton. Returns the base commit."""
+    cand: Candidate | None = getattr(ctx.options, "candidate", None)
+    if cand is not None:
+        fetch(cand, dest)
+        return cand.sha
+    return seed_skeleton(dest)
+
+
+def apply_patch(base: Path, base_sha: str, patch: str, dest: Path) -> None:
+    """A clean clone of `base` at `base_sha` in `dest`, with `patch` applied (`git apply`, which
+    refuses paths outside the tree); CandidateFailed("apply") when it does not apply."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    git_local(["clone", "-q", "--no-hardlinks", "--", str(base), str(dest)], base.parent)
+    git_local(["checkout", "-q", "--detach", base_sha], dest)
+    proc = subprocess.run(
+        ["git", "-c", "core.hooksPath=/dev/null", "apply", "--index", "--whitespace=nowarn", "-"],
+        cwd=dest,
+        env=_git_env(),
+        input=patch,
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_S,
+    )
+    if proc.returncode != 0:
+        raise CandidateFailed("apply", f"the patch does not apply: {proc.stderr.strip()[-300:]}")
+
+
+def patch_digest(patch: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(patch.encode("utf-8")).hexdigest()
+
+
+def install_patched(ctx: Any, patch: str, work: Path) -> Path:
+    """The implementation root with `patch`, applied to a clean checkout and installed into
+    `<workspace>/adapter-site` for this job only (the candidate's mechanism); the site path."""
+    base = work / "base"
+    base_sha = implementation_root(ctx, base)
+    applied = work / "applied"
+    apply_patch(base, base_sha, patch, applied)
+    site = ctx.workspace.path / ADAPTER_SITE
+    install(applied, site, vllm_python(ctx.profile), ctx.workspace.log_path("adapter-install"))
+    (site / ADAPTER_MARKER).write_text(patch_digest(patch) + "\n", encoding="utf-8")
+    return site
+
+
+def drop_patched(ctx: Any) -> None:
+    """Forget a trial install (a patch that did not pass never reaches a later server)."""
+    shutil.rmtree(ctx.workspace.path / ADAPTER_SITE, ignore_errors=True)
+
+
+def passed_patch(previous: Any) -> str | None:
+    """The patch an earlier stage of this job adopted (`data.adapter.patch` of a passing stage)."""
+    for res in dict(previous or {}).values():
+        data = getattr(res, "data", None) or {}
+        adapter = data.get("adapter") if isinstance(data, dict) else None
+        if isinstance(adapter, dict) and adapter.get("outcome") == "passed" and adapter.get("patch"):
+            return str(adapter["patch"])
+    return None
+
+
+def adapter_site(ctx: Any) -> Path | None:
+    """The installed adapter site for this job: as installed on this host, or rebuilt from the
+    adopted patch an earlier stage recorded; None when the job has none."""
+    site = ctx.workspace.path / ADAPTER_SITE
+    marker = site / ADAPTER_MARKER
+    adopted = passed_patch(getattr(ctx, "previous", None))
+    if marker.is_file() and (adopted is None or marker.read_text().strip() == patch_digest(adopted)):
+        return site
+    if adopted is None:
+        return None
+    ctx.progress("adapter: re-applying the adopted patch on this host")
+    install_patched(ctx, adopted, ctx.workspace.path / "adapter" / "reapply")
+    return site
 
 
 def record(ctx: Any) -> dict[str, Any] | None:

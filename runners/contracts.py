@@ -10,7 +10,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from runners import feature_catalog
 
@@ -142,6 +142,28 @@ class Candidate(BaseModel):
     url: str
 
 
+class AdapterSpec(BaseModel):
+    """The adapter step (issue 14, off by default): a command the runner runs in the job's workspace
+    when a gate fails, whose `git diff` of an implementation checkout is re-gated (runners.adapter).
+    From the repo config key `adapter:` or the CLI's `--adapter-command`; an argv list, never a shell."""
+
+    model_config = {"extra": "forbid"}
+
+    command: list[str] = Field(min_length=1, max_length=64)
+    attempts: int = Field(default=2, ge=1, le=5)
+    timeout_s: int = Field(default=900, ge=1, le=4 * 3600)
+    device_hours: float = Field(default=0.5, gt=0, le=100)
+
+    @field_validator("command")
+    @classmethod
+    def _plain_argv(cls, v: list[str]) -> list[str]:
+        if not v[0].strip():
+            raise ValueError("the command's first element (the program) is empty")
+        if any("\x00" in a or len(a) > 4096 for a in v):
+            raise ValueError("command elements must be text without NUL, at most 4096 characters each")
+        return v
+
+
 class JobOptions(BaseModel):
     """What a job was asked to do (from the issue, `/adapt run` options and repo config)."""
 
@@ -172,6 +194,8 @@ class JobOptions(BaseModel):
     accuracy_references: dict[str, dict[str, float]] | None = None
     #: A contributor branch to install for this job only (runners.candidate); None = none.
     candidate: Candidate | None = None
+    #: The adapter step (runners.adapter): None = off (the default).
+    adapter: AdapterSpec | None = None
 
 
 # -- the runner channel (runners/host/) ------------------------------------------------------------

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.options import CANDIDATE_CLI, RUN_OPTIONS
+from bot.options import ADAPTER_CLI_OPTIONS, CANDIDATE_CLI, RUN_OPTIONS, OptionError, adapter_spec
 from bot.options import add_arguments as add_job_options
 from runners.contracts import RUNNER_STAGES, ArtifactOptions, Candidate, JobOptions
 from runners.model_ref import ModelRefError, parse_model_ref
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--issue", type=int, default=None, help="issue number (names the branch)")
     # the grammar of `/adapt run`, limits included (bot/options.py); `--candidate` also takes a local path
     add_job_options(parser, tuple(CANDIDATE_CLI if o.dest == "candidate" else o for o in RUN_OPTIONS))
+    add_job_options(parser, ADAPTER_CLI_OPTIONS)  # the adapter step: CLI only (GitHub: repo config)
     parser.add_argument("--models-root", type=Path, default=None, help="root for hub ids (/models)")
     parser.add_argument("--signoff", default=None, help='"Name <email>" for the Signed-off-by trailer')
     parser.add_argument("--vllm", type=Path, default=None, help="vLLM checkout for the registry verdict")
@@ -57,9 +58,22 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         features=args.features,
         capacity_steps=args.capacity_steps,
         candidate=pin_candidate(getattr(args, "candidate", None)),
+        adapter=_adapter(args),
         issue=args.issue,
         trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
     )
+
+
+def _adapter(args: argparse.Namespace) -> Any:
+    try:
+        return adapter_spec(
+            getattr(args, "adapter_command", None),
+            getattr(args, "adapter_attempts", None),
+            getattr(args, "adapter_timeout", None),
+            getattr(args, "adapter_device_hours", None),
+        )
+    except OptionError as exc:
+        raise ValueError(str(exc).replace("`", "")) from None
 
 
 def pin_candidate(spec: dict[str, Any] | None) -> Candidate | None:

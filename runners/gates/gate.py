@@ -448,7 +448,61 @@ def run_ladder(
 def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> StageResult:
     """The dummy or real gate. The real gate also starts the transformers reference at once (it
     overlaps the server's start) and, on the server that answered its smoke, compares the two
-    (runners.gates.checks); the reference process never outlives the stage."""
+    (runners.gates.checks); the reference process never outlives the stage.
+
+    A gate that fails after its ladder runs the job's adapter step when it has one (runners.adapter,
+    off by default), in this same stage: each patch is installed and re-gated from the dummy gate."""
+    result = _gate_stage(ctx, stage=stage, load_format=load_format)
+    spec = getattr(ctx.options, "adapter", None)
+    if spec is None or result.ok or result.reason in ADAPTER_NOT_FOR or ctx.cancel.is_set():
+        return result
+    return _with_adapter(ctx, spec, result, stage=stage, load_format=load_format)
+
+
+#: failures no code patch can change (the checkpoint is missing, the job was stopped)
+ADAPTER_NOT_FOR = frozenset({"no-weights", "cancelled"})
+
+
+def _with_adapter(
+    ctx: StageContext, spec: Any, failed: StageResult, *, stage: str, load_format: str | None
+) -> StageResult:
+    from runners import adapter
+
+    rounds = [0]
+
+    def regate() -> list[StageResult]:
+        rounds[0] += 1
+        tag = f"adapter{rounds[0]}"
+        dummy = _gate_stage(ctx, stage="dummy-gate", load_format="dummy", log_name=f"dummy-gate-{tag}")
+        if stage == "dummy-gate" or not dummy.ok:
+            return [dummy]
+        return [dummy, _gate_stage(ctx, stage=stage, load_format=load_format, log_name=f"{stage}-{tag}")]
+
+    analysis = ctx.previous.get("analyze")
+    record, passing = adapter.run_step(
+        ctx, spec, failed, regate, analysis.data if analysis is not None else model_facts(ctx)
+    )
+    text = adapter.render_text(record)
+    if passing is not None:
+        passing.data["adapter"] = record
+        passing.data["adapter_first_failure"] = {
+            "reason": failed.reason,
+            "diagnosis": failed.diagnosis,
+            "log_path": failed.data.get("log_path"),
+        }
+        passing.diagnosis = f"{passing.diagnosis} {text}".strip() if passing.diagnosis else text
+        passing.started_at = failed.started_at
+        return passing
+    failed.data["adapter"] = record
+    failed.diagnosis = f"{failed.diagnosis or ''} {text}".strip()
+    failed.finished_at = utcnow()
+    return failed
+
+
+def _gate_stage(
+    ctx: StageContext, *, stage: str, load_format: str | None, log_name: str | None = None
+) -> StageResult:
+    """One gate with its ladder (no adapter step)."""
     started = utcnow()
     facts = model_facts(ctx)
     if load_format is None and not has_weights(ctx.model_path):
@@ -473,6 +527,7 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
             started=started,
             chat=chat,
             on_ready=_ready_checks(ctx, ref, real=real, chat=chat),
+            log_name=log_name or stage,
         )
     finally:
         if ref is not None:
@@ -526,12 +581,13 @@ def _gate(
     started: Any,
     chat: bool,
     on_ready: Callable[[RunningServer, Attempt], None],
+    log_name: str,
 ) -> StageResult:
     prof: Profile = ctx.profile
     multimodal = bool(facts.get("multimodal"))
     real = stage == "real-gate"
     first = attempt(
-        ctx, log_name=stage, load_format=load_format, multimodal=multimodal, chat=chat, on_ready=on_ready
+        ctx, log_name=log_name, load_format=load_format, multimodal=multimodal, chat=chat, on_ready=on_ready
     )
     data: dict[str, Any] = {
         "load_format": load_format or "auto",
@@ -574,7 +630,12 @@ def _gate(
             )
 
         records, passing, stop = run_ladder(
-            ctx, first, base_log=stage, run=run, multimodal=multimodal, zero_code=zero_code_steps(ctx, facts)
+            ctx,
+            first,
+            base_log=log_name,
+            run=run,
+            multimodal=multimodal,
+            zero_code=zero_code_steps(ctx, facts),
         )
     data["ladder"] = [r.model_dump() for r in records]
     data["first_failure"] = {"reason": first.reason, "signature": first.signature, "log_path": first.log_path}
