@@ -281,6 +281,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         artifacts=cfg.artifacts,
         # the repository's opt-in: a checkpoint's own Python may run on the runner only if allowed
         trust_remote_code=cfg.remote_code.allow,
+        adapter=cfg.adapter,  # the adapter step: from the repo config only, never from a comment
     )
     job = Job(
         repo=intent.repo,
