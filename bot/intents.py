@@ -25,7 +25,7 @@ from bot.jobs import machine
 from bot.jobs.machine import NoChange, TransitionError
 from bot.jobs.model import Job
 from bot.jobs.store import ActiveJobExists, JobStore
-from runners.accuracy.references import parse_references
+from runners.accuracy.references import merge_card, parse_references
 from runners.contracts import STAGES, JobOptions, StageRequest
 from runners.model_ref import USAGE as MODEL_USAGE
 from runners.model_ref import ModelRefError, find_model_ref
@@ -109,6 +109,24 @@ def refresh_status(deps: Deps, gh: InstallationClient, job_id: str) -> Job | Non
         from bot.checks import refresh_job_check  # the job's check run follows the same state
 
         refresh_job_check(deps, gh, job)
+        return job
+
+
+def adopt_card_references(deps: Deps, job: Job, card: dict[str, dict[str, float]]) -> Job:
+    """The model card's published scores (read by the pre-flight) join the job's references for
+    the tasks the issue does not name: the issue's own figures win (runners.accuracy.references)."""
+    merged = merge_card(job.options.accuracy_references, card)
+    if merged == (job.options.accuracy_references or {}):
+        return job
+
+    def put(j: Job) -> Job:
+        j = j.model_copy(deep=True)
+        j.options.accuracy_references = merged
+        return j
+
+    try:
+        return deps.store.update(job.id, put)
+    except NoChange:
         return job
 
 

@@ -358,6 +358,29 @@ class PreflightOutcome:
     error_code: str | None = None
     #: this job's estimate against the repository's budget (when a JobPlan was given)
     budget: BudgetVerdict | None = None
+    #: published scores the model card (README.md) gives, {task: {"*": fraction}}; {} = none
+    card_references: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+#: bytes of README.md read for the model card's scores (its front matter comes first)
+CARD_BYTES = 256 * 1024
+
+
+def card_references(
+    hub_id: str, revision: str, *, endpoint: str | None, token: str | bool | None, timeout: float
+) -> dict[str, dict[str, float]]:
+    """The model card's published scores (runners.accuracy.model_card) at the pinned revision.
+    One bounded range read; no card, a hub error or a card we cannot read is {} (a reference only
+    ever adds a flag, so it never holds up a job)."""
+    from runners.accuracy.model_card import parse_model_card
+    from runners.analysis.hub import HubError, HubReader
+
+    reader = HubReader(hub_id, endpoint=endpoint, token=token, timeout=timeout, max_retries=0)
+    try:
+        body, _ = reader.get(reader.url("README.md", revision), (0, CARD_BYTES - 1))
+    except HubError:
+        return {}
+    return parse_model_card(body[:CARD_BYTES])
 
 
 def run_preflight(
@@ -409,6 +432,17 @@ def run_preflight(
         )
         return PreflightOutcome(body, None, True, False, None, exc.code)
     budget = budget_verdict(result, plan) if plan is not None else None
+    card = (
+        card_references(hub_id, result.revision, endpoint=endpoint, token=token, timeout=timeout)
+        if result.revision
+        else {}
+    )
     return PreflightOutcome(
-        render_preflight(result, budget), result.revision, stops_job(result), False, result, budget=budget
+        render_preflight(result, budget),
+        result.revision,
+        stops_job(result),
+        False,
+        result,
+        budget=budget,
+        card_references=card,
     )

@@ -265,6 +265,8 @@ def preflight(job_id: str) -> str:
             return j
 
         job = d.store.update(job_id, pin)
+    if outcome.card_references:  # the model card's scores, for the tasks the issue names none for
+        job = intents.adopt_card_references(d, job, outcome.card_references)
     intents.enqueue_stage(d, job)
     return "passed"
 

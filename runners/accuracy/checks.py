@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runners.accuracy.ci import ci_passes
+from runners.render import render
 
 CHANCE_MARGIN = 0.02
 REFERENCE_FRACTION = 0.5
@@ -45,9 +46,14 @@ def chance_level(task: str, metric: str) -> tuple[float, str] | None:
 
 
 def judge_metric(
-    task: str, metric: str, value: float, stderr: float | None, reference: float | None = None
+    task: str,
+    metric: str,
+    value: float,
+    stderr: float | None,
+    reference: float | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """One metric's plausibility: {"implausible", "why", "chance", "reference"}."""
+    """One metric's plausibility: {"implausible", "why", "chance", "reference", "reference_source"}."""
     reasons: list[str] = []
     chance = chance_level(task, metric)
     if chance is not None:
@@ -58,20 +64,26 @@ def judge_metric(
     elif value == 0.0:
         reasons.append("0.0: no document scored")
     if reference is not None and value < REFERENCE_FRACTION * reference:
-        reasons.append(f"{value:.4f} is far below the reference {reference:.4f}")
+        named = render("artifacts/reference_source.txt.j2", reference=reference, source=source).strip()
+        reasons.append(f"{value:.4f} is far below {named}")
     return {
         "implausible": bool(reasons),
         "why": "; ".join(reasons) or None,
         "chance": chance[0] if chance else None,
         "reference": reference,
+        "reference_source": source if reference is not None else None,
     }
 
 
 def plausibility(
-    tasks: Sequence[Mapping[str, Any]], references: Mapping[tuple[str, str], float] | None = None
+    tasks: Sequence[Mapping[str, Any]],
+    references: Mapping[tuple[str, str], float] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Every metric judged; `implausible` is true when any metric is."""
+    """Every metric judged; `implausible` is true when any metric is. `sources`: {task: where its
+    reference came from} ("issue", "model card", "transformers"), named in the flag's wording."""
     refs = references or {}
+    where = sources or {}
     rows = []
     for task in tasks:
         # a task-level reference (metric "*": the model card did not say which) judges the best metric
@@ -80,7 +92,9 @@ def plausibility(
             ref = refs.get((task["name"], m["name"]))
             if ref is None and m is best:
                 ref = refs.get((task["name"], "*"))
-            verdict = judge_metric(task["name"], m["name"], m["value"], m.get("stderr"), ref)
+            verdict = judge_metric(
+                task["name"], m["name"], m["value"], m.get("stderr"), ref, where.get(task["name"])
+            )
             rows.append({"task": task["name"], "metric": m["name"], "value": m["value"], **verdict})
     why = [f"{r['task']} {r['metric']}: {r['why']}" for r in rows if r["implausible"]]
     return {"implausible": bool(why), "why": "; ".join(why) or None, "metrics": rows}

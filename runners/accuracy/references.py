@@ -49,3 +49,38 @@ def parse_references(body: str | None) -> dict[str, dict[str, float]]:
         out.setdefault(m.group("task"), {})[m.group("metric") or ANY_METRIC] = round(value, 6)
         count += 1
     return out
+
+
+#: where a reference came from, as the accuracy stage records and the report shows it
+SOURCE_ISSUE = "issue"
+SOURCE_CARD = "model card"
+SOURCE_TRANSFORMERS = "transformers"
+SOURCE_ENV = "environment"
+#: JobOptions.accuracy_references holds numbers only ({task: {metric: float}}); a task the model
+#: card filled carries this extra key (never a metric lm-eval reports, so no check ever reads it)
+CARD_MARK = "source=model card"
+
+
+def merge_card(
+    issue: dict[str, dict[str, float]] | None, card: dict[str, dict[str, float]] | None
+) -> dict[str, dict[str, float]]:
+    """The issue's references, plus the card's for the tasks the issue does not name (marked)."""
+    out = {t: dict(m) for t, m in (issue or {}).items()}
+    for task, metrics in (card or {}).items():
+        if task not in out and len(out) < MAX_REFERENCES:
+            out[task] = {**metrics, CARD_MARK: 1.0}
+    return out
+
+
+def split_sources(
+    refs: dict[str, dict[str, float]], default: str = SOURCE_ISSUE
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """(references without the marks, {task: source}); unmarked tasks have `default`."""
+    clean: dict[str, dict[str, float]] = {}
+    sources: dict[str, str] = {}
+    for task, metrics in refs.items():
+        vals = {m: v for m, v in metrics.items() if m != CARD_MARK}
+        if vals:
+            clean[task] = vals
+            sources[task] = SOURCE_CARD if CARD_MARK in metrics else default
+    return clean, sources
