@@ -667,13 +667,15 @@ def deliver(
         nightly_section=getattr(wanted, "nightly_section", None),
     )
     files = rebased.files
-    code_changes: list[str] = []
+    from runners.candidate import adapter_files, adapter_rationale, delivered_files
+
+    code: dict[str, bytes] = {}
     cand = getattr(options, "candidate", None)
     if cand is not None:  # its minimal diff, computed HERE from git at the pinned SHA, never runner output
-        from runners.candidate import delivered_files
-
         code = delivered_files(cand)
-        files, code_changes = {**files, **code}, sorted(code)
+    # an adopted adapter patch (runners.adapter): its recorded files, re-checked against the budget here
+    code.update(adapter_files(results, code))
+    files, code_changes = {**files, **code}, sorted(code)
     paths = sorted(files)
     done = deliver_pr(
         gh,
@@ -682,7 +684,13 @@ def deliver(
         branch=branch,
         title=pr_title(options, results),
         body=pr_body(
-            options, results, job_id=job.id, files=paths, code_changes=code_changes, report_url=logs_url
+            options,
+            results,
+            job_id=job.id,
+            files=paths,
+            code_changes=code_changes,
+            code_rationale=adapter_rationale(results),
+            report_url=logs_url,
         ),
         message=commit_message(options, results),
         signoff=signoff,

@@ -149,14 +149,16 @@ def print_outcome(outcome: LocalRunOutcome, repo: Path) -> int:
 
 def _deliver(cfg: LocalRunConfig, ws: Workspace) -> dict[str, Any]:
     from runners.artifacts import commit_message
+    from runners.candidate import adapter_files, delivered_files
     from runners.delivery_local import commit_local
 
+    code: dict[str, bytes] = {}
     if cfg.options.candidate is not None:  # its minimal diff, fetched here at the pinned SHA
-        from runners.candidate import delivered_files
-
-        for rel, data in delivered_files(cfg.options.candidate).items():
-            (ws.repo_files / rel).parent.mkdir(parents=True, exist_ok=True)
-            (ws.repo_files / rel).write_bytes(data)
+        code = delivered_files(cfg.options.candidate)
+    code.update(adapter_files(ws.load_results(), code))  # an adopted adapter patch (runners.adapter)
+    for rel, data in code.items():
+        (ws.repo_files / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws.repo_files / rel).write_bytes(data)
     analysis = ws.load_result("analyze")
     message = commit_message(
         options=cfg.options, analysis=analysis.data if analysis else {}, results=ws.load_results()

@@ -488,3 +488,49 @@ def delivered_files(cand: Candidate) -> dict[str, bytes]:
 
     with tempfile.TemporaryDirectory(prefix="adapt-candidate-") as tmp:
         return candidate_diff(cand, Path(tmp) / "checkout").files
+
+
+# -- delivery of an adapter patch (runners.adapter) --------------------------------------------------
+
+
+def adopted_adapter(results: Any) -> tuple[str, dict[str, Any]] | None:
+    """(stage, `data.adapter`) of the passing stage whose adapter patch the job adopted, or None."""
+    for stage, res in dict(results or {}).items():
+        data = getattr(res, "data", None) or {}
+        rec = data.get("adapter") if isinstance(data, dict) else None
+        if isinstance(rec, dict) and rec.get("outcome") == "passed" and getattr(res, "ok", False):
+            return str(stage), rec
+    return None
+
+
+def adapter_files(results: Any, already: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """The files the adopted adapter patch delivers (path -> content), checked again here against
+    the candidate budget (the runner that recorded them is not trusted), together with the
+    candidate's own files (`already`) when the job has both; CandidateFailed("budget") otherwise."""
+    found = adopted_adapter(results)
+    if found is None:
+        return {}
+    raw = found[1].get("files")
+    texts = isinstance(raw, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items())
+    if not texts or not isinstance(raw, dict):
+        raise CandidateFailed("budget", "the adapter's recorded files are not a path -> text mapping")
+    files = {k: v.encode("utf-8") for k, v in raw.items()}
+    union = {**(already or {}), **files}
+    entries = [DiffEntry(p, "M", b"\0" in data, len(data)) for p, data in union.items()]
+    problems = budget_problems(entries)
+    if problems:
+        raise CandidateFailed(
+            "budget", "the adapter's patch does not fit the delivery budget: " + "; ".join(problems)
+        )
+    return files
+
+
+def adapter_rationale(results: Any) -> str | None:
+    """The PR body's sentence naming the files that came from the adapter (templates/artifacts)."""
+    found = adopted_adapter(results)
+    if found is None:
+        return None
+    from runners.render import render
+
+    stage, rec = found
+    return render("artifacts/adapter_files.txt.j2", stage=stage, record=rec).strip()

@@ -214,3 +214,27 @@ def test_the_repo_config_adapter_key() -> None:
     assert bad.error is not None and "adapter.attempts" in bad.error
     bad = parse("adapter:\n  command: [a]\n  shell: true\n", settings)
     assert bad.error is not None and "adapter.shell" in bad.error
+
+
+def test_adapt_bot_run_takes_the_adapter_flags(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import argparse
+
+    from bot.cli.run import add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    model = tmp_path / "m"
+    model.mkdir()
+    base = [str(model), "--repo", str(tmp_path)]
+    args = parser.parse_args([*base, "--adapter-command", '["my-agent", "--fix"]', "--adapter-attempts", "3"])
+    opts = options_from_args(args)
+    assert opts.adapter is not None and opts.adapter.command == ["my-agent", "--fix"]
+    assert opts.adapter.attempts == 3 and opts.adapter.timeout_s == 900
+    assert options_from_args(parser.parse_args(base)).adapter is None  # off by default
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--adapter-command", "my-agent --fix"])
+    assert "JSON list" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="adapter-attempts"):
+        options_from_args(parser.parse_args([*base, "--adapter-command", '["a"]', "--adapter-attempts", "0"]))
+    with pytest.raises(ValueError, match="need --adapter-command"):
+        options_from_args(parser.parse_args([*base, "--adapter-timeout", "5"]))
