@@ -318,8 +318,11 @@ def _attempt(
     base = work / "base"
     checkout = work / "checkout"
     att: dict[str, Any] = {"attempt": n, "argv": shown_argv(spec.command)}
-    base_sha = cand_mod.implementation_root(ctx, base)
-    _clone(base, base_sha, checkout)
+    try:
+        base_sha = cand_mod.implementation_root(ctx, base)
+        _clone(base, base_sha, checkout)
+    except cand_mod.CandidateFailed as exc:
+        return _done(att, root, n, "setup-failed", f"no checkout for the adapter ({exc.step}): {exc}"), None
     history_file = _write_json(
         work / "history.json",
         [{k: v for k, v in a.items() if not k.startswith("_")} for a in _history(root, n)],
@@ -407,3 +410,8 @@ def render_text(record: Mapping[str, Any]) -> str:
     from runners.render import render
 
     return render("gates/adapter.txt.j2", record=record).strip()
+
+
+def drop(ctx: Any) -> None:
+    """Forget a trial install after an error (runners.gates.gate)."""
+    cand_mod.drop_patched(ctx)

@@ -479,9 +479,15 @@ def _with_adapter(
         return [dummy, _gate_stage(ctx, stage=stage, load_format=load_format, log_name=f"{stage}-{tag}")]
 
     analysis = ctx.previous.get("analyze")
-    record, passing = adapter.run_step(
-        ctx, spec, failed, regate, analysis.data if analysis is not None else model_facts(ctx)
-    )
+    try:
+        record, passing = adapter.run_step(
+            ctx, spec, failed, regate, analysis.data if analysis is not None else model_facts(ctx)
+        )
+    except Exception as exc:  # the step must never hide the gate's own failure
+        adapter.drop(ctx)
+        record = {"command": adapter.shown_argv(spec.command), "attempts": [], "outcome": "error"}
+        record["stopped"] = f"error: {type(exc).__name__}: {str(exc)[:300]}"
+        passing = None
     text = adapter.render_text(record)
     if passing is not None:
         passing.data["adapter"] = record
