@@ -238,3 +238,26 @@ def test_adapt_bot_run_takes_the_adapter_flags(tmp_path: Path, capsys) -> None: 
         options_from_args(parser.parse_args([*base, "--adapter-command", '["a"]', "--adapter-attempts", "0"]))
     with pytest.raises(ValueError, match="need --adapter-command"):
         options_from_args(parser.parse_args([*base, "--adapter-timeout", "5"]))
+
+
+def test_a_failed_gate_runs_the_step_and_keeps_its_own_failure(tmp_path: Path) -> None:
+    """run_gate with a real (shell) server that crashes: the adapter runs in the same stage, its
+    bounded record lands in data.adapter and the diagnosis, the gate's reason is unchanged."""
+    from runners.gates.gate import run_gate
+    from tests.gates.conftest import shell_profile
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}', encoding="utf-8")
+    argv = _script(tmp_path, "noop", "print('looked, changed nothing')")
+    spec = AdapterSpec(command=argv, attempts=1)
+    ctx = make_ctx(tmp_path, model, shell_profile("echo 'RuntimeError: boom' >&2; exit 1"), adapter=spec)
+    result = run_gate(ctx, stage="dummy-gate", load_format="dummy")
+    assert result.status == "failed" and result.reason not in (None, "adapter")
+    rec = result.data["adapter"]
+    assert rec["outcome"] == "bounded" and rec["attempts"][0]["outcome"] == "no-change"
+    assert "adapter step" in (result.diagnosis or "") and "Nothing it wrote is committed" in result.diagnosis
+    log = Path(rec["attempts"][0]["log_path"]).read_text()
+    assert "looked, changed nothing" in log
+    off = make_ctx(tmp_path / "off", model, shell_profile("exit 1"))
+    assert "adapter" not in run_gate(off, stage="dummy-gate", load_format="dummy").data  # off by default
