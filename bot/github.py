@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -269,6 +270,12 @@ class InstallationClient:
         data: dict[str, Any] = dict(resp.json())
         return data
 
+    def get_pull(self, repo: str, number: int) -> dict[str, Any]:
+        o, r = repo.split("/", 1)
+        resp = self.call(f"GET pull {repo}#{number}", lambda: self.gh.rest.pulls.get(o, r, number))
+        data: dict[str, Any] = dict(resp.json())
+        return data
+
     def list_comments(self, repo: str, number: int, max_pages: int = 30) -> list[dict[str, Any]]:
         o, r = repo.split("/", 1)
         out: list[dict[str, Any]] = []
@@ -418,3 +425,36 @@ def pin_candidate(gh: InstallationClient, spec: dict[str, Any], url_template: st
     if sha is None:
         raise CandidateError(f"GitHub knows no commit `{ref}` in `{repo}` (a branch, tag or commit SHA)")
     return Candidate(repo=repo, ref=ref, sha=sha.lower(), url=url_template.format(repo=repo))
+
+
+@dataclass(frozen=True)
+class PullCandidate:
+    """`--candidate this` on a pull request: its head pinned, and the issue it links."""
+
+    candidate: Candidate
+    issue: int
+    pr: int
+
+
+def pin_pull_candidate(gh: InstallationClient, repo: str, pr: int, url_template: str) -> PullCandidate:
+    """The PR's head commit (as GitHub reports it now) as the candidate, and the issue the PR links
+    with a closing keyword or `#N` in its title or body (bot.pr_links); refused when it links none."""
+    from bot.pr_links import linked_issue
+
+    data = gh.get_pull(repo, pr)
+    head: dict[str, Any] = data["head"] if isinstance(data.get("head"), dict) else {}
+    head_repo: dict[str, Any] = head["repo"] if isinstance(head.get("repo"), dict) else {}
+    full_name, ref, sha = head_repo.get("full_name"), head.get("ref"), head.get("sha")
+    if not (isinstance(full_name, str) and isinstance(ref, str) and isinstance(sha, str)):
+        raise CandidateError(f"pull request #{pr} has no readable head (its fork may have been deleted)")
+    issue = linked_issue(f"{data.get('title') or ''}\n{data.get('body') or ''}", not_=pr)
+    if issue is None:
+        raise CandidateError(
+            f"pull request #{pr} links no issue: say which one in its description (e.g. `Fixes #12`), "
+            "then comment `/adapt run --candidate this` again"
+        )
+    try:
+        cand = Candidate(repo=full_name, ref=ref, sha=sha.lower(), url=url_template.format(repo=full_name))
+    except ValueError as exc:
+        raise CandidateError(f"pull request #{pr}: its head cannot be a candidate ({exc})") from None
+    return PullCandidate(candidate=cand, issue=issue, pr=pr)

@@ -20,7 +20,15 @@ from bot import comments, permissions, quotas, repo_config, runner_link
 from bot.commands import BY_NAME
 from bot.config import Settings
 from bot.events import Intent
-from bot.github import CandidateError, GitHubClient, GitHubError, InstallationClient, pin_candidate
+from bot.github import (
+    CandidateError,
+    GitHubClient,
+    GitHubError,
+    InstallationClient,
+    PullCandidate,
+    pin_candidate,
+    pin_pull_candidate,
+)
 from bot.jobs import machine
 from bot.jobs.machine import NoChange, TransitionError
 from bot.jobs.model import Job
@@ -251,7 +259,12 @@ def _command_name(intent: Intent) -> str:
 def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_config.LoadedConfig) -> str:
     assert intent.repo is not None and intent.issue is not None
     cfg = loaded.config
-    if intent.is_pull_request:
+    this_pr = bool((intent.options.get("candidate") or {}).get("this"))
+    if this_pr and not intent.is_pull_request:
+        _reply(gh, intent, "refused", error="`--candidate this` works in a comment on a pull request")
+        _react(gh, intent, "confused")
+        return "refused: --candidate this outside a pull request"
+    if intent.is_pull_request and not this_pr:
         job = _find_job(deps, intent)
         msg = (
             f"this pull request belongs to job `{job.id}`; use `/adapt rerun <stage>` to run stages again"
@@ -261,6 +274,46 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         _reply(gh, intent, "refused", error=msg)
         _react(gh, intent, "confused")
         return "refused: run on a pull request"
+    pull: PullCandidate | None = None
+    if this_pr:  # the PR's head, for the issue it links: the job runs (and reports) there
+        no = permissions.refusal(
+            gh, intent.repo, [intent.sender, intent.editor], cfg.candidate_permission, deps.redis,
+            deps.settings.permission_cache_s,
+        )  # fmt: skip
+        if no is not None:
+            _reply(gh, intent, "permission", needed=no.needed, level=no.level, detail=cfg.label, who=no.user)
+            _react(gh, intent, "confused")
+            return f"refused: --candidate: {no}"
+        try:
+            pull = pin_pull_candidate(gh, intent.repo, intent.issue, deps.settings.candidate_git_url)
+            linked = gh.get_issue(intent.repo, pull.issue)
+        except CandidateError as exc:
+            _reply(gh, intent, "refused", error=str(exc))
+            _react(gh, intent, "confused")
+            return f"refused: --candidate this: {exc}"
+        except GitHubError as exc:
+            if exc.status != 404:
+                raise
+            linked_n = pull.issue if pull else "?"
+            error = f"pull request #{intent.issue} links #{linked_n}, which is not an issue here"
+            _reply(gh, intent, "refused", error=error)
+            _react(gh, intent, "confused")
+            return f"refused: --candidate this: {error}"
+        if linked.get("pull_request"):
+            error = f"pull request #{intent.issue} links #{pull.issue}, which is a pull request, not an issue"
+            _reply(gh, intent, "refused", error=error)
+            _react(gh, intent, "confused")
+            return f"refused: --candidate this: {error}"
+        intent = intent.model_copy(
+            update={
+                "issue": pull.issue,
+                "is_pull_request": False,
+                "issue_title": str(linked.get("title") or ""),
+                "issue_body": str(linked.get("body") or ""),
+                "pr": pull.pr,
+            }
+        )
+    assert intent.repo is not None and intent.issue is not None  # (narrowed again after the copy)
     try:
         ref = find_model_ref(intent.issue_title, intent.issue_body)
     except ModelRefError as exc:
@@ -268,8 +321,9 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         _react(gh, intent, "confused")
         return f"no model: {exc}"
     opts = intent.options
-    candidate = None
-    if opts.get("candidate"):  # a contributor branch: its own permission, pinned to a SHA here
+    candidate = pull.candidate if pull is not None else None
+    # a contributor branch: its own permission, pinned to a SHA here
+    if opts.get("candidate") and pull is None:
         no = permissions.refusal(
             gh, intent.repo, [intent.sender, intent.editor], cfg.candidate_permission, deps.redis,
             deps.settings.permission_cache_s,
@@ -346,6 +400,12 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         current = deps.store.get(job.id) or job
         start_first_stage(deps, current)
     _react(gh, intent, "rocket")
+    if pull is not None:  # say on the PR where the job reports (its status comment is on the issue)
+        c = pull.candidate
+        detail = {"issue": pull.issue, "sha": c.sha, "repo": c.repo, "ref": c.ref}
+        on_pr = intent.model_copy(update={"issue": pull.pr})
+        _reply(gh, on_pr, "candidate-this", job=job, detail=detail, status_url=status_url(job))
+        return f"started job {job.id} for #{pull.issue} with the head of #{pull.pr}"
     return f"started job {job.id}"
 
 

@@ -99,7 +99,10 @@ CANDIDATE_PATH_MAX = 1024
 _OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _REPO_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _REF = re.compile(rf"[A-Za-z0-9._/-]{{1,{CANDIDATE_REF_MAX}}}")
-CANDIDATE_USAGE = "`--candidate` takes `<owner>/<repo>@<ref>` (a branch, tag or commit of a GitHub repo)"
+CANDIDATE_USAGE = (
+    "`--candidate` takes `<owner>/<repo>@<ref>` (a branch, tag or commit of a GitHub repo), or `this` "
+    "in a comment on a pull request that links the issue"
+)
 
 
 def candidate_spec(repo: str, ref: str, *, local: bool = False) -> dict[str, Any]:
@@ -125,8 +128,14 @@ def _ref(v: str, ref: str) -> str:
     return ref
 
 
+#: `--candidate this` on a pull request: the PR's own head (bot.github.pin_pull_candidate)
+CANDIDATE_THIS = "this"
+
+
 def _candidate(v: str) -> dict[str, Any]:
-    """`owner/repo@ref`, GitHub's name rules; anything else is refused with the usage."""
+    """`owner/repo@ref`, GitHub's name rules, or `this` (on a PR); anything else gets the usage."""
+    if v == CANDIDATE_THIS:
+        return {"this": True, "local": False}
     where, at, ref = v.rpartition("@")
     owner, slash, name = where.partition("/")
     named = bool(slash) and bool(_OWNER.fullmatch(owner)) and bool(_REPO_NAME.fullmatch(name))
@@ -137,6 +146,8 @@ def _candidate(v: str) -> dict[str, Any]:
 
 def candidate_local(v: str) -> dict[str, Any]:
     """The CLI's form: also `/absolute/path/to/git/repo@ref` (a local repository; never from GitHub)."""
+    if v == CANDIDATE_THIS:
+        raise OptionError("`--candidate this` works in a comment on a pull request, not on the CLI")
     if not v.startswith("/"):
         return _candidate(v)
     where, at, ref = v.rpartition("@")

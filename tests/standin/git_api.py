@@ -102,6 +102,49 @@ def push_commit(
     return commit
 
 
+def open_fork_pull(
+    state: StandinState,
+    full_name: str,
+    fork: str,
+    branch: str,
+    sha: str,
+    *,
+    title: str,
+    body: str,
+    author: str = "contributor",
+) -> int:
+    """A contributor's PR from `fork:branch` (head at `sha`) into `full_name`, as GitHub shows it.
+    The fork is a repository of its own (no installation of the App: a contributor's account)."""
+    world = git_world(state)
+    if fork not in state.repos:
+        state.add_repo(fork, installation_id=9999)
+    with state.lock:
+        world["refs"].setdefault(fork, {})[f"refs/heads/{branch}"] = sha
+        issue = state.add_issue(full_name, title, body, author=author, pull_request=True)
+        ts = shapes.now_iso()
+        pr = {
+            "_repo": full_name,
+            "_head_repo": fork,
+            "id": state.next_id(),
+            "node_id": f"PR_{issue['number']}_{state.repos[full_name].id}",
+            "number": issue["number"],
+            "state": "open",
+            "title": title,
+            "body": body,
+            "draft": False,
+            "head_ref": branch,
+            "head_sha": sha,
+            "base_ref": "main",
+            "maintainer_can_modify": True,
+            "_draft_log": ["opened"],
+            "created_at": ts,
+            "updated_at": ts,
+        }
+        world["pulls"].setdefault(full_name, {})[pr["number"]] = pr
+        world["graphql_nodes"][pr["node_id"]] = (full_name, pr["number"])
+    return int(issue["number"])
+
+
 def close_pull(state: StandinState, full_name: str, number: int, *, merged: bool, by: str) -> dict[str, Any]:
     """Close (or merge) a PR as a person would in the UI; returns the PR as the webhook carries it."""
     world = git_world(state)
