@@ -210,14 +210,12 @@ class LoadFinding(BaseModel):
 
 
 class GateData(StageData):
-    """The dummy and the real gate (runners.gates.gate: Attempt.data() plus the ladder)."""
+    """The dummy and the real gate (runners.gates.gate: Attempt.data() plus the ladder). Typed: what
+    the readers need; the rest (command line, load format, parity and quality for runners.verdict,
+    the zero-code recipe for runners.recipe) is kept as the gate wrote it."""
 
-    load_format: str | None = None
-    facts_source: str | None = None
     #: the `vllm serve` argv of the first start
     argv: list[str] | None = None
-    #: the same as one shell line, environment prefix included
-    command: str | None = None
     env: dict[str, str] | None = None
     log_path: str | None = None
     ready_after_s: float | None = None
@@ -226,7 +224,6 @@ class GateData(StageData):
     image_ok: bool | None = None
     #: the first error signature in the serve log (runners.gates.evidence)
     signature: str | None = None
-    duration_s: float | None = None
     ladder: list[Rung] = Field(default_factory=list)
     load_findings: list[LoadFinding] = Field(default_factory=list)
 
@@ -234,7 +231,6 @@ class GateData(StageData):
     @classmethod
     def _names(cls, data: Any) -> Any:
         data = _renamed(data, "argv", "serve_argv")
-        data = _renamed(data, "command", "serve_command")
         data = _renamed(data, "env", "serve_env")
         data = _renamed(data, "log_path", "serve_log", "log")
         data = _renamed(data, "ready_after_s", "ready_s", "ready_time_s", "time_to_ready_s")
@@ -299,13 +295,10 @@ class FeatureRow(BaseModel):
 
 
 class FeaturesData(StageData):
-    """The feature matrix (runners.stages.features) and what decided it."""
+    """The feature matrix (runners.stages.features). Only what the readers need is typed: the stage
+    owns its other keys (probes, load formats, waves) and changes them freely."""
 
     features: dict[str, FeatureRow] = Field(default_factory=dict)
-    probes: dict[str, Any] = Field(default_factory=dict)
-    profile: str | None = None
-    version: str | None = None
-    load_format: str | None = None
 
     @model_validator(mode="before")
     @classmethod

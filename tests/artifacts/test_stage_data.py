@@ -174,3 +174,15 @@ def test_missing_keys_are_unknown_not_guessed() -> None:
         facts.accuracy.num_fewshot is None and facts.real_gate is not None and facts.real_gate.ready_s is None
     )
     assert render_report(b.options(), results, Delivery(commit_sha="a" * 40, branch="adapt/x"))
+
+
+def test_keys_the_readers_do_not_need_may_change_shape() -> None:
+    # the features stage moved load_format from one string to one per probe: not a fact the artifacts
+    # read, so its shape is the stage's business (a whole matrix lost to it would hide every probe)
+    stored = _stored(DATA / "real-run" / "features.json")
+    data = {**stored.data, "load_format": {"aclgraph": "dummy"}, "probe_model": {}}
+    parsed = stage_data(stored.model_copy(update={"data": data}))
+    assert isinstance(parsed, FeaturesData) and parsed.features and wire(parsed) == data
+    gate = _stored(DATA / "real-run" / "real-gate.json")
+    gate_data = {**gate.data, "load_format": ["auto"], "command": None, "duration_s": "n/a"}
+    assert isinstance(stage_data(gate.model_copy(update={"data": gate_data})), GateData)
