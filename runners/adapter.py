@@ -283,6 +283,7 @@ def run_step(
         history.append(att)
         if passing is not None:
             record.update(outcome="passed", attempt=n, patch=att.pop("_patch"), files=att.pop("_files"))
+            cand_mod.adopt_patched(ctx, record["patch"])
             record["device_hours_used"] = round(
                 accounting.stage_device_seconds(ctx.workspace.logs, started, time.time())["device_seconds"]
                 / 3600,

@@ -278,23 +278,23 @@ def seed_skeleton(dest: Path) -> str:
     return git_local(["rev-parse", "HEAD"], dest).strip()
 
 
-def implementation_root(ctx: Any, dest: Path) -> str:
+def implementation_root(ctx: Any, dest: Path, adopted: list[str] | None = None) -> str:
     """The root the adapter may change, checked out fresh at `dest`: the candidate at its pinned
-    SHA when the job has one, else the plugin skeleton. Returns the base commit."""
+    SHA when the job has one, else the plugin skeleton; then every patch an earlier stage of the
+    job adopted (`adopted`, default: from `ctx.previous`), each committed, so a later stage's
+    adapter builds on them. Returns the base commit."""
     cand: Candidate | None = getattr(ctx.options, "candidate", None)
     if cand is not None:
         fetch(cand, dest)
-        return cand.sha
-    return seed_skeleton(dest)
+    else:
+        seed_skeleton(dest)
+    for i, patch in enumerate(passed_patches(ctx.previous) if adopted is None else adopted, 1):
+        _git_apply(dest, patch)
+        git_local(["commit", "-q", "-m", f"adopted adapter patch {i}"], dest)
+    return git_local(["rev-parse", "HEAD"], dest).strip()
 
 
-def apply_patch(base: Path, base_sha: str, patch: str, dest: Path) -> None:
-    """A clean clone of `base` at `base_sha` in `dest`, with `patch` applied (`git apply`, which
-    refuses paths outside the tree); CandidateFailed("apply") when it does not apply."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    git_local(["clone", "-q", "--no-hardlinks", "--", str(base), str(dest)], base.parent)
-    git_local(["checkout", "-q", "--detach", base_sha], dest)
+def _git_apply(dest: Path, patch: str) -> None:
     proc = subprocess.run(
         ["git", "-c", "core.hooksPath=/dev/null", "apply", "--index", "--whitespace=nowarn", "-"],
         cwd=dest,
@@ -308,23 +308,45 @@ def apply_patch(base: Path, base_sha: str, patch: str, dest: Path) -> None:
         raise CandidateFailed("apply", f"the patch does not apply: {proc.stderr.strip()[-300:]}")
 
 
+def apply_patch(base: Path, base_sha: str, patch: str, dest: Path) -> None:
+    """A clean clone of `base` at `base_sha` in `dest`, with `patch` applied (`git apply`, which
+    refuses paths outside the tree); CandidateFailed("apply") when it does not apply."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    git_local(["clone", "-q", "--no-hardlinks", "--", str(base), str(dest)], base.parent)
+    git_local(["checkout", "-q", "--detach", base_sha], dest)
+    _git_apply(dest, patch)
+
+
 def patch_digest(patch: str) -> str:
     import hashlib
 
     return hashlib.sha256(patch.encode("utf-8")).hexdigest()
 
 
-def install_patched(ctx: Any, patch: str, work: Path) -> Path:
-    """The implementation root with `patch`, applied to a clean checkout and installed into
-    `<workspace>/adapter-site` for this job only (the candidate's mechanism); the site path."""
+#: present while a patch is on trial in the stage that runs the adapter (runners.adapter)
+ADAPTER_TRIAL = ".adapt-adapter-trial"
+
+
+def install_patched(ctx: Any, patch: str, work: Path, adopted: list[str] | None = None) -> Path:
+    """The implementation root (with the patches adopted before) plus `patch`, applied to a clean
+    checkout and installed into `<workspace>/adapter-site` for this job only (the candidate's
+    mechanism), marked as on trial; the site path."""
     base = work / "base"
-    base_sha = implementation_root(ctx, base)
+    base_sha = implementation_root(ctx, base, adopted)
     applied = work / "applied"
     apply_patch(base, base_sha, patch, applied)
     site = ctx.workspace.path / ADAPTER_SITE
     install(applied, site, vllm_python(ctx.profile), ctx.workspace.log_path("adapter-install"))
-    (site / ADAPTER_MARKER).write_text(patch_digest(patch) + "\n", encoding="utf-8")
+    (site / ADAPTER_TRIAL).write_text(patch_digest(patch) + "\n", encoding="utf-8")
     return site
+
+
+def adopt_patched(ctx: Any, patch: str) -> None:
+    """The patch on trial passed: later servers of the job keep it (the marker names its digest)."""
+    site = ctx.workspace.path / ADAPTER_SITE
+    (site / ADAPTER_MARKER).write_text(patch_digest(patch) + "\n", encoding="utf-8")
+    (site / ADAPTER_TRIAL).unlink(missing_ok=True)
 
 
 def drop_patched(ctx: Any) -> None:
@@ -332,28 +354,33 @@ def drop_patched(ctx: Any) -> None:
     shutil.rmtree(ctx.workspace.path / ADAPTER_SITE, ignore_errors=True)
 
 
-def passed_patch(previous: Any) -> str | None:
-    """The patch an earlier stage of this job adopted (`data.adapter.patch` of a passing stage)."""
+def passed_patches(previous: Any) -> list[str]:
+    """The patches earlier stages of this job adopted (`data.adapter.patch`), in stage order."""
+    out: list[str] = []
     for res in dict(previous or {}).values():
         data = getattr(res, "data", None) or {}
         adapter = data.get("adapter") if isinstance(data, dict) else None
         if isinstance(adapter, dict) and adapter.get("outcome") == "passed" and adapter.get("patch"):
-            return str(adapter["patch"])
-    return None
+            out.append(str(adapter["patch"]))
+    return out
 
 
 def adapter_site(ctx: Any) -> Path | None:
-    """The installed adapter site for this job: as installed on this host, or rebuilt from the
-    adopted patch an earlier stage recorded; None when the job has none."""
+    """The installed adapter site for this job: a patch on trial in this stage, the adopted one as
+    installed on this host, or rebuilt from the adopted patches earlier stages recorded (another
+    host, no shared workspace); None when the job has none."""
     site = ctx.workspace.path / ADAPTER_SITE
-    marker = site / ADAPTER_MARKER
-    adopted = passed_patch(getattr(ctx, "previous", None))
-    if marker.is_file() and (adopted is None or marker.read_text().strip() == patch_digest(adopted)):
+    if (site / ADAPTER_TRIAL).is_file():
         return site
-    if adopted is None:
-        return None
-    ctx.progress("adapter: re-applying the adopted patch on this host")
-    install_patched(ctx, adopted, ctx.workspace.path / "adapter" / "reapply")
+    marker = site / ADAPTER_MARKER
+    adopted = passed_patches(getattr(ctx, "previous", None))
+    if not adopted:
+        return site if marker.is_file() else None
+    if marker.is_file() and marker.read_text(encoding="utf-8").strip() == patch_digest(adopted[-1]):
+        return site
+    ctx.progress("adapter: re-applying the adopted patch(es) on this host")
+    install_patched(ctx, adopted[-1], ctx.workspace.path / "adapter" / "reapply", adopted[:-1])
+    adopt_patched(ctx, adopted[-1])
     return site
 
 
@@ -494,27 +521,36 @@ def delivered_files(cand: Candidate) -> dict[str, bytes]:
 
 
 def adopted_adapter(results: Any) -> tuple[str, dict[str, Any]] | None:
-    """(stage, `data.adapter`) of the passing stage whose adapter patch the job adopted, or None."""
+    """(stage, `data.adapter`) of the last passing stage whose adapter patch the job adopted."""
+    found = None
     for stage, res in dict(results or {}).items():
         data = getattr(res, "data", None) or {}
         rec = data.get("adapter") if isinstance(data, dict) else None
         if isinstance(rec, dict) and rec.get("outcome") == "passed" and getattr(res, "ok", False):
-            return str(stage), rec
-    return None
+            found = (str(stage), rec)
+    return found
 
 
 def adapter_files(results: Any, already: dict[str, bytes] | None = None) -> dict[str, bytes]:
-    """The files the adopted adapter patch delivers (path -> content), checked again here against
-    the candidate budget (the runner that recorded them is not trusted), together with the
-    candidate's own files (`already`) when the job has both; CandidateFailed("budget") otherwise."""
-    found = adopted_adapter(results)
-    if found is None:
+    """The files the adopted adapter patches deliver (path -> content; a later stage's wins),
+    checked again here against the candidate budget (the runner that recorded them is not
+    trusted), together with the candidate's own files (`already`) when the job has both;
+    CandidateFailed("budget") otherwise."""
+    files: dict[str, bytes] = {}
+    for res in dict(results or {}).values():
+        data = getattr(res, "data", None) or {}
+        rec = data.get("adapter") if isinstance(data, dict) else None
+        if not (isinstance(rec, dict) and rec.get("outcome") == "passed" and getattr(res, "ok", False)):
+            continue
+        raw = rec.get("files")
+        texts = isinstance(raw, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+        )
+        if not texts or not isinstance(raw, dict):
+            raise CandidateFailed("budget", "the adapter's recorded files are not a path -> text mapping")
+        files.update({k: v.encode("utf-8") for k, v in raw.items()})
+    if not files:
         return {}
-    raw = found[1].get("files")
-    texts = isinstance(raw, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items())
-    if not texts or not isinstance(raw, dict):
-        raise CandidateFailed("budget", "the adapter's recorded files are not a path -> text mapping")
-    files = {k: v.encode("utf-8") for k, v in raw.items()}
     union = {**(already or {}), **files}
     entries = [DiffEntry(p, "M", b"\0" in data, len(data)) for p, data in union.items()]
     problems = budget_problems(entries)

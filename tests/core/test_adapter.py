@@ -261,3 +261,44 @@ def test_a_failed_gate_runs_the_step_and_keeps_its_own_failure(tmp_path: Path) -
     assert "looked, changed nothing" in log
     off = make_ctx(tmp_path / "off", model, shell_profile("exit 1"))
     assert "adapter" not in run_gate(off, stage="dummy-gate", load_format="dummy").data  # off by default
+
+
+def test_a_later_stages_adapter_builds_on_the_adopted_patch(tmp_path: Path) -> None:
+    """The dummy gate adopted patch A; the real gate's adapter gets a checkout that holds A, its
+    patch B is installed on top, and the delivery and a rebuild on another host carry both."""
+    ctx = _ctx(tmp_path, command=_script(tmp_path, "fix", FIX.replace("'1'", "'0'")), attempts=1)
+    rec_a, passing_a = ad.run_step(ctx, ctx.options.adapter, FAILED, Regate(ctx), {})
+    assert passing_a is not None
+    passing_a.data["adapter"] = rec_a
+    ctx.previous["dummy-gate"] = passing_a
+    second = (
+        "import os, pathlib\n"
+        "c = pathlib.Path(os.environ['ADAPTER_CHECKOUT'])\n"
+        "assert (c / 'adapt_bot_plugin' / 'fixed.py').is_file(), 'the adopted patch is missing'\n"
+        "(c / 'adapt_bot_plugin' / 'mapping.py').write_text('MAPPED = 1\\n')\n"
+    )
+    ctx.options.adapter.command = _script(tmp_path, "second", second)
+    real_failed = FAILED.model_copy(update={"stage": "real-gate", "reason": "reference-mismatch"})
+
+    def regate() -> list[StageResult]:
+        site = Path(cand_mod.ensure(ctx)["PYTHONPATH"])
+        both = all((site / "adapt_bot_plugin" / f).is_file() for f in ("fixed.py", "mapping.py"))
+        return [
+            StageResult(stage="dummy-gate", status="passed"),
+            StageResult(stage="real-gate", status="passed" if both else "failed", reason=None),
+        ]
+
+    rec_b, passing_b = ad.run_step(ctx, ctx.options.adapter, real_failed, regate, {})
+    assert passing_b is not None and list(rec_b["files"]) == ["adapt_bot_plugin/mapping.py"]
+    passing_b.data["adapter"] = rec_b
+    results = {"dummy-gate": passing_a, "real-gate": passing_b}
+    assert set(cand_mod.adapter_files(results)) == {
+        "adapt_bot_plugin/fixed.py",
+        "adapt_bot_plugin/mapping.py",
+    }
+    other = make_ctx(tmp_path / "host2", ctx.model_path, "cpu")
+    other.previous.update(results)
+    site = Path(cand_mod.ensure(other)["PYTHONPATH"])
+    assert (site / "adapt_bot_plugin" / "fixed.py").is_file() and (
+        site / "adapt_bot_plugin" / "mapping.py"
+    ).is_file()
