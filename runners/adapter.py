@@ -5,7 +5,9 @@ Where it runs: inside the runner stage that failed (runners.gates.gate.run_gate)
 task does the adapter attempts and their re-gates on one host. A patch that passes is installed
 into `<workspace>/adapter-site` (the candidate's mechanism, runners.candidate), where every later
 server of the job finds it (`candidate.ensure` puts it on PYTHONPATH). A later stage on a host
-without that workspace rebuilds the site from the stage result's `data.adapter.patch`.
+without that workspace rebuilds the site from the stage results' `data.adapter.patch` (the
+StageRequest carries them). Patches chain: the real gate's adapter starts from a checkout that
+already holds the patch the dummy gate adopted.
 
 The contract with the command (`JobOptions.adapter`: repo config `adapter:` or the CLI's
 `--adapter-command`), an argv list started without a shell, cwd = the checkout, in its own process

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,7 @@ def git(repo: Path, *args: str) -> str:
 
 def _adopted(tmp_path: Path) -> StageResult:
     """A real adapter run whose second attempt passes (the re-gate reads the installed site)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     ctx = _ctx(tmp_path, command=_script(tmp_path, "fix", FIX), attempts=2)
     record, passing = ad.run_step(ctx, ctx.options.adapter, FAILED, Regate(ctx), {})
     assert passing is not None
@@ -74,3 +76,35 @@ def test_recorded_files_over_the_budget_or_outside_the_repo_are_refused() -> Non
         )
     }
     assert cand_mod.adapter_files(failed) == {} and cand_mod.adapter_rationale(failed) is None
+
+
+def test_the_github_delivery_carries_the_adapters_files_and_names_them(
+    github_standin: Any, app_settings: Any, mkdocs_repo: Path, tmp_path: Path
+) -> None:
+    """Through the real `deliver` and the GitHub stand-in: one commit with the adapter's file next
+    to the artifacts, marked as a code change, and the PR body's sentence naming it."""
+    from bot.delivery import deliver
+    from bot.github import GitHubClient
+    from bot.jobs.model import Job
+    from bot.repo_config import RepoConfig
+    from tests.artifacts import builders as b
+    from tests.artifacts.test_delivery_base_branch import MODEL, checkout_files, results_for, runner_files
+    from tests.plugins.standin import INSTALLATION, REPO
+    from tests.standin.git_api import git_world, pulls_of, seed_commit, tree_files
+
+    passing = _adopted(tmp_path / "adapter")
+    results = results_for()
+    results["dummy-gate"].data["adapter"] = passing.data["adapter"]
+    files = runner_files(mkdocs_repo, tmp_path, results)
+    base = seed_commit(github_standin, REPO, checkout_files(mkdocs_repo))
+    options = b.options(MODEL, issue=9).model_copy(update={"adapter": AdapterSpec(command=["my-agent"])})
+    job = Job(repo=REPO, installation_id=INSTALLATION, issue=9, options=options)
+    github = GitHubClient(app_settings).installation(INSTALLATION)
+    outcome = deliver(
+        job=job, results=results, files=files, github=github, config=RepoConfig(), settings=app_settings
+    )
+    assert tree_files(github_standin, outcome.sha)["adapt_bot_plugin/fixed.py"] == "FIXED = True\n"
+    assert git_world(github_standin)["objects"][outcome.sha]["parents"] == [base]  # ONE commit
+    (pr,) = pulls_of(github_standin, REPO)
+    assert "- `adapt_bot_plugin/fixed.py`: code change for this model" in pr["body"]
+    assert "came from the adapter step" in pr["body"] and "adapt_bot_plugin/fixed.py" in pr["body"]
