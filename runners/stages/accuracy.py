@@ -510,10 +510,17 @@ def run(ctx: StageContext) -> StageResult:
             )
     repro = _reproducibility(check, first, second)
     data["reproducibility"] = repro
-    refs = references_for(ctx)
+    from runners.accuracy import hf_reference  # issue / model card / transformers on the same docs
+
+    refs, ref_sources, data["transformers_reference"] = hf_reference.complete(
+        ctx, references_for(ctx), tasks, plan, env=env, cwd=tmp, served_output=first.output
+    )
+    data["reference_sources"] = ref_sources
     if refs:
         data["references"] = refs
-    plaus = checks.plausibility(tasks, {(t, m): v for t, metrics in refs.items() for m, v in metrics.items()})
+    plaus = checks.plausibility(
+        tasks, {(t, m): v for t, metrics in refs.items() for m, v in metrics.items()}, ref_sources
+    )
     data["plausibility"] = plaus
     flags = {(r["task"], r["metric"]): r for r in plaus["metrics"]}
     for t in tasks:
