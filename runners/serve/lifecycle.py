@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runners import accounting, candidate
+from runners.analysis.config import ConfigView, JsonFileError, read_json
 from runners.analysis.preflight import remote_code_flags
 from runners.context import StageContext
 from runners.contracts import Evidence
@@ -33,6 +34,7 @@ from runners.serve.plan import (
     ServePlan,
     build_argv,
     build_env,
+    pin_draft_attention,
     template_values,
     with_extra_args,
 )
@@ -91,6 +93,15 @@ class RunningServer:
         shown = {k: v for k, v in self.env.items() if k not in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
         shown.pop(SERVE_TAG_VAR, None)
         return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in shown.items()), *map(shlex.quote, self.argv)])
+
+
+def uses_mla(model_path: Path) -> bool:
+    """The checkpoint declares multi-head latent attention (`kv_lora_rank`, nested configs too)."""
+    try:
+        raw = read_json(model_path / "config.json")
+    except JsonFileError:
+        return False
+    return isinstance(raw, dict) and bool(ConfigView(raw).int_("kv_lora_rank"))
 
 
 def per_job_devices(ctx: StageContext, profile: Profile) -> int:
@@ -240,6 +251,9 @@ def _serve_on(
         argv = build_argv(prof, values, prof.vllm_command())
         argv = with_extra_args(argv, remote_code_flags(ctx, prof))  # only when needed AND opted in
         argv = with_extra_args(argv, recipe_args(ctx.previous))  # a gate's zero-code flags (runners.recipe)
+        mla_pin = bool(prof.serve.mla_args) and uses_mla(ctx.model_path)
+        if mla_pin:  # the host's MLA backend pin
+            argv = with_extra_args(argv, prof.serve.mla_args)
         extra_env = {**candidate.ensure(ctx), **(extra_env or {})}  # PYTHONPATH to this job's candidate
         env = build_env(prof, values, devices=devices, extra_env=extra_env, tag=tag)
         cwd = Path(fill(prof.serve.cwd, values))
@@ -257,6 +271,8 @@ def _serve_on(
     elif load_format:
         argv = with_extra_args(argv, ["--load-format", load_format])
     argv = with_extra_args(argv, extra_args)
+    if mla_pin:  # an MTP drafter picks its own backend unless told: the same pin
+        argv = pin_draft_attention(argv, prof.serve.mla_args)
     plan = ServePlan(
         argv=argv,
         env=env,

@@ -9,6 +9,7 @@ passed on, even when a profile lists it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -150,3 +151,23 @@ def with_extra_args(argv: list[str], extra: Sequence[str]) -> list[str]:
             i += 1
         i += 1
     return out
+
+
+def pin_draft_attention(argv: list[str], mla_args: Sequence[str]) -> list[str]:
+    """Give a `--speculative-config` drafter the host's `--attention-backend` pin (vLLM selects the
+    drafter's backend on its own unless the config's `attention_backend` names one). Pure."""
+    backend = next((mla_args[i + 1] for i, a in enumerate(mla_args[:-1]) if a == "--attention-backend"), None)
+    if backend is None:
+        return argv
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg != "--speculative-config":
+            continue
+        try:
+            spec = json.loads(out[i + 1])
+        except ValueError:
+            continue
+        if isinstance(spec, dict) and "attention_backend" not in spec:
+            out[i + 1] = json.dumps({**spec, "attention_backend": backend}, separators=(",", ":"))
+    return out
+

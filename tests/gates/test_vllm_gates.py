@@ -6,6 +6,7 @@ every test. Kept few: one start per assertion group, shared where honest.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -132,8 +133,16 @@ def test_expert_parallel_on_cpu_is_reported_honestly(tmp_path: Path, tiny_model)
     assert ep["status"] == FeatureStatus.UNSUPPORTED.value
     assert "smoke 200" in ep["reason"] and "MoEPrepareAndFinalizeNoDPEP" in ep["reason"]
     assert any(e["kind"] == "log" and e["line"] for e in ep["evidence"])
-    assert "--enable-expert-parallel" in result.data["probes"]["expert_parallel"]["argv"]
+    probe = result.data["probes"]["expert_parallel"]
+    assert "--enable-expert-parallel" in probe["argv"]
     assert result.data["features"]["mtp"]["status"] == FeatureStatus.NOT_APPLICABLE.value
+    # the probe ran on the shrunk model (issue 13): dummy weights, 1 of the 2 layers, and says so
+    assert probe["model"]["layers"] == [1, 2] and probe["model"]["overrides"] == {"num_hidden_layers": 1}
+    at = probe["argv"].index("--hf-overrides")
+    assert json.loads(probe["argv"][at + 1]) == {"num_hidden_layers": 1}
+    assert probe["argv"][probe["argv"].index("--load-format") + 1] == "dummy"
+    assert ep["reason"].startswith("on the shrunk model (dummy weights, 1 of 2 layers): ")
+    assert result.data["load_format"] == {"expert_parallel": "dummy"}
 
 
 def test_fallback_ladder_on_a_flag_the_cpu_build_rejects(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
