@@ -667,14 +667,9 @@ def deliver(
         nightly_section=getattr(wanted, "nightly_section", None),
     )
     files = rebased.files
-    from runners.candidate import adapter_files, adapter_rationale, delivered_files
+    from runners.candidate import adapter_rationale
 
-    code: dict[str, bytes] = {}
-    cand = getattr(options, "candidate", None)
-    if cand is not None:  # its minimal diff, computed HERE from git at the pinned SHA, never runner output
-        code = delivered_files(cand)
-    # an adopted adapter patch (runners.adapter): its recorded files, re-checked against the budget here
-    code.update(adapter_files(results, code))
+    code = code_files(options, results)
     files, code_changes = {**files, **code}, sorted(code)
     paths = sorted(files)
     done = deliver_pr(
@@ -714,6 +709,21 @@ def deliver(
         check_runs=runs,
         logs_url=logs_url,
     )
+
+
+def code_files(options: Any, results: Mapping[str, Any]) -> dict[str, bytes]:
+    """The code the single commit carries besides the artifacts (deliver and the early draft alike):
+    the candidate's minimal diff, computed HERE from git at the pinned SHA (never runner output), and
+    the files of the adopted adapter patches, re-checked against the budget together with it.
+    CandidateFailed("budget") when they do not fit."""
+    from runners.candidate import adapter_files, delivered_files
+
+    code: dict[str, bytes] = {}
+    cand = getattr(options, "candidate", None)
+    if cand is not None:
+        code = delivered_files(cand)
+    code.update(adapter_files(results, code))
+    return code
 
 
 @dataclass(frozen=True)
@@ -769,13 +779,16 @@ def open_draft(
 
     Its one signed-off commit holds what the control plane can already build from the stored
     results, against the base branch as it is now: the deployment tutorial (rendered from the
-    facts so far, in the base's docs form) and its docs-navigation entry. The body carries the
-    verdict so far (not validated: accuracy has not run) and says the job is still running.
+    facts so far, in the base's docs form), its docs-navigation entry, and the code the final commit
+    carries too (the candidate's minimal diff, adopted adapter patches: code_files, same budget
+    check; a budget failure raises CandidateFailed and nothing is committed). The body lists those
+    files as the final body does, carries the verdict so far (not validated: accuracy has not
+    run) and says the job is still running.
     Delivery later force-moves the same branch to the final commit, updates title and body, and
     marks the PR ready for review only if the verdict is `validated` (deliver_pr + pr_draft).
     Idempotent: an existing PR for the branch is returned as it is, nothing is committed. None when
-    there is nothing to commit yet (the base branch has this model's tutorial already): the PR then
-    opens at delivery.
+    there is nothing to commit yet (the base branch has this model's tutorial already and the job
+    carries no code): the PR then opens at delivery.
     """
     from runners.artifacts import commit_message, pr_title
 
@@ -795,7 +808,7 @@ def open_draft(
             check_runs={},
             logs_url=t.logs_url,
         )
-    base_sha, files = _draft_files(gh, job, t, results)
+    base_sha, files, code = _draft_files(gh, job, t, results)
     if not files:  # e.g. the base has this model's tutorial already: wait for the artifacts
         return None
     done = deliver_pr(
@@ -804,7 +817,7 @@ def open_draft(
         files,
         branch=t.branch,
         title=pr_title(t.options, results),
-        body=_draft_body(job, t, results, sorted(files), failed_stage=None),
+        body=_draft_body(job, t, results, sorted(files), code, failed_stage=None),
         message=commit_message(t.options, results),
         signoff=t.signoff,
         base=t.base,
@@ -828,9 +841,12 @@ def open_draft(
 
 def _draft_files(
     gh: Any, job: Any, t: _Target, results: Mapping[str, Any]
-) -> tuple[str, dict[str, str | bytes]]:
+) -> tuple[str, dict[str, str | bytes], list[str]]:
     """What the early draft commits: the tutorial from the facts so far, in the base's docs form,
-    and its navigation entry (rebase_on_base re-renders and registers it on the base as it is)."""
+    and its navigation entry (rebase_on_base re-renders and registers it on the base as it is),
+    plus the code the final commit will carry too (code_files: the candidate's minimal diff, the
+    adopted adapter patches; same budget check), so reviewers see the code from the draft on.
+    Returns (base sha, path -> content, the code paths among them)."""
     from runners.artifacts import collect
     from runners.artifacts.docs import tutorial_path
 
@@ -842,17 +858,34 @@ def _draft_files(
         BaseContents(gh, job.repo, base_sha, call=t.call),
         hardware=getattr(t.options, "hardware", "a2"),
     )
-    return base_sha, rebased.files
+    code = code_files(t.options, results)
+    return base_sha, {**rebased.files, **code}, sorted(code)
 
 
 def _draft_body(
-    job: Any, t: _Target, results: Mapping[str, Any], paths: Sequence[str], *, failed_stage: str | None
+    job: Any,
+    t: _Target,
+    results: Mapping[str, Any],
+    paths: Sequence[str],
+    code: Sequence[str],
+    *,
+    failed_stage: str | None,
 ) -> str:
-    """The PR body with the draft note under its marker (job still running, or ended before delivery)."""
+    """The PR body with the draft note under its marker (job still running, or ended before delivery);
+    the code files are listed and explained as the final body does."""
     from runners.artifacts import pr_body
+    from runners.candidate import adapter_rationale
     from runners.render import render
 
-    body = pr_body(t.options, results, job_id=job.id, files=paths, report_url=t.logs_url)
+    body = pr_body(
+        t.options,
+        results,
+        job_id=job.id,
+        files=paths,
+        code_changes=code,
+        code_rationale=adapter_rationale(results),
+        report_url=t.logs_url,
+    )
     marker, _, rest = body.partition("\n")
     note = render("artifacts/pr_draft_note.md.j2", job_url=t.logs_url, failed_stage=failed_stage).strip()
     return fit(f"{marker}\n{note}\n\n{rest}", COMMENT_LIMIT)
@@ -864,8 +897,8 @@ def end_draft(*, job: Any, results: Mapping[str, Any], github: Any, config: Any,
     gh = github.gh
     t = _target(job, github, config, settings)
     owner, name = repo_parts(job.repo)
-    _base, files = _draft_files(gh, job, t, results)
-    body = _draft_body(job, t, results, sorted(files), failed_stage=job.stage or "?")
+    _base, files, code = _draft_files(gh, job, t, results)
+    body = _draft_body(job, t, results, sorted(files), code, failed_stage=job.stage or "?")
     number = int(job.pr_number)
     t.call(
         f"PATCH pull {number}",
