@@ -123,13 +123,14 @@ def refresh_status(deps: Deps, gh: InstallationClient, job_id: str) -> Job | Non
 def adopt_card_references(deps: Deps, job: Job, card: dict[str, dict[str, float]]) -> Job:
     """The model card's published scores (read by the pre-flight) join the job's references for
     the tasks the issue does not name: the issue's own figures win (runners.accuracy.references)."""
-    merged = merge_card(job.options.accuracy_references, card)
+    merged, sources = merge_card(job.options.accuracy_references, card)
     if merged == (job.options.accuracy_references or {}):
         return job
 
     def put(j: Job) -> Job:
         j = j.model_copy(deep=True)
         j.options.accuracy_references = merged
+        j.options.accuracy_reference_sources = sources
         return j
 
     try:

@@ -192,6 +192,8 @@ class JobOptions(BaseModel):
     #: Published scores the issue names ({task: {metric or "*": value}}, runners.accuracy.references)
     #: for the accuracy plausibility check; None = none named (ADAPT_BOT_ACCURACY_REFERENCES applies).
     accuracy_references: dict[str, dict[str, float]] | None = None
+    #: Where each task's reference came from ({task: "issue" | "model card"}), for the report.
+    accuracy_reference_sources: dict[str, str] | None = None
     #: A contributor branch to install for this job only (runners.candidate); None = none.
     candidate: Candidate | None = None
     #: The adapter step (runners.adapter): None = off (the default).

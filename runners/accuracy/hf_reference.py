@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.accuracy.plan import AccuracyPlan, settings_argv
-from runners.accuracy.references import SOURCE_ENV, SOURCE_ISSUE, SOURCE_TRANSFORMERS, split_sources
+from runners.accuracy.references import SOURCE_ENV, SOURCE_ISSUE, SOURCE_TRANSFORMERS, sources_for
 from runners.accuracy.results import find_results_file, parse_results, read_doc_scores, responses
 from runners.gates.reference import (
     GB,
@@ -223,7 +223,8 @@ def complete(
     """The accuracy stage's references: the issue's and the card's (their source told apart), then
     the transformers reference for the measured tasks neither names. (refs, {task: source}, record)."""
     default = SOURCE_ISSUE if getattr(ctx.options, "accuracy_references", None) else SOURCE_ENV
-    refs, sources = split_sources(refs, default)
+    refs = {t: m for t, m in refs.items() if m}
+    sources = sources_for(refs, getattr(ctx.options, "accuracy_reference_sources", None), default)
     missing = [t["name"] for t in tasks if t["name"] not in refs and t.get("metrics")]
     if not missing:
         return refs, sources, {"ran": False, "why": "every measured task has a published reference"}

@@ -56,31 +56,27 @@ SOURCE_ISSUE = "issue"
 SOURCE_CARD = "model card"
 SOURCE_TRANSFORMERS = "transformers"
 SOURCE_ENV = "environment"
-#: JobOptions.accuracy_references holds numbers only ({task: {metric: float}}); a task the model
-#: card filled carries this extra key (never a metric lm-eval reports, so no check ever reads it)
-CARD_MARK = "source=model card"
+SOURCES = (SOURCE_ISSUE, SOURCE_CARD, SOURCE_TRANSFORMERS, SOURCE_ENV)
 
 
 def merge_card(
     issue: dict[str, dict[str, float]] | None, card: dict[str, dict[str, float]] | None
-) -> dict[str, dict[str, float]]:
-    """The issue's references, plus the card's for the tasks the issue does not name (marked)."""
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """The issue's references plus the card's for the tasks the issue does not name, and where
+    each task's came from ({task: source}: JobOptions.accuracy_reference_sources)."""
     out = {t: dict(m) for t, m in (issue or {}).items()}
+    sources = dict.fromkeys(out, SOURCE_ISSUE)
     for task, metrics in (card or {}).items():
         if task not in out and len(out) < MAX_REFERENCES:
-            out[task] = {**metrics, CARD_MARK: 1.0}
-    return out
+            out[task] = dict(metrics)
+            sources[task] = SOURCE_CARD
+    return out, sources
 
 
-def split_sources(
-    refs: dict[str, dict[str, float]], default: str = SOURCE_ISSUE
-) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """(references without the marks, {task: source}); unmarked tasks have `default`."""
-    clean: dict[str, dict[str, float]] = {}
-    sources: dict[str, str] = {}
-    for task, metrics in refs.items():
-        vals = {m: v for m, v in metrics.items() if m != CARD_MARK}
-        if vals:
-            clean[task] = vals
-            sources[task] = SOURCE_CARD if CARD_MARK in metrics else default
-    return clean, sources
+def sources_for(
+    refs: dict[str, dict[str, float]], recorded: dict[str, str] | None, default: str = SOURCE_ISSUE
+) -> dict[str, str]:
+    """{task: source} for every referenced task: the recorded source when it is one we know, else
+    `default` (an issue's own line, or ADAPT_BOT_ACCURACY_REFERENCES)."""
+    recorded = recorded or {}
+    return {t: recorded[t] if recorded.get(t) in SOURCES else default for t, m in refs.items() if m}

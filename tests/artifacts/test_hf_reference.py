@@ -13,7 +13,7 @@ import pytest
 
 from runners.accuracy import checks, hf_reference
 from runners.accuracy.plan import make_plan
-from runners.accuracy.references import ANY_METRIC, CARD_MARK, SOURCE_CARD, SOURCE_TRANSFORMERS
+from runners.accuracy.references import ANY_METRIC, SOURCE_CARD, SOURCE_TRANSFORMERS
 from runners.context import StageContext
 from runners.contracts import JobOptions, StageResult
 from runners.profile import load_profile
@@ -21,10 +21,21 @@ from runners.stages.accuracy import LOCAL_TASK, accuracy_spec, run
 from runners.workspace import Workspace
 
 
-def _ctx(tmp_path: Path, model: Path, refs: dict[str, dict[str, float]] | None = None) -> StageContext:
+def _ctx(
+    tmp_path: Path,
+    model: Path,
+    refs: dict[str, dict[str, float]] | None = None,
+    sources: dict[str, str] | None = None,
+) -> StageContext:
+    opts = JobOptions(
+        model="org/Tiny-Llama",
+        local_path=str(model),
+        accuracy_references=refs,
+        accuracy_reference_sources=sources,
+    )
     return StageContext(
         job_id="acc-hf",
-        options=JobOptions(model="org/Tiny-Llama", local_path=str(model), accuracy_references=refs),
+        options=opts,
         model_path=model,
         workspace=Workspace.for_job("acc-hf", tmp_path / "work"),
         profile=load_profile("cpu"),
@@ -61,7 +72,7 @@ def test_over_the_budget_the_reference_is_skipped_with_the_sentence(tmp_path: Pa
 
 
 def test_published_references_mean_no_transformers_run(tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, tmp_path / "no-model", {"mmlu": {ANY_METRIC: 0.6, CARD_MARK: 1.0}})
+    ctx = _ctx(tmp_path, tmp_path / "no-model", {"mmlu": {ANY_METRIC: 0.6}}, {"mmlu": SOURCE_CARD})
     tasks = [{"name": "mmlu", "metrics": [{"name": "acc,none", "value": 0.2}]}]
     plan = make_plan(accuracy_spec(ctx.profile), multimodal=False, chat=False)
     refs, sources, record = hf_reference.complete(

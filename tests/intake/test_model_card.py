@@ -14,7 +14,7 @@ import pytest
 
 from runners.accuracy.checks import plausibility
 from runners.accuracy.model_card import MAX_FRONT_MATTER_BYTES, parse_model_card, task_for
-from runners.accuracy.references import ANY_METRIC, SOURCE_CARD, SOURCE_ISSUE, merge_card, split_sources
+from runners.accuracy.references import ANY_METRIC, SOURCE_CARD, SOURCE_ISSUE, merge_card, sources_for
 from tests.intake.test_flow import label
 from tests.intake.test_preflight import hub, tiny_repo  # noqa: F401 - the pytest fixture
 from tests.plugins.standin import REPO
@@ -108,7 +108,7 @@ def test_a_hostile_or_broken_card_gives_nothing_and_never_raises(card: str | byt
 def test_the_issue_wins_and_the_card_fills_the_rest_with_its_source() -> None:
     issue = {"gsm8k": {ANY_METRIC: 0.89}}
     card = {"gsm8k": {ANY_METRIC: 0.0144}, "mmlu": {ANY_METRIC: 0.26}}
-    refs, sources = split_sources(merge_card(issue, card))
+    refs, sources = merge_card(issue, card)
     assert refs == {"gsm8k": {ANY_METRIC: 0.89}, "mmlu": {ANY_METRIC: 0.26}}
     assert sources == {"gsm8k": SOURCE_ISSUE, "mmlu": SOURCE_CARD}
     tasks = [{"name": "mmlu", "metrics": [{"name": "acc,none", "value": 0.05, "stderr": 0.01}]}]
@@ -136,7 +136,8 @@ def test_the_cards_score_reaches_the_job_through_the_real_preflight(
     label(post, gh, n)
     assert "passed" in drain()
     job = deps.store.active_for(REPO, n)
-    refs, sources = split_sources(job.options.accuracy_references or {})
+    refs = job.options.accuracy_references or {}
+    sources = sources_for(refs, job.options.accuracy_reference_sources)
     assert refs["gsm8k"] == {ANY_METRIC: 0.89}  # the issue's figure, not the card's 1.44 %
     assert refs["mmlu"] == {ANY_METRIC: 0.2604} and refs["hellaswag"] == {ANY_METRIC: 0.6031}
     assert sources["gsm8k"] == SOURCE_ISSUE and sources["mmlu"] == SOURCE_CARD
