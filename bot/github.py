@@ -359,6 +359,19 @@ class InstallationClient:
         sha = resp.json().get("sha")
         return str(sha) if isinstance(sha, str) and len(sha) == 40 else None
 
+    def compare(self, repo: str, base: str, head: str) -> dict[str, Any]:
+        """`GET /repos/{o}/{r}/compare/{base}...{head}` as GitHub answers it: `status`, `ahead_by`,
+        `behind_by`, `files[]` (`filename`, `status`; GitHub lists at most 300). GitHubError on
+        failure (404: unknown commit or no common history, e.g. after a force-push)."""
+        o, r = repo.split("/", 1)
+        spec = f"{quote(base, safe='')}...{quote(head, safe='')}"
+        url = f"/repos/{quote(o, safe='')}/{quote(r, safe='')}/compare/{spec}"
+        resp = self.call(
+            f"GET compare {base[:12]}...{head[:12]} of {repo}", lambda: self.gh.request("GET", url)
+        )
+        data: dict[str, Any] = dict(resp.json())
+        return data
+
     def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None:
         """A text file from the repo (default branch unless `ref`), None if it does not exist."""
         o, r = repo.split("/", 1)

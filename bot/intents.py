@@ -26,15 +26,16 @@ from bot.github import (
     GitHubError,
     InstallationClient,
     PullCandidate,
+    RetryLater,
     pin_candidate,
     pin_pull_candidate,
 )
 from bot.jobs import machine
 from bot.jobs.machine import NoChange, TransitionError
-from bot.jobs.model import Job
+from bot.jobs.model import Job, PushedHead
 from bot.jobs.store import ActiveJobExists, JobStore
 from runners.accuracy.references import merge_card, parse_references
-from runners.contracts import STAGES, JobOptions, StageRequest
+from runners.contracts import STAGES, Candidate, JobOptions, StageRequest
 from runners.model_ref import USAGE as MODEL_USAGE
 from runners.model_ref import ModelRefError, find_model_ref
 
@@ -474,11 +475,19 @@ def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, loaded: Any) -> s
         _reply(gh, intent, "quota", detail=over, jobs=quotas.shown_jobs(deps.store, job.repo, over))
         _react(gh, intent, "confused")
         return f"refused: {over}"
+    push = _compare_push(intent, deps, gh, job)  # a push to the PR: what it changed (network first)
     try:
         pushed = None  # a push to the PR: the head the re-gate validates (delivery commits nothing)
         if intent.via == "pull_request" and intent.detail.get("head_sha"):
             pushed = str(intent.detail["head_sha"])
-        job = deps.store.update(job.id, lambda j: machine.rerun(j, stage, pushed_head=pushed))
+
+        def moved(j: Job) -> Job:
+            j = machine.rerun(j, stage, pushed_head=pushed)
+            if push is not None:  # the same stored update: the record and the candidate it implies
+                j.pushed, j.options.candidate = push
+            return j
+
+        job = deps.store.update(job.id, moved)
     except (TransitionError, ActiveJobExists) as exc:
         msg = (
             str(exc)
@@ -490,7 +499,71 @@ def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, loaded: Any) -> s
         return f"refused: {msg}"
     deps.redis.set(applied_key, job.id, ex=RERUN_APPLIED_TTL_S)
     deps.store.clear_cancel(job)
+    if job.pushed is not None and job.pushed.compare_error and push is not None:
+        _reply(gh, intent, "push-compare", error=job.pushed.compare_error)
     return _after_rerun(intent, deps, gh, job, stage)
+
+
+#: how many changed implementation files the status comment names (the rest are counted)
+PUSH_FILES_SHOWN = 10
+
+
+def _bots_own(path: str, delivered: set[str]) -> bool:
+    """A file the bot itself delivers: the job's stored artifacts, or where delivery puts the docs
+    registration and CI entries (runners.artifacts.target). Anything else is implementation."""
+    from runners.artifacts.target import E2E_CONFIG_DIR, MODEL_LIST, NIGHTLY_CONFIG, TUTORIAL_DIR
+
+    if path in delivered or path in (MODEL_LIST, NIGHTLY_CONFIG, "mkdocs.yml", "mkdocs.yaml"):
+        return True
+    return any(path.startswith(f"{d}/") for d in (TUTORIAL_DIR, E2E_CONFIG_DIR))
+
+
+def _compare_push(
+    intent: Intent, deps: Deps, gh: InstallationClient, job: Job
+) -> tuple[PushedHead, Candidate | None] | None:
+    """A maintainer's push (pull_request.synchronize): GitHub's compare of the bot's own delivered
+    head with the pushed head. Files beyond the bot's docs/YAML -> the pushed head becomes the
+    job's candidate (the runner installs that code); otherwise, or when the compare fails, the
+    job's own candidate (None for most jobs) stays, so the re-gate is never lost. The base is the
+    bot's head recorded at the first push, so later pushes are compared cumulatively."""
+    head = str(intent.detail.get("head_sha") or "").lower()
+    if intent.via != "pull_request" or not head or intent.repo is None:
+        return None
+    prior = job.pushed
+    own = prior.job_candidate if prior is not None and prior.candidate else job.options.candidate
+    base = (prior.bot_head if prior is not None else None) or str(intent.detail.get("before") or "")
+    record = PushedHead(bot_head=base or None, head=head, job_candidate=own)
+    docs_only = f"re-gating the docs/YAML only, without the pushed code as the candidate (head {head[:12]})"
+    if not base:
+        return record.model_copy(
+            update={"compare_error": f"the push names no previous head; {docs_only}"}
+        ), own
+    try:
+        compared = gh.compare(intent.repo, base, head)
+    except (GitHubError, RetryLater) as exc:
+        why = f"HTTP {exc.status}" if isinstance(exc, GitHubError) and exc.status else "GitHub kept failing"
+        if isinstance(exc, GitHubError) and exc.status == 404:
+            why += ": GitHub finds no common history (a force-push?)"
+        error = f"comparing {base[:12]}...{head[:12]} failed ({why}); {docs_only}"
+        log.warning("job %s: compare of the pushed head failed: %s", job.id, why)
+        return record.model_copy(update={"compare_error": error}), own
+    changed: set[str] = set()
+    for f in compared.get("files") or []:
+        if isinstance(f, dict):  # a rename counts on both sides
+            changed |= {p for p in (f.get("filename"), f.get("previous_filename")) if isinstance(p, str)}
+    delivered = set(deps.store.files(job.id))
+    code = sorted(p for p in changed if not _bots_own(p, delivered))
+    if not code:
+        return record, own
+    head_repo, head_ref = str(intent.detail.get("head_repo") or ""), str(intent.detail.get("head_ref") or "")
+    try:
+        url = deps.settings.candidate_git_url.format(repo=head_repo)
+        cand = Candidate(repo=head_repo, ref=head_ref, sha=head, url=url)
+    except ValueError as exc:
+        error = f"the pushed head cannot be a candidate ({exc}); {docs_only}"
+        return record.model_copy(update={"compare_error": error}), own
+    shown = {"code_files": code[:PUSH_FILES_SHOWN], "code_total": len(code), "candidate": True}
+    return record.model_copy(update=shown), cand
 
 
 #: how long a rerun remembers it moved its job (the ledger gives up on an intent after 24 h)

@@ -1,7 +1,9 @@
 """The bot's PR after delivery: a push re-gates it, a merge or close ends the job's life.
 
 - `pull_request.synchronize` (someone pushed to the PR's branch) -> the same `rerun` intent as
-  `/adapt rerun dummy-gate` on the PR (bot.intents applies it: permission, quota, status comment).
+  `/adapt rerun dummy-gate` on the PR (bot.intents applies it: permission, quota, status comment;
+  it compares the push with the bot's delivered head and runs the pushed code as the job's
+  candidate when it touches files beyond the bot's own docs/YAML).
   A push by a bot (GitHub's `sender.type == "Bot"`, which the App's own commits carry) is dropped
   by the router before this handler runs, so the bot's own deliveries never re-gate themselves.
 - `pull_request.closed` -> `pr_closed` (merged or not, and the PR's head branch, so that
@@ -49,7 +51,9 @@ def on_synchronize(ctx: EventContext) -> Outcome:
                 is_pull_request=True,
                 pr=number,
                 stage=REGATE_STAGE,
-                detail={"push": True, **_head(pr)},
+                # `before`: the head the push replaced (the bot's own commit on a first push), the
+                # base bot.intents compares the pushed head with when the job has none recorded
+                detail={"push": True, "before": str_of(ctx.payload.get("before")), **_head(pr)},
             )
         ]
     )

@@ -7,7 +7,7 @@ import secrets
 
 from pydantic import BaseModel, Field
 
-from runners.contracts import JobOptions, utcnow
+from runners.contracts import Candidate, JobOptions, utcnow
 
 TERMINAL_PREFIXES = ("succeeded", "failed:", "cancelled")
 
@@ -35,6 +35,24 @@ class StageSummary(BaseModel):
         return None
 
 
+class PushedHead(BaseModel):
+    """The last push to the job's PR that was re-gated (bot.intents._rerun): what changed since the
+    bot's own delivered head, and whether the pushed code runs as the job's candidate."""
+
+    #: the commit the bot itself last put on the PR branch (the compare base of every later push)
+    bot_head: str | None = None
+    head: str
+    #: changed files outside what the bot delivers (the first few; `code_total` counts them all)
+    code_files: list[str] = Field(default_factory=list)
+    code_total: int = 0
+    #: the re-gate runs the pushed head as the job's candidate
+    candidate: bool = False
+    #: the compare failed (the re-gate then runs on the docs/YAML only); safe to show
+    compare_error: str | None = None
+    #: the job's own candidate before a push replaced it (back when a later push holds no code)
+    job_candidate: Candidate | None = None
+
+
 class Job(BaseModel):
     id: str = Field(default_factory=new_job_id)
     repo: str
@@ -59,6 +77,8 @@ class Job(BaseModel):
     #: delivery re-validates and reports on that head (bot.tasks.report_pushed_head) and never
     #: force-moves the branch over their commits.
     pr_head_sha: str | None = None
+    #: What that push changed and how it was re-gated (shown in the status comment).
+    pushed: PushedHead | None = None
     trigger_comment_id: int | None = None
     requested_by: str | None = None
     #: Dedupe key of the intent that created the job (a retried start resumes instead of refusing).

@@ -961,3 +961,119 @@ def get_commit_of_ref(
         "commit": {"message": f"candidate {ref}"},
         "parents": [],
     }
+
+
+# ------------------------------------------------------------------------- compare (pushes to a PR, issue 15)
+def _ancestors(world: dict[str, Any], sha: str) -> list[str]:
+    """`sha` and every commit behind it, nearest first (breadth-first over parents)."""
+    order, seen, queue = [], set(), [sha]
+    while queue:
+        c = queue.pop(0)
+        if c in seen or world["objects"].get(c, {}).get("type") != "commit":
+            continue
+        seen.add(c)
+        order.append(c)
+        queue.extend(world["objects"][c]["parents"])
+    return order
+
+
+def _rest_commit_json(state: StandinState, full_name: str, sha: str) -> dict[str, Any]:
+    """A commit as the REST commits/compare APIs show it (githubkit's Commit)."""
+    git = _commit_json(state, full_name, sha)
+    html = f"https://github.com/{full_name}/commit/{sha}"
+    return {
+        "url": f"{state.api}/repos/{full_name}/commits/{sha}",
+        "sha": sha,
+        "node_id": git["node_id"],
+        "html_url": html,
+        "comments_url": f"{state.api}/repos/{full_name}/commits/{sha}/comments",
+        "commit": {
+            "url": git["url"],
+            "author": git["author"],
+            "committer": git["committer"],
+            "message": git["message"],
+            "comment_count": 0,
+            "tree": git["tree"],
+            "verification": git["verification"],
+        },
+        "author": None,
+        "committer": None,
+        "parents": [{"sha": p["sha"], "url": p["url"], "html_url": p["html_url"]} for p in git["parents"]],
+    }
+
+
+@router.get("/repos/{owner}/{repo}/compare/{basehead:path}")
+def compare(
+    owner: str,
+    repo: str,
+    basehead: str,
+    state: Annotated[StandinState, Depends(get_state)],
+    inst: Annotated[int, Depends(installation_auth)],
+) -> dict[str, Any]:
+    """`GET compare/{base}...{head}` (commit SHAs or this repo's branches): GitHub's three-dot
+    comparison, files diffed from the merge base to the head; 404 for an unknown commit or two
+    histories with no common ancestor (a force-push from an unrelated history)."""
+    r = repo_of(state, owner, repo, inst)
+    base, sep, head = basehead.partition("...")
+    if not sep or not base or not head:
+        raise HTTPException(404, "Not Found")
+    world = git_world(state)
+    refs = world["refs"].get(r.full_name, {})
+    base, head = (refs.get(f"refs/heads/{x}", x) for x in (base, head))
+    with state.lock:
+        from_base, from_head = _ancestors(world, base), _ancestors(world, head)
+        if not from_base or not from_head:
+            raise HTTPException(404, "Not Found")
+        behind_set = set(from_head)
+        merge_base = next((c for c in from_base if c in behind_set), None)
+        if merge_base is None:
+            raise HTTPException(404, f"No common ancestor between {base} and {head}.")
+        ahead = [c for c in from_head if c not in set(from_base)]
+        behind = [c for c in from_base if c not in behind_set]
+        old = world["objects"][world["objects"][merge_base]["tree"]]["entries"]
+        new = world["objects"][world["objects"][head]["tree"]]["entries"]
+    files = []
+    for path in sorted(set(old) | set(new)):
+        was, now = old.get(path), new.get(path)
+        if was == now:
+            continue
+        status = "added" if was is None else "removed" if now is None else "modified"
+        blob = (now or was)[2]
+        lines = world["objects"][blob]["content"].decode("utf-8", "replace").count("\n")
+        files.append(
+            {
+                "sha": blob,
+                "filename": path,
+                "status": status,
+                "additions": 0 if status == "removed" else lines,
+                "deletions": 0 if status == "added" else lines,
+                "changes": lines,
+                "blob_url": f"https://github.com/{r.full_name}/blob/{head}/{path}",
+                "raw_url": f"https://github.com/{r.full_name}/raw/{head}/{path}",
+                "contents_url": f"{state.api}/repos/{r.full_name}/contents/{path}?ref={head}",
+            }
+        )
+    status = (
+        "identical"
+        if not ahead and not behind
+        else "diverged"
+        if ahead and behind
+        else ("ahead" if ahead else "behind")
+    )
+    html = f"https://github.com/{r.full_name}/compare/{base}...{head}"
+    data = {
+        "url": f"{state.api}/repos/{r.full_name}/compare/{base}...{head}",
+        "html_url": html,
+        "permalink_url": html,
+        "diff_url": f"{html}.diff",
+        "patch_url": f"{html}.patch",
+        "base_commit": _rest_commit_json(state, r.full_name, base),
+        "merge_base_commit": _rest_commit_json(state, r.full_name, merge_base),
+        "status": status,
+        "ahead_by": len(ahead),
+        "behind_by": len(behind),
+        "total_commits": len(ahead),
+        "commits": [_rest_commit_json(state, r.full_name, c) for c in reversed(ahead)][:250],
+        "files": files[:300],
+    }
+    return validated("CommitComparison", data)
