@@ -413,7 +413,10 @@ class Task(BaseModel):
 
 
 class AccuracyData(StageData):
-    """The accuracy run: plan (runners.accuracy.plan.AccuracyPlan.record), server, lm-eval, checks."""
+    """The accuracy run: plan (runners.accuracy.plan.AccuracyPlan.record), server, lm-eval, checks.
+    The stage builds its data through this model (runners.stages.accuracy.stage_record). Kept as the
+    stage wrote them, untyped: `transformers_reference` and `reference_sources` (no artifact reads
+    them; the verdict reads `references` / `plausibility`, typed as mappings here)."""
 
     task_names: list[str] | None = None
     task_source: str | None = None  # "registry" (real tasks) or "local" (offline test tasks)

@@ -56,6 +56,7 @@ from runners.accuracy.plan import (
 from runners.accuracy.results import find_results_file, parse_results, read_doc_scores, responses
 from runners.context import StageContext
 from runners.contracts import Evidence, StageResult, utcnow
+from runners.stage_data import AccuracyData, wire
 
 __all__ = [
     "LOCAL_DATA",
@@ -69,6 +70,7 @@ __all__ = [
     "run",
     "run_cancellable",
     "serve_overrides",
+    "stage_record",
     "write_local_task",
 ]
 
@@ -322,7 +324,7 @@ def _failure(
             reason=m.outcome,
             diagnosis=f"lm-eval ({m.label}) hit its limit" if m.outcome == "timeout" else "cancelled",
             evidence=evidence,
-            data=data,
+            data=stage_record(data),
             started_at=started,
         )
     log_text = m.log_path.read_text(encoding="utf-8", errors="replace") if m.log_path.is_file() else ""
@@ -337,7 +339,7 @@ def _failure(
             diagnosis=diagnosis,
             next_step=next_step,
             evidence=evidence,
-            data=data,
+            data=stage_record(data),
             started_at=started,
         )
     if m.outcome == "finished" and m.code == 0 and m.results_path is not None:
@@ -347,7 +349,7 @@ def _failure(
             reason="no-metrics",
             diagnosis=f"lm-eval ({m.label}) finished but reported no metric for the requested tasks",
             evidence=evidence,
-            data=data,
+            data=stage_record(data),
             started_at=started,
         )
     return StageResult(
@@ -358,9 +360,19 @@ def _failure(
         + ("" if alive else "; the server died during the run"),
         next_step="Read the lm-eval log; if the server died, the model fails under load (see serve log).",
         evidence=evidence,
-        data=data,
+        data=stage_record(data),
         started_at=started,
     )
+
+
+def stage_record(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The stage's data through `AccuracyData`, the readers' contract (runners.stage_data): a fact of
+    the wrong shape fails here, in the stage that wrote it, instead of becoming an unknown fact in the
+    report. The data is collected across `run` (each exit returns what it has so far), so it is
+    validated once per exit; keys stay in the order the stage set them, so the stored JSON is what the
+    stage wrote."""
+    typed = wire(AccuracyData.model_validate(dict(data)))
+    return {**{k: typed[k] for k in data if k in typed}, **typed}
 
 
 def _ci_config(ctx: StageContext, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -473,7 +485,7 @@ def run(ctx: StageContext) -> StageResult:
             reason=getattr(exc, "reason", None) or "serve-failed",
             diagnosis=f"the server for the accuracy run did not come up: {exc}",
             next_step="Check the real-weight gate first (`/adapt rerun real-gate`).",
-            data=data,
+            data=stage_record(data),
             started_at=started,
         )
     evidence = [
@@ -505,7 +517,7 @@ def run(ctx: StageContext) -> StageResult:
                 reason="cancelled",
                 diagnosis="cancelled during the second measurement",
                 evidence=evidence,
-                data=data,
+                data=stage_record(data),
                 started_at=started,
             )
     repro = _reproducibility(check, first, second)
@@ -550,11 +562,13 @@ def run(ctx: StageContext) -> StageResult:
                 else "Read the second measurement's log, fix it, then `/adapt rerun accuracy`."
             ),
             evidence=evidence,
-            data=data,
+            data=stage_record(data),
             started_at=started,
         )
     data["tasks"] = tasks  # only values a second measurement did not contradict reach the YAML
-    return StageResult(stage="accuracy", status="passed", evidence=evidence, data=data, started_at=started)
+    return StageResult(
+        stage="accuracy", status="passed", evidence=evidence, data=stage_record(data), started_at=started
+    )
 
 
 def verdict(repro: Mapping[str, Any]) -> tuple[str, str | None]:

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from runners.accuracy import checks
+from runners.accuracy.plan import make_plan
 from runners.accuracy.results import parse_results
 from runners.artifacts import collect, pr_body, render_final_comment, render_report, render_runbook
 from runners.artifacts.builders import Delivery
@@ -26,6 +29,7 @@ from runners.stage_data import (
     stage_data,
     wire,
 )
+from runners.stages.accuracy import CPU_DEFAULT, Measurement, _reproducibility, stage_record
 from tests.artifacts import builders as b
 
 DATA = Path(__file__).parent / "data"
@@ -163,6 +167,85 @@ def test_forged_results_give_unknown_facts_and_every_artifact_renders() -> None:
         b.options(), results, Delivery(commit_sha="a" * 40, branch="b"), job_id="j1"
     )
     assert comment
+
+
+def test_the_report_and_the_pr_body_say_which_figures_are_unknown_and_why() -> None:
+    good = b.full_results()
+    results = {**good, "capacity": good["capacity"].model_copy(update={"data": FORGED["capacity"]})}
+    results["accuracy"] = good["accuracy"].model_copy(update={"data": FORGED["accuracy"]})
+    facts = collect(b.options(), results)
+    assert list(facts.unparsed) == ["capacity", "accuracy"]
+    report = render_report(b.options(), results, Delivery(commit_sha="a" * 40, branch="adapt/x"))
+    body = pr_body(b.options(), results, job_id="j1", files=[])
+    for stage, why in facts.unparsed.items():
+        zh = [ln for ln in report.splitlines() if f"`{stage}` 阶段的数值未知" in ln]
+        en = [ln for ln in body.splitlines() if f"`{stage}`: its figures are unknown" in ln]
+        assert len(zh) == 1 and "未通过校验" in zh[0] and why[:40] in zh[0]
+        assert len(en) == 1 and "did not validate" in en[0] and why[:40] in en[0]
+    assert HUGE[:1000] not in report + body
+    # the stages that parsed say nothing of the kind
+    assert "`real-gate` 阶段的数值未知" not in report and "`analyze`: its figures" not in body
+    clean = render_report(b.options(), good, Delivery(commit_sha="a" * 40, branch="adapt/x"))
+    assert "数值未知" not in clean and "did not validate" not in pr_body(
+        b.options(), good, job_id="j1", files=[]
+    )
+
+
+def _accuracy_data_as_the_stage_writes_it(stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored real run's accuracy data with the keys the stage adds today, in the order `run` sets
+    them (plan record, settings, server, measurements, reproducibility, references, plausibility)."""
+    plan = make_plan(CPU_DEFAULT, multimodal=False, chat=True)
+    tasks = stored["tasks"]
+    first = Measurement("live-server", stored["lm_eval_argv"], Path(stored["log_path"]), Path("/out/live"))
+    first.code, first.outcome, first.tasks = 0, "finished", tasks
+    refs = {tasks[0]["name"]: {tasks[0]["metrics"][0]["name"]: 0.41}}
+    sources = {tasks[0]["name"]: "transformers"}
+    return {
+        **plan.record(),
+        "tasks": tasks,
+        "settings": plan.settings(),
+        "log_path": stored["log_path"],
+        "lm_eval_env": {"HF_DATASETS_OFFLINE": "1"},
+        "datasets": {"offline": True, "offline_source": "profile", "cache_dir": None},
+        "check": "none",
+        "serve_argv": stored["serve_argv"],
+        "env": stored["env"],
+        "serve_log": stored["serve_log"],
+        "ready_s": stored["ready_s"],
+        "server": {"shared": True, "stage": "real-gate"},
+        "lm_eval_argv": stored["lm_eval_argv"],
+        "lm_eval_version": stored["lm_eval_version"],
+        "measurements": [first.record()],
+        "results_path": stored["results_path"],
+        "reproducibility": _reproducibility("none", first, None),
+        "transformers_reference": {"ran": True, "samples": 8, "references": refs},
+        "reference_sources": sources,
+        "references": refs,
+        "plausibility": checks.plausibility(
+            tasks, {(t, m): v for t, ms in refs.items() for m, v in ms.items()}, sources
+        ),
+    }
+
+
+def test_the_accuracy_stage_data_through_its_model_is_byte_identical() -> None:
+    path = DATA / "real-run" / "accuracy.json"
+    stored = _stored(path)
+    # the stored real result, as the stage now records it: the same bytes in result.json
+    again = stored.model_copy(update={"data": stage_record(stored.data)})
+    assert again.model_dump_json(indent=2) == path.read_text(encoding="utf-8")
+    # and today's full shape, recently added keys included (two of them untyped extras)
+    data = json.loads(json.dumps(_accuracy_data_as_the_stage_writes_it(stored.data)))
+    assert {"transformers_reference", "reference_sources"}.isdisjoint(AccuracyData.model_fields)
+    assert json.dumps(stage_record(data)) == json.dumps(data)
+    facts = collect(b.options(), {"accuracy": StageResult(stage="accuracy", status="passed", data=data)})
+    assert facts.unparsed == {} and facts.accuracy.tasks[0].name == "adapt_gsm8k_local"
+
+
+def test_the_accuracy_stage_refuses_to_write_data_its_readers_cannot_parse() -> None:
+    with pytest.raises(ValidationError):
+        stage_record({"tasks": [{"name": "gsm8k", "metrics": [{"name": "acc", "value": "high"}]}]})
+    with pytest.raises(ValidationError):
+        stage_record({"serve_argv": "vllm serve /m"})
 
 
 def test_missing_keys_are_unknown_not_guessed() -> None:
