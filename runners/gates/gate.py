@@ -39,6 +39,7 @@ from runners.serve import (
     server_error_evidence,
     text_completion,
 )
+from runners.stage_data import GateData, wire
 
 # --------------------------------------------------------------------------- model facts
 
@@ -454,9 +455,10 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
     off by default), in this same stage: each patch is installed and re-gated from the dummy gate."""
     result = _gate_stage(ctx, stage=stage, load_format=load_format)
     spec = getattr(ctx.options, "adapter", None)
-    if spec is None or result.ok or result.reason in ADAPTER_NOT_FOR or ctx.cancel.is_set():
-        return result
-    return _with_adapter(ctx, spec, result, stage=stage, load_format=load_format)
+    if not (spec is None or result.ok or result.reason in ADAPTER_NOT_FOR or ctx.cancel.is_set()):
+        result = _with_adapter(ctx, spec, result, stage=stage, load_format=load_format)
+    # one typed shape for both gates, shared with the builders (runners.stage_data)
+    return result.model_copy(update={"data": wire(GateData.model_validate(result.data))})
 
 
 #: failures no code patch can change (the checkpoint is missing, the job was stopped)

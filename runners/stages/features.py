@@ -43,6 +43,7 @@ from runners.lease import Lease, LeaseError, acquire, plan_parallel
 from runners.profile import FeatureSpec, FeatureSwitch, Profile
 from runners.recipe import recipe_args
 from runners.serve import RunningServer, per_job_devices, read_log_lines
+from runners.stage_data import FeaturesData, wire
 from runners.stages import shrink
 
 NA = FeatureStatus.NOT_APPLICABLE
@@ -410,6 +411,7 @@ def run(ctx: StageContext) -> StageResult:
         "waves": [[probes[i].feature for i in w] for w in waves],
         "facts_source": facts.get("source", "analyze"),
     }
+    data = wire(FeaturesData.model_validate(data))  # the typed shape the builders read
     counts: dict[str, int] = {}
     for r in ordered.values():
         counts[r.status.value] = counts.get(r.status.value, 0) + 1
