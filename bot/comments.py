@@ -257,12 +257,64 @@ def usage_for(name: str | None) -> str:
     return render_help(name if name in BY_NAME else None)
 
 
+#: Redis: which job's status comment carries the skill link on an issue (no expiry: once per issue)
+SKILL_KEY = "adapt:skill-link:{repo}#{issue}"
+#: the holder when an earlier comment of ours carries the link (found on the issue, not in Redis)
+SKILL_ELSEWHERE = "-"
+
+
+def skill_note() -> str:
+    """The line naming the model-adapter skill the job follows (templates/comments)."""
+    from runners.links import SKILL_URL
+
+    return render("comments/skill_link.md.j2", skill_url=SKILL_URL).strip()
+
+
+def carries_skill_link(gh: Any, job: Job) -> bool:
+    """Whether this job's status comment is the issue's one comment with the skill link: the first
+    job whose status comment is published on the issue takes it (Redis SET NX, kept without expiry);
+    later jobs and reruns on the issue do not repeat it. With the record missing (a new issue, or a
+    Redis that lost it) the issue itself is read once: a comment of ours that already carries the
+    link, other than this job's status comment, keeps it. No Redis: every status comment has it."""
+    r = getattr(gh, "redis", None)
+    if r is None:
+        return True
+    key = SKILL_KEY.format(repo=job.repo, issue=job.issue)
+    holder = r.get(key)
+    if holder is None:
+        from runners.links import SKILL_URL as url
+
+        elsewhere = any(
+            (c.get("performed_via_github_app") or {}).get("id") == gh.app_id
+            and gh.app_id is not None
+            and not is_ours(c, gh.app_id, job.id)
+            and url in (c.get("body") or "")
+            for c in gh.list_comments(job.repo, job.issue)
+        )
+        r.set(key, SKILL_ELSEWHERE if elsewhere else job.id, nx=True)
+        holder = r.get(key)
+    if isinstance(holder, bytes):
+        holder = holder.decode()
+    return bool(holder == job.id)
+
+
+def with_skill_link(body: str) -> str:
+    """The status body with the skill line above its footer (the `<sub>` line), within the limit."""
+    head, sep, foot = body.rpartition("\n<sub>")
+    if not sep:
+        return fit(f"{body.rstrip()}\n\n{skill_note()}")
+    return fit(f"{head.rstrip()}\n\n{skill_note()}\n{sep}{foot}")
+
+
 def publish_status(gh: CommentWriter, job: Job, body: str) -> int:
     """Edit the job's status comment in place, creating it only once. Returns its id.
 
     `gh` is an InstallationClient. Before creating, look for a comment we wrote with this job's
     marker (a previous attempt may have created it after a timeout), so a retry never re-posts.
+    The issue's first job's status comment also carries the skill link (carries_skill_link).
     """
+    if carries_skill_link(gh, job):
+        body = with_skill_link(body)
     if job.status_comment_id is not None:
         gh.update_comment(job.repo, job.status_comment_id, body)
         return job.status_comment_id
