@@ -61,6 +61,13 @@ def test_adapt_bot_run_end_to_end(tiny_model: Callable[[str], Path], tmp_path: P
     assert {m["status"] for m in matrix.values()} <= {s.value for s in FeatureStatus}
     assert all(m["reason"] and m["evidence"] for m in matrix.values())  # every status has its evidence
     assert result["timings"]["total_s"] >= sum(result["timings"]["by_stage_s"].values()) - 1
+    # issue 9: every stage's data, as the real stages wrote it, parses through its model (an unparsed
+    # stage would turn its figures into "unknown" lines in the report and the PR body)
+    from runners.artifacts.facts import collect
+    from runners.contracts import JobOptions, StageResult
+
+    stage_results = {s: StageResult.model_validate(r) for s, r in result["stages"].items()}
+    assert collect(JobOptions.model_validate(result["options"]), stage_results).unparsed == {}
     logs = [Path(p) for p in result["logs"]]
     assert any(p.name == "real-gate.log" for p in logs) and all(p.is_file() for p in logs)
 
@@ -113,5 +120,6 @@ def test_adapt_bot_run_end_to_end(tiny_model: Callable[[str], Path], tmp_path: P
     for section in ("模型架构概述", "特性状态矩阵", "dummy 与真实权重验证矩阵", "回退阶梯证据", "提交哈希"):
         assert section in report
     assert commit["sha"] in report
+    assert "数值未知" not in report  # no stage's figures lost to data that did not validate
     runbook = (out / "runbook.zh.md").read_text()
     assert "--enforce-eager" in runbook and "TORCHDYNAMO_DISABLE=1" in runbook
