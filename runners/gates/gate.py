@@ -697,15 +697,22 @@ def _gate(
     )
 
 
+def _zero_code_plan(facts: Mapping[str, Any]) -> ZeroCodePlan | None:
+    """The analysis's zero-code plan, validated once for the ladder and the recipe."""
+    raw = facts.get("zero_code")
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return ZeroCodePlan.model_validate(raw)
+    except ValueError:
+        return None
+
+
 def zero_code_steps(ctx: StageContext, facts: Mapping[str, Any]) -> list[ZeroCodeStep]:
     """The analysis's zero-code plan as ladder steps; a rung that runs the checkpoint's own code
     is skipped unless the job opted in to remote code."""
-    raw = facts.get("zero_code")
-    if not isinstance(raw, Mapping):
-        return []
-    try:
-        planned = ZeroCodePlan.model_validate(raw)
-    except ValueError:
+    planned = _zero_code_plan(facts)
+    if planned is None:
         return []
     allowed = bool(getattr(ctx.options, "trust_remote_code", False))
     steps = []
@@ -716,10 +723,10 @@ def zero_code_steps(ctx: StageContext, facts: Mapping[str, Any]) -> list[ZeroCod
 
 
 def _zero_code_recipe(rung: str, passing: Attempt, facts: Mapping[str, Any]) -> dict[str, Any] | None:
-    if rung not in ZERO_CODE_RUNGS:
+    plan = _zero_code_plan(facts) if rung in ZERO_CODE_RUNGS else None
+    step = next((r for r in plan.rungs if r.rung == rung), None) if plan is not None else None
+    if plan is None or step is None:
         return None
-    plan = ZeroCodePlan.model_validate(facts["zero_code"])
-    step = next(r for r in plan.rungs if r.rung == rung)
     return {
         "rung": rung,
         "args": list(step.args),

@@ -121,3 +121,19 @@ def test_diff_is_against_the_merge_base_not_the_default_branch_tip(tmp_path: Pat
         ).stdout.strip()
         == sha
     )
+
+
+def test_the_zh_report_names_the_candidate_it_ran_against(tmp_path: Path) -> None:
+    from runners.artifacts.builders import Delivery, render_report
+    from runners.contracts import Candidate
+
+    cand = Candidate(
+        repo="contrib/plugin", ref="feat/adaptplug", sha="ab" * 20, url="https://example.invalid/x.git"
+    )
+    options = b.options(MODEL, issue=9).model_copy(update={"candidate": cand})
+    report = render_report(options, results_for(), Delivery(), code_changes=CODE)
+    row = next(line for line in report.splitlines() if line.startswith("| 候选分支 |"))
+    assert "`contrib/plugin@feat/adaptplug`" in row and f"`{'ab' * 20}`" in row
+    assert "代码文件 2 个" in row
+    plain = render_report(b.options(MODEL, issue=9), results_for(), Delivery())
+    assert "候选分支" not in plain
