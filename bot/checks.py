@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.commands import CANCEL, RERUN_ACCURACY, RERUN_DUMMY, RERUN_REAL, CheckAction
+from bot.commands import CANCEL, PREFIX, RERUN_ACCURACY, RERUN_DUMMY, RERUN_REAL, CheckAction
+from bot.comments import code_span
 from bot.delivery import (
     REQUEST_ERRORS,
     Caller,
@@ -34,6 +35,7 @@ from bot.delivery import (
     CheckStatus,
     base_head,
     check_run_payload,
+    direct_call,
     found_run,
     repo_parts,
     status_of,
@@ -277,3 +279,34 @@ def refresh_job_check(deps: Any, gh: Any, job: Job) -> Published | None:
         if tries <= CHECK_RETRIES:
             deps.queue.control("bot.tasks.refresh", job.id, countdown=CHECK_RETRY_S)
         return None
+
+
+def answer_press(
+    gh: Any, repo: str, detail: Mapping[str, Any], *, job_id: str | None, sender: str | None
+) -> bool:
+    """Answer a button press that has nowhere else to go: the run no PR lists (the base branch head)
+    and no job behind it (gone from the store, or another repository's). The run's own output says
+    so (templates/checks/press_*.j2) and its buttons go; a run still open is completed as neutral,
+    since nothing will ever update it again. False when the press carried no run id."""
+    run_id = detail.get("check_run_id")
+    if not isinstance(run_id, int):
+        return False
+    owner, name = repo_parts(repo)
+    # the job id comes from the payload (the run's external_id): shown as code, never as markdown
+    ctx = {"job": code_span(job_id, 80) if job_id else None, "sender": sender, "prefix": PREFIX}
+    data: dict[str, Any] = {
+        "output": {
+            "title": render("checks/press_title.txt.j2", **ctx).strip()[:255],
+            "summary": render("checks/press_summary.md.j2", **ctx).strip(),
+        },
+        "actions": [],
+    }
+    if detail.get("check_run_status") != "completed":
+        data.update(status="completed", conclusion="neutral")
+    call: Caller = getattr(gh, "call", None) or direct_call
+    call(
+        f"PATCH check-run {run_id} (press answer)",
+        lambda: gh.gh.rest.checks.update(owner, name, run_id, data=data),
+        mutating=True,
+    )
+    return True

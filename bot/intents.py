@@ -438,10 +438,20 @@ def _status(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) ->
 
 
 def _cancel(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) -> str:
+    """Every Cancel gets an answer where it was asked. A check-run button that no PR lists (the run
+    on the base branch head, a fork's head) answers on the job's issue, or, with no job behind the
+    run, on the run itself (bot.checks.answer_press)."""
     job = _find_job(deps, intent)
     if job is None:
+        if intent.via == "check_run" and intent.issue is None:
+            from bot.checks import answer_press
+
+            answer_press(gh, intent.repo or "", intent.detail, job_id=intent.job_id, sender=intent.sender)
+            return "no job (answered on the check run)"
         _reply(gh, intent, "no-job", detail="pull request" if intent.is_pull_request else None)
         return "no job"
+    if intent.via == "check_run" and intent.issue is None:
+        intent = intent.model_copy(update={"issue": job.issue, "is_pull_request": False})
     deps.store.set_cancel(job)  # signal first: the running stage polls this flag
     try:
         job = deps.store.update(job.id, machine.request_cancel)

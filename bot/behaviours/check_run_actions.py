@@ -2,7 +2,9 @@
 
 The buttons are declared once (`bot.commands.CHECK_ACTIONS`, also what `bot.delivery` puts on the
 check runs); a click on anything else is ignored. The check run's `external_id` holds the job id.
-A click carries no unique id of its own, so its dedupe key lives only briefly (long enough to fold
+The pressed run's id and status go along (`detail`): a press whose run no PR lists (the base
+branch head) and whose job is gone is answered on that run itself (bot.checks.answer_press). A
+click carries no unique id of its own, so its dedupe key lives only briefly (long enough to fold
 the copies two hooks send, short enough for a deliberate second click). The clicker's permission
 is checked by the control plane like a command's.
 """
@@ -36,6 +38,8 @@ def on_requested_action(ctx: EventContext) -> Outcome:
         "is_pull_request": True,
         "job_id": job_id,
         "dedupe_ttl_s": CLICK_DEDUPE_TTL_S,
+        # the pressed run itself: a press no PR lists and no job answers is answered on it
+        "detail": {"check_run_id": int_of(run.get("id")), "check_run_status": str_of(run.get("status"))},
     }
     if action.command == "cancel":
         return Outcome([ctx.base("cancel", "check_run", key, **common)])
