@@ -129,6 +129,7 @@ BRIEF_SCHEMA: dict[str, Any] = {
         "repo_device_hours_per_day": None,
     },
     "budget": {"device_hours_per_job": None},
+    "adapter": None,
 }
 
 
