@@ -13,13 +13,24 @@ Figures: requests (as the servers logged them), bytes the servers sent, bytes se
 header bytes (target <= 1.5), wall time (target <= 2 s at 50 ms RTT). The result of each
 pre-flight is checked against the local `analyze()` of the same directory.
 
-Run:  .venv/bin/python benchmarks/bench_hub_preflight.py [--rtt 0.05] [--workers 32] [--shards 163]
+`--compare` measures before/after side by side in the same run: the exact strategy with the old
+default of 32 parallel readers and with `--workers` (default: the current DEFAULT_WORKERS),
+alternated `--reps` times (median, min-max: the machine is shared), and asserts that both give
+the identical result (every field, the pinned revision included).
+
+`--nodelay` serves with TCP_NODELAY: the stand-in (http.server) writes the response head and
+body in two sends, so Nagle holds the body until the client's delayed ACK (~40 ms) on every
+request, on top of `--rtt`; a real hub/CDN does not stall like that.
+
+Run:  .venv/bin/python benchmarks/bench_hub_preflight.py [--compare] [--reps 5] [--nodelay]
+      [--rtt 0.05] [--workers N] [--shards 163]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -33,10 +44,17 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_analyze import build  # noqa: E402
 
 from runners.analysis import analyze  # noqa: E402
-from runners.analysis.hub import HubStats, hub_preflight  # noqa: E402
+from runners.analysis.hub import DEFAULT_WORKERS, HubStats, hub_preflight  # noqa: E402
 from runners.analysis.registry import Registries  # noqa: E402
 
 REPO_ID = "deepseek-ai/DeepSeek-V3-synthetic"
+#: the default before the change this comparison measures
+BEFORE_WORKERS = 32
+#: the stand-in's own main with Nagle off for its handlers (a benchmark knob; argv, no shell)
+NODELAY_MAIN = (
+    "import sys; import tests.standin.hub as h; "
+    "h._Handler.disable_nagle_algorithm = True; sys.exit(h.main(sys.argv[1:]))"
+)
 
 
 def comparable(result: Any) -> dict[str, Any]:
@@ -49,10 +67,11 @@ def comparable(result: Any) -> dict[str, Any]:
 class RemoteHub:
     """The stand-in in its own process (the hub is another machine: it must not share our GIL)."""
 
-    def __init__(self, root: Path, cdn: bool) -> None:
+    def __init__(self, root: Path, cdn: bool, nodelay: bool = False) -> None:
         import subprocess
 
-        argv = [sys.executable, "-m", "tests.standin.hub", "--repo", f"{REPO_ID}={root}"]
+        start = ["-c", NODELAY_MAIN] if nodelay else ["-m", "tests.standin.hub"]
+        argv = [sys.executable, *start, "--repo", f"{REPO_ID}={root}"]
         self.proc = subprocess.Popen(
             [*argv, *(["--cdn"] if cdn else [])], cwd=REPO, stdout=subprocess.PIPE, text=True
         )
@@ -85,9 +104,12 @@ def run(hub: RemoteHub, fn: Any) -> tuple[Any, float, int, int, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rtt", type=float, default=0.05, help="seconds added to every request")
-    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--shards", type=int, default=163)
     parser.add_argument("--no-cdn", action="store_true", help="serve shards from the hub host itself")
+    parser.add_argument("--compare", action="store_true", help=f"before ({BEFORE_WORKERS}) vs --workers")
+    parser.add_argument("--reps", type=int, default=5, help="alternated runs per side with --compare")
+    parser.add_argument("--nodelay", action="store_true", help="stand-in with TCP_NODELAY (no Nagle)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-hub-"))
     root = tmp / "DeepSeek-V3-synthetic"
@@ -99,10 +121,12 @@ def main() -> int:
         t0 = time.perf_counter()
         local = analyze(root, registries=regs)
         local_s = time.perf_counter() - t0
-        hub = RemoteHub(root, cdn=not args.no_cdn)
+        hub = RemoteHub(root, cdn=not args.no_cdn, nodelay=args.nodelay)
         # warm up imports and the connection pool (not counted)
         hub_preflight(REPO_ID, endpoint=hub.url, registries=regs, workers=args.workers)
         hub.control(f"/_standin/latency?s={args.rtt}")
+        if args.compare:
+            return compare(hub, facts, local, regs, args)
         rows = []
         splits = {}
         for label, strategy in (
@@ -153,6 +177,54 @@ def main() -> int:
         if hub is not None:
             hub.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compare(hub: RemoteHub, facts: dict[str, Any], local: Any, regs: Registries, args: Any) -> int:
+    """Before/after in one run, alternated; the two results must be identical."""
+    sides = (
+        (f"before: {BEFORE_WORKERS} readers", BEFORE_WORKERS),
+        (f"after: {args.workers} readers", args.workers),
+    )
+    walls: dict[str, list[float]] = {label: [] for label, _ in sides}
+    https: dict[str, list[float]] = {label: [] for label, _ in sides}
+    seen: dict[str, tuple[int, int]] = {}
+    reference: dict[str, Any] | None = None
+    for _ in range(args.reps):
+        for label, workers in sides:
+            stats = HubStats()
+            res, wall, n, _sent, shard = run(
+                hub,
+                lambda w=workers, st=stats: hub_preflight(
+                    REPO_ID, endpoint=hub.url, registries=regs, workers=w, stats=st
+                ),
+            )
+            full = res.model_dump(mode="json")
+            reference = full if reference is None else reference
+            assert full == reference, f"{label}: result differs from the other side"
+            assert comparable(res) == comparable(local), "hub result differs from the local analysis"
+            walls[label].append(wall)
+            https[label].append(stats.fetch_s)
+            seen[label] = (n, shard)
+    hb = facts["header_bytes"]
+    print(
+        f"repo: {facts['shards']} shards, header bytes {hb:,}; injected RTT {args.rtt * 1000:.0f} ms; "
+        f"stand-in {'TCP_NODELAY' if args.nodelay else 'as is (Nagle + delayed ACK per request)'}; "
+        f"{args.reps} alternated runs per side; results identical (every field)\n"
+    )
+    print(
+        f"{'exact strategy':<26}{'wall median':>12}{'min-max':>14}{'HTTP median':>13}"
+        f"{'requests':>10}{'shards/headers':>16}"
+    )
+    for label, _ in sides:
+        w, h = walls[label], https[label]
+        n, shard = seen[label]
+        print(
+            f"{label:<26}{statistics.median(w):>12.2f}{f'{min(w):.2f}-{max(w):.2f}':>14}"
+            f"{statistics.median(h):>13.2f}{n:>10}{shard / hb:>16.3f}"
+        )
+    after = sides[1][0]
+    ok = seen[after][1] / hb <= 1.5 and statistics.median(walls[after]) <= 2.0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
