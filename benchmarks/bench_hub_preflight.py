@@ -13,10 +13,11 @@ Figures: requests (as the servers logged them), bytes the servers sent, bytes se
 header bytes (target <= 1.5), wall time (target <= 2 s at 50 ms RTT). The result of each
 pre-flight is checked against the local `analyze()` of the same directory.
 
-`--compare` measures before/after side by side in the same run: the exact strategy with the old
-default of 32 parallel readers and with `--workers` (default: the current DEFAULT_WORKERS),
-alternated `--reps` times (median, min-max: the machine is shared), and asserts that both give
-the identical result (every field, the pinned revision included).
+`--compare` measures before/after side by side in the same run: the exact strategy through
+runners/analysis/hub.py as committed at `--before-rev` (loaded from git; its own defaults: 32
+readers, index parsed after the pool) and through today's (`--workers`, default
+DEFAULT_WORKERS), alternated `--reps` times (median, min-max: the machine is shared), and
+asserts that both give the identical result (every field, the pinned revision included).
 
 `--nodelay` serves with TCP_NODELAY: the stand-in (http.server) writes the response head and
 body in two sends, so Nagle holds the body until the client's delayed ACK (~40 ms) on every
@@ -48,8 +49,9 @@ from runners.analysis.hub import DEFAULT_WORKERS, HubStats, hub_preflight  # noq
 from runners.analysis.registry import Registries  # noqa: E402
 
 REPO_ID = "deepseek-ai/DeepSeek-V3-synthetic"
-#: the default before the change this comparison measures
-BEFORE_WORKERS = 32
+#: the committed runners/analysis/hub.py before the issue-11 speed-up (32 readers, index parsed
+#: after the pool); `--compare` loads that file from git and runs it next to the current one
+BEFORE_REV = "123a81c"
 #: the stand-in's own main with Nagle off for its handlers (a benchmark knob; argv, no shell)
 NODELAY_MAIN = (
     "import sys; import tests.standin.hub as h; "
@@ -107,7 +109,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--shards", type=int, default=163)
     parser.add_argument("--no-cdn", action="store_true", help="serve shards from the hub host itself")
-    parser.add_argument("--compare", action="store_true", help=f"before ({BEFORE_WORKERS}) vs --workers")
+    parser.add_argument("--compare", action="store_true", help="the hub.py of --before-rev vs today's")
+    parser.add_argument("--before-rev", default=BEFORE_REV, help="git revision of the 'before' hub.py")
     parser.add_argument("--reps", type=int, default=5, help="alternated runs per side with --compare")
     parser.add_argument("--nodelay", action="store_true", help="stand-in with TCP_NODELAY (no Nagle)")
     args = parser.parse_args()
@@ -126,7 +129,7 @@ def main() -> int:
         hub_preflight(REPO_ID, endpoint=hub.url, registries=regs, workers=args.workers)
         hub.control(f"/_standin/latency?s={args.rtt}")
         if args.compare:
-            return compare(hub, facts, local, regs, args)
+            return compare(hub, facts, local, regs, args, tmp)
         rows = []
         splits = {}
         for label, strategy in (
@@ -179,23 +182,48 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def compare(hub: RemoteHub, facts: dict[str, Any], local: Any, regs: Registries, args: Any) -> int:
-    """Before/after in one run, alternated; the two results must be identical."""
+def module_at(rev: str, path: str, tmp: Path) -> Any:
+    """`path` as committed at `rev`, imported under its own name (git through argv, no shell)."""
+    import importlib.util
+    import subprocess
+
+    text = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{rev}:{path}"], check=True, capture_output=True, text=True
+    ).stdout
+    file = tmp / f"before_{rev}.py"
+    file.write_text(text)
+    spec = importlib.util.spec_from_file_location(f"before_{rev}", file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def compare(hub: RemoteHub, facts: dict[str, Any], local: Any, regs: Registries, args: Any, tmp: Path) -> int:
+    """Before/after in one run, alternated, each with its own defaults; results must be identical."""
+    before = module_at(args.before_rev, "runners/analysis/hub.py", tmp)
+    before.hub_preflight(REPO_ID, endpoint=hub.url, registries=regs)  # warm-up, not counted
     sides = (
-        (f"before: {BEFORE_WORKERS} readers", BEFORE_WORKERS),
-        (f"after: {args.workers} readers", args.workers),
+        (
+            f"before ({args.before_rev}, {before.DEFAULT_WORKERS} readers)",
+            before.hub_preflight,
+            before.HubStats,
+        ),
+        (f"after ({args.workers} readers)", hub_preflight, HubStats),
     )
-    walls: dict[str, list[float]] = {label: [] for label, _ in sides}
-    https: dict[str, list[float]] = {label: [] for label, _ in sides}
+    walls: dict[str, list[float]] = {label: [] for label, _, _ in sides}
+    https: dict[str, list[float]] = {label: [] for label, _, _ in sides}
     seen: dict[str, tuple[int, int]] = {}
     reference: dict[str, Any] | None = None
     for _ in range(args.reps):
-        for label, workers in sides:
-            stats = HubStats()
+        for label, preflight, stats_type in sides:
+            stats = stats_type()
+            extra = {} if preflight is not hub_preflight else {"workers": args.workers}
             res, wall, n, _sent, shard = run(
                 hub,
-                lambda w=workers, st=stats: hub_preflight(
-                    REPO_ID, endpoint=hub.url, registries=regs, workers=w, stats=st
+                lambda f=preflight, st=stats, kw=extra: f(
+                    REPO_ID, endpoint=hub.url, registries=regs, stats=st, **kw
                 ),
             )
             full = res.model_dump(mode="json")
@@ -212,14 +240,14 @@ def compare(hub: RemoteHub, facts: dict[str, Any], local: Any, regs: Registries,
         f"{args.reps} alternated runs per side; results identical (every field)\n"
     )
     print(
-        f"{'exact strategy':<26}{'wall median':>12}{'min-max':>14}{'HTTP median':>13}"
+        f"{'exact strategy':<34}{'wall median':>12}{'min-max':>14}{'HTTP median':>13}"
         f"{'requests':>10}{'shards/headers':>16}"
     )
-    for label, _ in sides:
+    for label, _, _ in sides:
         w, h = walls[label], https[label]
         n, shard = seen[label]
         print(
-            f"{label:<26}{statistics.median(w):>12.2f}{f'{min(w):.2f}-{max(w):.2f}':>14}"
+            f"{label:<34}{statistics.median(w):>12.2f}{f'{min(w):.2f}-{max(w):.2f}':>14}"
             f"{statistics.median(h):>13.2f}{n:>10}{shard / hb:>16.3f}"
         )
     after = sides[1][0]
