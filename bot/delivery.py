@@ -169,6 +169,30 @@ def point_branch(gh: Any, repo: str, branch: str, sha: str, *, call: Caller = di
     )
 
 
+def refuse_over_pushed_commits(
+    gh: Any, repo: str, base: str, branch: str, *, call: Caller = direct_call
+) -> None:
+    """The bot's branch is ONE commit on the base; more means a person pushed to it (e.g. to the
+    early draft PR while the job still ran). Their commits are never force-moved over: the delivery
+    fails saying so. An absent branch (or a compare GitHub cannot answer) is no push."""
+    owner, name = _split(repo)
+    try:
+        cmp = call(
+            f"GET compare {base}...{branch}",
+            lambda: gh.rest.repos.compare_commits(owner, name, f"{base}...{branch}"),
+        ).parsed_data
+    except REQUEST_ERRORS as exc:
+        if _status(exc) in (404, 422):
+            return
+        raise
+    if int(cmp.ahead_by or 0) > 1:
+        raise DeliveryError(
+            f"someone pushed to `{branch}` while the job ran ({cmp.ahead_by} commits on `{base}`, the bot "
+            "makes one): their commits are kept and the bot's commit was not pushed over them; push "
+            "again to re-gate that head, or reset the branch to the bot's commit and `/adapt rerun deliver`"
+        )
+
+
 def find_pull(gh: Any, repo: str, head_owner: str, branch: str, *, call: Caller = direct_call) -> Any | None:
     owner, name = _split(repo)
     pulls = call(
@@ -226,6 +250,8 @@ def deliver_pr(
     sha = create_commit(
         gh, head_repo, files, base_sha=base_sha, message=message, signoff=signoff, deleted=deleted, call=call
     )
+    if fork is None:  # (a fork's branch is compared in the fork network: not checked here)
+        refuse_over_pushed_commits(gh, repo, base, branch, call=call)
     point_branch(gh, head_repo, branch, sha, call=call)
     body = fit(body, COMMENT_LIMIT)
     existing = find_pull(gh, repo, head_owner, branch, call=call)

@@ -146,3 +146,27 @@ def test_a_candidate_over_the_budget_opens_no_draft(
         )
     assert pulls_of(github_standin, REPO) == []
     assert github_standin.requests_to("POST", "/repos/octo-org/vllm-ascend/git/commits") == []
+
+
+def test_a_push_to_the_draft_while_the_job_runs_is_never_overwritten(
+    github_standin: Any, app_settings: Any, mkdocs_repo: Path, tmp_path: Path
+) -> None:
+    """A maintainer pushes to the draft PR's branch before the job has delivered: the final
+    delivery does not force-move the branch over their commit; it fails saying what to do."""
+    from bot.delivery import DeliveryError
+    from bot.repo_config import RepoConfig
+    from tests.standin.git_api import push_commit
+
+    job = _job(None)
+    results = results_for()
+    seed_commit(github_standin, REPO, checkout_files(mkdocs_repo))
+    kw = {"job": job, "github": _github(app_settings), "config": RepoConfig(), "settings": app_settings}
+    draft = open_draft(results=_gated(results), **kw)
+    assert draft is not None
+    (pr,) = pulls_of(github_standin, REPO)
+    theirs = push_commit(github_standin, REPO, pr["head_ref"], {"vllm_ascend/fix.py": "FIX = 1\n"})
+    with pytest.raises(DeliveryError, match=r"someone pushed to .* their commits are kept"):
+        deliver(results=results, files=runner_files(mkdocs_repo, tmp_path, results), **kw)
+    (pr,) = pulls_of(github_standin, REPO)
+    assert pr["head_sha"] == theirs  # their commit is still the head
+    assert tree_files(github_standin, theirs)["vllm_ascend/fix.py"] == "FIX = 1\n"
