@@ -170,4 +170,3 @@ def pin_draft_attention(argv: list[str], mla_args: Sequence[str]) -> list[str]:
         if isinstance(spec, dict) and "attention_backend" not in spec:
             out[i + 1] = json.dumps({**spec, "attention_backend": backend}, separators=(",", ":"))
     return out
-

@@ -22,7 +22,8 @@ def config(name: str) -> dict[str, Any]:
 
 def ascend(name: str, devices: int = 16) -> shrink.Shrink:
     spec = load_profile("ascend-a2").probe_model
-    return shrink.plan(config(name), min_layers=spec.min_layers, min_experts=spec.min_experts, devices=devices)
+    lo_layers, lo_experts = spec.min_layers, spec.min_experts
+    return shrink.plan(config(name), min_layers=lo_layers, min_experts=lo_experts, devices=devices)
 
 
 def test_dense_model_is_cut_to_the_minimum() -> None:
