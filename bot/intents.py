@@ -258,6 +258,21 @@ def _command_name(intent: Intent) -> str:
     return {"start": "run"}.get(intent.kind, intent.kind)
 
 
+def _candidate_refusal(intent: Intent, deps: Deps, gh: InstallationClient, cfg: Any) -> str | None:
+    """Naming a candidate (a branch, or `this` PR's head) needs its own permission: the refusal's
+    outcome after replying, or None when the sender (and editor) hold it."""
+    assert intent.repo is not None
+    no = permissions.refusal(
+        gh, intent.repo, [intent.sender, intent.editor], cfg.candidate_permission, deps.redis,
+        deps.settings.permission_cache_s,
+    )  # fmt: skip
+    if no is None:
+        return None
+    _reply(gh, intent, "permission", needed=no.needed, level=no.level, detail=cfg.label, who=no.user)
+    _react(gh, intent, "confused")
+    return f"refused: --candidate: {no}"
+
+
 def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_config.LoadedConfig) -> str:
     assert intent.repo is not None and intent.issue is not None
     cfg = loaded.config
@@ -278,14 +293,8 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         return "refused: run on a pull request"
     pull: PullCandidate | None = None
     if this_pr:  # the PR's head, for the issue it links: the job runs (and reports) there
-        no = permissions.refusal(
-            gh, intent.repo, [intent.sender, intent.editor], cfg.candidate_permission, deps.redis,
-            deps.settings.permission_cache_s,
-        )  # fmt: skip
-        if no is not None:
-            _reply(gh, intent, "permission", needed=no.needed, level=no.level, detail=cfg.label, who=no.user)
-            _react(gh, intent, "confused")
-            return f"refused: --candidate: {no}"
+        if (refused := _candidate_refusal(intent, deps, gh, cfg)) is not None:
+            return refused
         try:
             pull = pin_pull_candidate(gh, intent.repo, intent.issue, deps.settings.candidate_git_url)
             linked = gh.get_issue(intent.repo, pull.issue)
@@ -326,14 +335,8 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
     candidate = pull.candidate if pull is not None else None
     # a contributor branch: its own permission, pinned to a SHA here
     if opts.get("candidate") and pull is None:
-        no = permissions.refusal(
-            gh, intent.repo, [intent.sender, intent.editor], cfg.candidate_permission, deps.redis,
-            deps.settings.permission_cache_s,
-        )  # fmt: skip
-        if no is not None:
-            _reply(gh, intent, "permission", needed=no.needed, level=no.level, detail=cfg.label, who=no.user)
-            _react(gh, intent, "confused")
-            return f"refused: --candidate: {no}"
+        if (refused := _candidate_refusal(intent, deps, gh, cfg)) is not None:
+            return refused
         try:
             candidate = pin_candidate(gh, opts["candidate"], deps.settings.candidate_git_url)
         except CandidateError as exc:
