@@ -20,8 +20,10 @@ from runners import feature_catalog
 RUNNER_STAGES: tuple[str, ...] = (
     "analyze",
     "dummy-gate",
-    "real-gate",
+    # the feature probes run on the shrunk model before any real-weight start (issue 13); the
+    # real-weight start then carries the set that passed and confirms each at full size
     "features",
+    "real-gate",
     "capacity",
     "accuracy",
     "artifacts",

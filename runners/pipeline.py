@@ -156,7 +156,7 @@ def execute_stage(
 
 
 #: A kept real-weight server survives a passing stage only up to the last stage that can use it.
-KEEP_AFTER = ("real-gate", "features", "capacity")
+KEEP_AFTER = ("real-gate", "capacity")
 
 
 def _share_plan(

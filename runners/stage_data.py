@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -209,6 +209,17 @@ class LoadFinding(BaseModel):
     line: int | None = None
 
 
+class FullSize(BaseModel):
+    """One feature of the probes' set on the full-size real-weight start."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["confirmed", "refuted"]
+    line: int | None = None
+    text: str | None = None
+    why: str | None = None
+
+
 class GateData(StageData):
     """The dummy and the real gate (runners.gates.gate: Attempt.data() plus the ladder). Typed: what
     the readers need; the rest (command line, load format, parity and quality for runners.verdict,
@@ -226,6 +237,8 @@ class GateData(StageData):
     signature: str | None = None
     ladder: list[Rung] = Field(default_factory=list)
     load_findings: list[LoadFinding] = Field(default_factory=list)
+    #: the real gate: each probed feature confirmed or refuted at full size (runners.gates.gate)
+    features_at_full_size: dict[str, FullSize] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod

@@ -317,6 +317,8 @@ class JobFacts:
     versions_stage: str | None = None
     #: stage -> why its data did not validate (runners.stage_data): its facts are unknown
     unparsed: dict[str, str] = field(default_factory=dict)
+    #: the probes' feature set on the full-size real-weight start: (feature, confirmed|refuted, text)
+    full_size: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def device_seconds_total(self) -> float:
@@ -610,8 +612,16 @@ def collect(
         device_seconds=_device_seconds(parsed),
         zero_code=_zero_code(results),
         unparsed={s: p.problem for s, p in parsed.items() if p.problem is not None},
+        full_size=_full_size(results.get("real-gate")),
         **_versions(parsed),
     )
+
+
+def _full_size(result: StageResult | None) -> tuple[tuple[str, str, str], ...]:
+    gate = _typed(result, GateData)
+    if gate is None:
+        return ()
+    return tuple((f, row.status, row.text or row.why or "") for f, row in gate.features_at_full_size.items())
 
 
 #: whose recorded versions the documents cite: the run that proved the published serve flags first

@@ -27,7 +27,7 @@ from runners.gates.findings import load_findings_for, with_load_cause
 from runners.gates.ladder import LadderState, Rung, RungRecord, Stop, ZeroCodeStep, next_step
 from runners.gates.reference import BUDGET_ENV, ReferenceRun, start_reference
 from runners.profile import Profile
-from runners.recipe import serve_recipe
+from runners.recipe import FeatureSet, feature_set, features_off, serve_recipe
 from runners.serve import (
     TINY_PNG_DATA_URL,
     ChatReply,
@@ -35,6 +35,7 @@ from runners.serve import (
     ServeError,
     chat_completion,
     error_message,
+    read_log_lines,
     served,
     server_error_evidence,
     text_completion,
@@ -454,11 +455,80 @@ def run_gate(ctx: StageContext, *, stage: str, load_format: str | None) -> Stage
     A gate that fails after its ladder runs the job's adapter step when it has one (runners.adapter,
     off by default), in this same stage: each patch is installed and re-gated from the dummy gate."""
     result = _gate_stage(ctx, stage=stage, load_format=load_format)
+    fs = feature_set(ctx.previous) if load_format != "dummy" else FeatureSet()
+    if fs.features and not ctx.cancel.is_set():  # the probes' set, confirmed or refuted at full size
+        result = _at_full_size(ctx, result, fs, stage=stage, load_format=load_format)
     spec = getattr(ctx.options, "adapter", None)
     if not (spec is None or result.ok or result.reason in ADAPTER_NOT_FOR or ctx.cancel.is_set()):
         result = _with_adapter(ctx, spec, result, stage=stage, load_format=load_format)
     # one typed shape for both gates, shared with the builders (runners.stage_data)
     return result.model_copy(update={"data": wire(GateData.model_validate(result.data))})
+
+
+def full_size_rows(profile: Profile, features: Sequence[str], log_path: str | None) -> dict[str, Any]:
+    """Each feature of the set judged on the full-size start's own log with the profile's evidence
+    patterns: `confirmed` (a proof line, no veto line) or `refuted` (why). Pure apart from the read."""
+    lines = read_log_lines(Path(log_path)) if log_path else []
+    rows: dict[str, Any] = {}
+    for feature in features:
+        spec = profile.features.get(feature)
+        hits = ev.find_all(lines, spec.evidence, limit=1) if spec is not None else []
+        neg = ev.find_all(lines, spec.negative_evidence, limit=1) if spec is not None else []
+        if hits and not neg:
+            rows[feature] = {
+                "status": "confirmed",
+                "line": hits[0].line,
+                "text": ev.clip_line(hits[0].text, 200),
+            }
+        else:
+            why = (
+                f"the log says it is off: {ev.clip_line(neg[0].text, 200)}"
+                if neg
+                else "no log line of the full-size start matched the profile's evidence patterns"
+            )
+            rows[feature] = {"status": "refuted", "why": why}
+    return rows
+
+
+def _at_full_size(
+    ctx: StageContext, result: StageResult, fs: FeatureSet, *, stage: str, load_format: str | None
+) -> StageResult:
+    """The real-weight start carried the features the probes proved on the shrunk model (issue 13).
+    Passed: each is confirmed or refuted by this start's own log. Failed: the set is taken off for
+    one start; if that passes, the set is what broke the full-size start, and every feature of it
+    is refuted (later starts drop it, runners.recipe.feature_set)."""
+    shown = " ".join([*fs.args, *(f"{k}={v}" for k, v in fs.env.items())])
+    record: dict[str, Any] = {"features": list(fs.features), "flags": shown}
+    if result.ok:
+        rows = full_size_rows(ctx.profile, fs.features, result.data.get("log_path"))
+        note = "; ".join(f"{f}: {r['status']}" for f, r in rows.items())
+        return result.model_copy(
+            update={
+                "data": {**result.data, "feature_set": record, "features_at_full_size": rows},
+                "evidence": [
+                    *result.evidence,
+                    Evidence(
+                        kind="config", text=f"full-size start with the probes' feature set ({shown}): {note}"
+                    ),
+                ],
+            }
+        )
+    ctx.progress(f"{stage} failed with the feature set ({shown}); one start without it")
+    with features_off():
+        plain = _gate_stage(ctx, stage=stage, load_format=load_format)
+    if not plain.ok:  # not (only) the features: the plain failure is the gate's verdict
+        return plain.model_copy(update={"data": {**plain.data, "feature_set": {**record, "undecided": True}}})
+    why = f"the full-size start with {shown} failed ({result.reason}), without it passed"
+    rows = {f: {"status": "refuted", "why": why} for f in fs.features}
+    return plain.model_copy(
+        update={
+            "data": {**plain.data, "feature_set": record, "features_at_full_size": rows},
+            "evidence": [
+                *plain.evidence,
+                Evidence(kind="config", text=f"feature set refuted at full size: {why}"),
+            ],
+        }
+    )
 
 
 #: failures no code patch can change (the checkpoint is missing, the job was stopped)

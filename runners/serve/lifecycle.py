@@ -26,7 +26,7 @@ from runners.context import StageContext
 from runners.contracts import Evidence
 from runners.lease import LeaseError, acquire
 from runners.profile import Profile, ProfileError, fill
-from runners.recipe import recipe_args
+from runners.recipe import feature_set, recipe_args
 from runners.serve.errors import ServeError
 from runners.serve.logsink import LogSink
 from runners.serve.plan import (
@@ -251,6 +251,10 @@ def _serve_on(
         argv = build_argv(prof, values, prof.vllm_command())
         argv = with_extra_args(argv, remote_code_flags(ctx, prof))  # only when needed AND opted in
         argv = with_extra_args(argv, recipe_args(ctx.previous))  # a gate's zero-code flags (runners.recipe)
+        fs = feature_set(ctx.previous) if load_format != "dummy" else None  # the probes' proven switches
+        if fs is not None and fs.features:
+            argv = with_extra_args(argv, fs.args)
+            extra_env = {**fs.env, **(extra_env or {})}
         mla_pin = bool(prof.serve.mla_args) and uses_mla(ctx.model_path)
         if mla_pin:  # the host's MLA backend pin
             argv = with_extra_args(argv, prof.serve.mla_args)

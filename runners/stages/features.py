@@ -18,10 +18,11 @@ patterns (or, for multimodal, a 200 text+image response) — "it started" is not
 Probes run on a shrunk model (issue 13; runners/stages/shrink.py, the profile's `probe_model`):
 dummy weights and `--hf-overrides` that cut layers and experts while keeping every kind of layer,
 so a probe is a short start on few devices instead of a full-size load. Each result's reason and
-evidence say which model it came from. ACLGraph, on by default, is still read from the real
-gate's full-size, real-weight log when that log has the lines. Not done: re-running the real-weight
-start with the passing feature set to confirm each feature at full size (the real gate runs
-before the probes).
+evidence say which model it came from. The stage runs BEFORE any real-weight start; ACLGraph, on
+by default, is read from the dummy gate's full-size log when that log has the lines. The switches
+of the features that passed are `data.passed_switches`: every later real-weight start carries them
+(runners.recipe.feature_set), and the real gate's own log confirms or refutes each at full size
+(runners.gates.gate, `data.features_at_full_size`).
 """
 
 from __future__ import annotations
@@ -296,17 +297,22 @@ def _probe_data(probe: Probe) -> dict[str, Any]:
 
 
 def _from_previous_log(ctx: StageContext, probe: Probe) -> FeatureResult | None:
-    """A default-on feature (ACLGraph) is proven by the real gate's own log when it has the lines."""
-    prev = ctx.previous.get("real-gate")
-    if prev is None or prev.status != "passed" or not prev.data.get("log_path"):
-        return None
-    path = str(prev.data["log_path"])
-    lines = read_log_lines(Path(path))
-    if not lines:
-        return None
-    fake = Attempt(ok=True, log_name="real-gate", log_path=path, smoke=prev.data.get("smoke"))
-    res = judge(probe, fake, lines)
-    return res if res.status == FeatureStatus.SUPPORTED else None
+    """A default-on feature (ACLGraph) is proven by an earlier full-size start's own log when it has
+    the lines: the dummy gate's (the probes run before any real-weight start), or the real gate's
+    on a rerun that has it."""
+    for stage in ("real-gate", "dummy-gate"):
+        prev = ctx.previous.get(stage)
+        if prev is None or prev.status != "passed" or not prev.data.get("log_path"):
+            continue
+        path = str(prev.data["log_path"])
+        lines = read_log_lines(Path(path))
+        if not lines:
+            continue
+        fake = Attempt(ok=True, log_name=stage, log_path=path, smoke=prev.data.get("smoke"))
+        res = judge(probe, fake, lines)
+        if res.status == FeatureStatus.SUPPORTED:
+            return res
+    return None
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -410,6 +416,14 @@ def run(ctx: StageContext) -> StageResult:
         "probe_model": {p.feature: p.model.data() for p in probes if p.model is not None},
         "waves": [[probes[i].feature for i in w] for w in waves],
         "facts_source": facts.get("source", "analyze"),
+        # what every real-weight start after the probes carries (runners.recipe.feature_set)
+        "passed_switches": {
+            p.feature: {"args": list(p.switch.args), "env": dict(p.switch.env)}
+            for p in probes
+            if p.result is not None
+            and p.result.status == FeatureStatus.SUPPORTED
+            and (p.switch.args or p.switch.env)
+        },
     }
     data = wire(FeaturesData.model_validate(data))  # the typed shape the builders read
     counts: dict[str, int] = {}

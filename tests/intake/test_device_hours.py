@@ -57,7 +57,7 @@ def test_device_seconds_are_shown_counted_once_and_a_used_up_daily_quota_refuses
     assert drain()[0].startswith("started job ")
     job = deps.store.active_for(REPO, a)
     finish_stage(deps, job.id, "analyze", data={"device_seconds": 0.0})
-    assert finish_stage(deps, job.id, "dummy-gate", data={"device_seconds": 4000.0}) == "running:real-gate"
+    assert finish_stage(deps, job.id, "dummy-gate", data={"device_seconds": 4000.0}) == "running:features"
     drain()
     body = status_of(gh, a)
     assert "| dummy-gate | ✅ passed |" in body and "| 0s · 1.11 device-h |" in body

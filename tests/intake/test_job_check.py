@@ -105,13 +105,14 @@ def test_check_run_from_the_first_stage_and_the_draft_pr_until_validated(
     results = b.full_results(MODEL)
     if not validated:  # no reference parity: serves, not validated
         results["real-gate"].data["parity"] = {"status": "skipped", "reason": "needs 40 GB, budget 8 GB"}
-    for stage in ("analyze", "dummy-gate"):
+    for stage in ("analyze", "dummy-gate", "features"):  # the probes run before the real gate
         finish(deps, job.id, results[stage])
     drain()
     (run,) = job_runs(gh, job.id)  # updated in place, per stage
-    assert run["output"]["title"] == "Running real-gate (3 of 8)"
+    assert run["output"]["title"] == "Running real-gate (4 of 8)"
     summary = run["output"]["summary"]
     assert "| analyze | ✅ passed |" in summary and "| dummy-gate | ✅ passed |" in summary
+    assert "| features | ✅ passed |" in summary
     assert "| real-gate | 🕒 queued |" in summary and pulls_of(gh, REPO) == []
 
     # the real gate passed: the PR opens as a draft, the check run moves to its head
@@ -120,7 +121,7 @@ def test_check_run_from_the_first_stage_and_the_draft_pr_until_validated(
     assert any(str(o).startswith("draft PR #") for o in outcomes), outcomes
     (pr,) = pulls_of(gh, REPO)
     job = deps.store.get(job.id)
-    assert job.pr_number == pr["number"] and job.state == "running:features"
+    assert job.pr_number == pr["number"] and job.state == "running:capacity"
     assert pr["draft"] is True and pr["_draft_log"] == ["opened:draft"]
     assert "Draft opened when the real-weight gate passed" in pr["body"] and f"Fixes #{n}" in pr["body"]
     draft_sha = pr["head_sha"]
@@ -129,7 +130,7 @@ def test_check_run_from_the_first_stage_and_the_draft_pr_until_validated(
     assert old["output"]["title"].startswith(f"Continued on PR #{pr['number']}") and buttons(old) == []
     assert new["head_sha"] == draft_sha and new["status"] == "in_progress" and buttons(new) == ["cancel"]
 
-    for stage in ("features", "capacity", "accuracy"):
+    for stage in ("capacity", "accuracy"):
         finish(deps, job.id, results[stage])
     drain()
     results["artifacts"] = artifacts_files(deps, job.id, results, mkdocs_repo, tmp_path)
@@ -214,7 +215,7 @@ def test_a_job_that_fails_after_the_draft_leaves_it_a_draft_with_the_verdict(
     drain()
     job = deps.store.active_for(REPO, n)
     results = b.full_results(MODEL)
-    for stage in ("analyze", "dummy-gate", "real-gate", "features", "capacity"):
+    for stage in ("analyze", "dummy-gate", "features", "real-gate", "capacity"):
         finish(deps, job.id, results[stage])
     drain()
     (pr,) = pulls_of(gh, REPO)

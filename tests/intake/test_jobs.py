@@ -79,18 +79,18 @@ def test_cancel_while_running_ends_when_the_stage_reports() -> None:
 
 def test_rerun_reuses_earlier_stages_and_refuses_while_running() -> None:
     job = machine.begin(new_job(), "analyze")
-    for stage in STAGES[:3]:
+    for stage in STAGES[:3]:  # analyze, dummy-gate, features
         job = machine.finish(job, stage, 1, PASS)
     with pytest.raises(TransitionError, match="still running"):
         machine.rerun(job, "dummy-gate")
-    job = machine.finish(job, "features", 1, StageSummary(status="failed"))
-    assert job.state == "failed:features"
-    with pytest.raises(TransitionError, match="needs features"):
+    job = machine.finish(job, "real-gate", 1, StageSummary(status="failed"))
+    assert job.state == "failed:real-gate"
+    with pytest.raises(TransitionError, match="needs real-gate"):
         machine.rerun(job, "capacity")
-    again = machine.rerun(job, "real-gate")
-    assert again.state == "running:real-gate" and again.attempts["real-gate"] == 2
-    assert set(again.stages) == {"analyze", "dummy-gate", "real-gate"}
-    assert again.stages["real-gate"].status == "queued"
+    again = machine.rerun(job, "features")
+    assert again.state == "running:features" and again.attempts["features"] == 2
+    assert set(again.stages) == {"analyze", "dummy-gate", "features"}
+    assert again.stages["features"].status == "queued"
     with pytest.raises(TransitionError):
         machine.rerun(job, "nonsense")
 

@@ -148,7 +148,7 @@ def test_a_result_with_unexpected_files_is_refused_and_reported_on_the_issue(
     label(post, gh, n)
     drain()
     job = deps.store.active_for(REPO, n)
-    for stage in ("analyze", "dummy-gate", "real-gate", "features", "capacity", "accuracy"):
+    for stage in ("analyze", "dummy-gate", "features", "real-gate", "capacity", "accuracy"):
         finish_stage(deps, job.id, stage)
     job = deps.store.get(job.id)
     assert job.state == "running:artifacts"
