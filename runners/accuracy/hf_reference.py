@@ -31,7 +31,6 @@ from runners.accuracy.references import SOURCE_ENV, SOURCE_ISSUE, SOURCE_TRANSFO
 from runners.accuracy.results import find_results_file, parse_results, read_doc_scores, responses
 from runners.gates.reference import (
     GB,
-    _group_rss_bytes,
     budget_gb,
     need_gb,
     needs_remote_code,
@@ -39,6 +38,7 @@ from runners.gates.reference import (
     reference_python,
     serve_dtype,
     skip_sentence,
+    watch_group,
 )
 
 SWITCH_ENV = "ADAPT_BOT_HF_REFERENCE"
@@ -102,21 +102,12 @@ def _run_bounded(
         proc = subprocess.Popen(
             argv, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    peak, reason, deadline = 0, None, time.monotonic() + timeout_s
-    while proc.poll() is None:
-        rss = _group_rss_bytes(proc.pid)
-        peak = max(peak, rss)
-        if rss > budget * GB:
-            reason = f"reference stopped: it used {rss / GB:.1f} GB, over the budget {budget:.1f} GB"
-        elif time.monotonic() > deadline:
-            reason = f"reference skipped: no result within {timeout_s:.0f} s"
-        elif cancel is not None and cancel.is_set():
-            reason = "reference stopped: the job was cancelled"
-        if reason is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.2)
+    reason, peak = watch_group(
+        proc, budget_gb=budget, deadline=time.monotonic() + timeout_s, timeout_s=timeout_s, cancel=cancel
+    )
+    if reason is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(10)
     return proc.returncode, reason, round(peak / GB, 3)

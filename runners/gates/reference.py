@@ -234,24 +234,10 @@ class ReferenceRun:
                 False, self.skip_reason or "reference not started", info=self.info
             )
             return self._outcome
-        peak = 0
-        reason: str | None = None
-        deadline = self.started + self.timeout_s
-        while self.proc.poll() is None:
-            rss = _group_rss_bytes(self.proc.pid)
-            peak = max(peak, rss)
-            if rss > self.budget_gb * GB:
-                reason = (
-                    f"reference stopped: it used {rss / GB:.1f} GB, over the budget {self.budget_gb:.1f} GB"
-                )
-                break
-            if time.monotonic() > deadline:
-                reason = f"reference skipped: no result within {self.timeout_s:.0f} s"
-                break
-            if cancel is not None and cancel.is_set():
-                reason = "reference stopped: the job was cancelled"
-                break
-            time.sleep(0.2)
+        reason, peak = watch_group(
+            self.proc, budget_gb=self.budget_gb, deadline=self.started + self.timeout_s,
+            timeout_s=self.timeout_s, cancel=cancel,
+        )  # fmt: skip
         if reason is not None:
             self.stop()
         self.info["wall_s"] = round(time.monotonic() - self.started, 2)
@@ -310,6 +296,26 @@ class ReferenceRun:
                         p.unlink()
                 if not any(tmp.iterdir()):
                     tmp.rmdir()
+
+
+def watch_group(
+    proc: subprocess.Popen[bytes], *, budget_gb: float, deadline: float, timeout_s: float, cancel: Any
+) -> tuple[str | None, int]:
+    """Wait for a reference process group within its bounds (the gate's parity reference and the
+    accuracy stage's transformers run): (why it must be stopped or None, peak group RSS in bytes).
+    The caller stops the group when a reason comes back."""
+    peak = 0
+    while proc.poll() is None:
+        rss = _group_rss_bytes(proc.pid)
+        peak = max(peak, rss)
+        if rss > budget_gb * GB:
+            return f"reference stopped: it used {rss / GB:.1f} GB, over the budget {budget_gb:.1f} GB", peak
+        if time.monotonic() > deadline:
+            return f"reference skipped: no result within {timeout_s:.0f} s", peak
+        if cancel is not None and cancel.is_set():
+            return "reference stopped: the job was cancelled", peak
+        time.sleep(0.2)
+    return None, peak
 
 
 def _group_rss_bytes(pgid: int) -> int:
