@@ -36,11 +36,9 @@ re-gates (runners.accounting); each stop is recorded with its reason.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -52,6 +50,7 @@ from runners import accounting
 from runners import candidate as cand_mod
 from runners.contracts import AdapterSpec, StageResult
 from runners.serve import is_credential_name
+from runners.serve.process import kill_group
 
 ENV_CHECKOUT = "ADAPTER_CHECKOUT"
 ENV_SKILL = "ADAPTER_SKILL_FILE"
@@ -126,26 +125,11 @@ def run_child(
             elif cancel is not None and cancel.is_set():
                 cancelled = True
             if timed_out or cancelled:
-                _kill_group(proc)
+                kill_group(proc.pid, KILL_GRACE_S)  # SIGTERM, SIGKILL after the grace, stragglers too
                 break
             time.sleep(0.1)
         rc = proc.wait()
     return ChildRun(None if timed_out or cancelled else rc, timed_out, cancelled, time.monotonic() - t0)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            # the leader is gone; a member that ignored SIGTERM still gets SIGKILL
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- the patch
