@@ -314,6 +314,28 @@ def find_all(lines: Sequence[str], patterns: Iterable[str], start: int = 0, limi
     return out
 
 
+@dataclass(frozen=True)
+class Proof:
+    """A feature's proof in a log: lines matching its evidence patterns, vetoed by any line matching
+    its negative patterns (e.g. eager mode) — the one rule of the probes and the full-size check."""
+
+    hits: list[LogHit]
+    vetoes: list[LogHit]
+
+    @property
+    def proven(self) -> bool:
+        return bool(self.hits) and not self.vetoes
+
+    def why_not(self) -> str:
+        if self.vetoes:
+            return f"the log says it is off: {clip_line(self.vetoes[0].text.strip(), 200)}"
+        return "no log line matched the profile's evidence patterns"
+
+
+def proof(lines: Sequence[str], patterns: Iterable[str], vetoes: Iterable[str]) -> Proof:
+    return Proof(hits=find_all(lines, patterns, limit=3), vetoes=find_all(lines, vetoes, limit=2))
+
+
 def _is_noise(text: str) -> bool:
     return any(_rx(p).search(text) for p in NOISE)
 

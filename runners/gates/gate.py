@@ -470,23 +470,16 @@ def full_size_rows(profile: Profile, features: Sequence[str], log_path: str | No
     patterns: `confirmed` (a proof line, no veto line) or `refuted` (why). Pure apart from the read."""
     lines = read_log_lines(Path(log_path)) if log_path else []
     rows: dict[str, Any] = {}
-    for feature in features:
+    for feature in features:  # the probes' own rule (runners.gates.evidence.proof)
         spec = profile.features.get(feature)
-        hits = ev.find_all(lines, spec.evidence, limit=1) if spec is not None else []
-        neg = ev.find_all(lines, spec.negative_evidence, limit=1) if spec is not None else []
-        if hits and not neg:
-            rows[feature] = {
-                "status": "confirmed",
-                "line": hits[0].line,
-                "text": ev.clip_line(hits[0].text, 200),
-            }
+        found = (
+            ev.proof(lines, spec.evidence, spec.negative_evidence) if spec is not None else ev.Proof([], [])
+        )
+        if found.proven:
+            hit = found.hits[0]
+            rows[feature] = {"status": "confirmed", "line": hit.line, "text": ev.clip_line(hit.text, 200)}
         else:
-            why = (
-                f"the log says it is off: {ev.clip_line(neg[0].text, 200)}"
-                if neg
-                else "no log line of the full-size start matched the profile's evidence patterns"
-            )
-            rows[feature] = {"status": "refuted", "why": why}
+            rows[feature] = {"status": "refuted", "why": f"at full size: {found.why_not()}"}
     return rows
 
 

@@ -188,25 +188,19 @@ def judge(probe: Probe, att: Attempt, lines: Sequence[str]) -> FeatureResult:
             reason="text+image chat completion (inline data: URL PNG) answered 200 with content",
             evidence=[smoke_ev],
         )
-    hits = ev.find_all(lines, spec.evidence, limit=3)
-    neg = ev.find_all(lines, spec.negative_evidence, limit=2)
-    if hits and not neg:
+    found = ev.proof(lines, spec.evidence, spec.negative_evidence)
+    if found.proven:
         return FeatureResult(
             feature=feature,
             status=FeatureStatus.SUPPORTED,
-            reason=f"served with {flags}; the log proves it: {ev.clip_line(hits[0].text.strip(), 200)}",
-            evidence=[*(h.evidence(log_path) for h in hits), smoke_ev],
+            reason=f"served with {flags}; the log proves it: {ev.clip_line(found.hits[0].text.strip(), 200)}",
+            evidence=[*(h.evidence(log_path) for h in found.hits), smoke_ev],
         )
-    why = (
-        f"the log says it is off: {ev.clip_line(neg[0].text.strip(), 200)}"
-        if neg
-        else "no log line matched the profile's evidence patterns"
-    )
     return FeatureResult(
         feature=feature,
         status=FeatureStatus.UNSUPPORTED,
-        reason=f"served with {flags} (smoke 200), but not verified: {why}",
-        evidence=[*(h.evidence(log_path) for h in neg), smoke_ev],
+        reason=f"served with {flags} (smoke 200), but not verified: {found.why_not()}",
+        evidence=[*(h.evidence(log_path) for h in found.vetoes), smoke_ev],
     )
 
 
