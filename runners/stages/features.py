@@ -27,7 +27,6 @@ of the features that passed are `data.passed_switches`: every later real-weight 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from runners import feature_catalog
+from runners.analysis.config import JsonFileError, read_json
 from runners.context import StageContext
 from runners.contracts import FEATURES, Evidence, FeatureResult, FeatureStatus, StageResult, utcnow
 from runners.gates import evidence as ev
@@ -206,8 +206,8 @@ def judge(probe: Probe, att: Attempt, lines: Sequence[str]) -> FeatureResult:
 
 def _config(ctx: StageContext) -> dict[str, Any] | None:
     try:
-        raw = json.loads((ctx.model_path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = read_json(ctx.model_path / "config.json")
+    except JsonFileError:
         return None
     return raw if isinstance(raw, dict) else None
 
@@ -406,8 +406,6 @@ def run(ctx: StageContext) -> StageResult:
         "requested": requested,
         # per probe: "dummy" on the shrunk model, "auto" (real weights) on the full one
         "load_format": {p.feature: "dummy" if p.model is not None or not real else "auto" for p in probes},
-        # which probes ran on the shrunk model (the report says their evidence came from it)
-        "probe_model": {p.feature: p.model.data() for p in probes if p.model is not None},
         "waves": [[probes[i].feature for i in w] for w in waves],
         "facts_source": facts.get("source", "analyze"),
         # what every real-weight start after the probes carries (runners.recipe.feature_set)
