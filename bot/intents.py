@@ -174,6 +174,12 @@ def _reply(gh: InstallationClient, intent: Intent, kind: str, **ctx: Any) -> Non
     comments.publish_reply(gh, intent.repo, intent.issue, body, comments.reply_key(intent.dedupe_key, kind))
 
 
+def _refuse(gh: InstallationClient, intent: Intent, error: str) -> None:
+    """A refusal: the reason as a reply, and a confused reaction on the command."""
+    _reply(gh, intent, "refused", error=error)
+    _react(gh, intent, "confused")
+
+
 def _react(gh: InstallationClient, intent: Intent, content: str) -> None:
     if intent.comment_id is not None and intent.repo is not None:
         try:
@@ -278,8 +284,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
     cfg = loaded.config
     this_pr = bool((intent.options.get("candidate") or {}).get("this"))
     if this_pr and not intent.is_pull_request:
-        _reply(gh, intent, "refused", error="`--candidate this` works in a comment on a pull request")
-        _react(gh, intent, "confused")
+        _refuse(gh, intent, "`--candidate this` works in a comment on a pull request")
         return "refused: --candidate this outside a pull request"
     if intent.is_pull_request and not this_pr:
         job = _find_job(deps, intent)
@@ -288,8 +293,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
             if job
             else "`/adapt run` works on issues that name a model, not on pull requests"
         )
-        _reply(gh, intent, "refused", error=msg)
-        _react(gh, intent, "confused")
+        _refuse(gh, intent, msg)
         return "refused: run on a pull request"
     pull: PullCandidate | None = None
     if this_pr:  # the PR's head, for the issue it links: the job runs (and reports) there
@@ -299,21 +303,18 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
             pull = pin_pull_candidate(gh, intent.repo, intent.issue, deps.settings.candidate_git_url)
             linked = gh.get_issue(intent.repo, pull.issue)
         except CandidateError as exc:
-            _reply(gh, intent, "refused", error=str(exc))
-            _react(gh, intent, "confused")
+            _refuse(gh, intent, str(exc))
             return f"refused: --candidate this: {exc}"
         except GitHubError as exc:
             if exc.status != 404:
                 raise
             linked_n = pull.issue if pull else "?"
             error = f"pull request #{intent.issue} links #{linked_n}, which is not an issue here"
-            _reply(gh, intent, "refused", error=error)
-            _react(gh, intent, "confused")
+            _refuse(gh, intent, error)
             return f"refused: --candidate this: {error}"
         if linked.get("pull_request"):
             error = f"pull request #{intent.issue} links #{pull.issue}, which is a pull request, not an issue"
-            _reply(gh, intent, "refused", error=error)
-            _react(gh, intent, "confused")
+            _refuse(gh, intent, error)
             return f"refused: --candidate this: {error}"
         intent = intent.model_copy(
             update={
@@ -340,8 +341,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
         try:
             candidate = pin_candidate(gh, opts["candidate"], deps.settings.candidate_git_url)
         except CandidateError as exc:
-            _reply(gh, intent, "refused", error=str(exc))
-            _react(gh, intent, "confused")
+            _refuse(gh, intent, str(exc))
             return f"refused: --candidate: {exc}"
     hardware = opts.get("hardware") or cfg.defaults.hardware
     options = JobOptions(
@@ -376,8 +376,7 @@ def _start(intent: Intent, deps: Deps, gh: InstallationClient, loaded: repo_conf
             f"hardware `{hardware}` maps to runner pool `{job.pool}`, which this deployment does not serve "
             f"(ADAPT_BOT_RUNNER_POOLS: {', '.join(deps.settings.runner_pools)})"
         )
-        _reply(gh, intent, "refused", error=error)
-        _react(gh, intent, "confused")
+        _refuse(gh, intent, error)
         return f"refused: unknown pool {job.pool}"
     job = machine.begin(job, STAGES[0])
     limits = quotas.limits_for(deps.settings, cfg.quotas)
@@ -462,8 +461,7 @@ def _cancel(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) ->
         job = deps.store.get(job.id) or job
     except TransitionError as exc:
         deps.store.clear_cancel(job)
-        _reply(gh, intent, "refused", error=str(exc))
-        _react(gh, intent, "confused")
+        _refuse(gh, intent, str(exc))
         return f"refused: {exc}"
     refresh_status(deps, gh, job.id)
     _reply(gh, intent, "cancel", job=job)
@@ -507,8 +505,7 @@ def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, loaded: Any) -> s
             if isinstance(exc, TransitionError)
             else f"another job ({exc.job_id}) is active on this issue"
         )
-        _reply(gh, intent, "refused", error=msg)
-        _react(gh, intent, "confused")
+        _refuse(gh, intent, msg)
         return f"refused: {msg}"
     deps.redis.set(applied_key, job.id, ex=RERUN_APPLIED_TTL_S)
     deps.store.clear_cancel(job)
