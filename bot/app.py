@@ -14,6 +14,7 @@ from bot.api.intake import Intake, intake_client
 from bot.api.outbox import Outbox
 from bot.config import Settings, get_settings
 from bot.intents import Queue
+from bot.jobs import logs
 from bot.jobs.store import JobStore
 from bot.redis_conn import client
 
@@ -54,7 +55,7 @@ def create_app(
     app = FastAPI(title="adapt-bot", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.redis = r
-    app.state.store = JobStore(r)
+    app.state.store = JobStore(r, logs.from_settings(settings))
     app.state.intake = intake
     app.state.access = access.Access(settings)
     for module in (webhook, jobs, pages, health, access):

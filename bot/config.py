@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     #: Public base URL of the jobs page (links in comments); optional.
     public_url: str | None = None
     data_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "adapt-bot" / "service")
+    #: Where the logs runners ship are kept (bot.jobs.logs): unset -> `<data_dir>/logs` on local
+    #: disk; an absolute directory; or `s3://<bucket>[/<prefix>]` for an S3-compatible store
+    #: (boto3's own AWS_* settings: credentials, region, AWS_ENDPOINT_URL_S3 for MinIO / OBS / Ceph).
+    #: The web process (pages) and the control worker (writes) must see the same store.
+    log_store: str | None = None
 
     #: Replace the built-in per-repo defaults: every hardware maps to this runner profile / pool
     #: unless a repository's `.github/adapt-bot.yml` names its own (tests and local demos use `cpu`).
@@ -158,6 +163,14 @@ class Settings(BaseSettings):
                 "set the secret configured on the GitHub App"
             )
         return v
+
+    @field_validator("log_store")
+    @classmethod
+    def _log_store(cls, v: str | None) -> str | None:
+        from bot.jobs.logs import parse_location
+
+        parse_location(v, Path("/"))  # raises ValueError with what to write instead
+        return v or None
 
     @field_validator("github_api_url")
     @classmethod

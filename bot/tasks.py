@@ -17,6 +17,7 @@ from bot.config import get_settings
 from bot.events import Intent
 from bot.intents import Deps
 from bot.jobs import machine
+from bot.jobs.logs import from_settings
 from bot.jobs.machine import NoChange
 from bot.jobs.model import Job, StageSummary
 from bot.jobs.store import JobStore
@@ -43,7 +44,7 @@ def deps() -> Deps:
     return Deps(
         settings=settings,
         redis=r,
-        store=JobStore(r),
+        store=JobStore(r, from_settings(settings)),
         github=GitHubClient(settings, r),
         queue=CeleryQueue(get_celery(), settings),
     )

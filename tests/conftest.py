@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.plugins.service",
     "tests.plugins.models",
     "tests.plugins.target_repo",
+    "tests.plugins.s3",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

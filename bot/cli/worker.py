@@ -91,6 +91,7 @@ def _publish_outbox_while_running() -> None:
     def _start(**_kw: object) -> None:
         import os
 
+        from bot.jobs.logs import from_settings
         from bot.jobs.store import JobStore
         from bot.runner_link import Inbox
 
@@ -107,7 +108,7 @@ def _publish_outbox_while_running() -> None:
         box.start()
         state["box"] = box
         inbox = Inbox(
-            JobStore(client(settings)),
+            JobStore(client(settings), from_settings(settings)),
             settings.runner_pools,
             lambda task, args: queue.control(task, *args),
             consumer=f"{socket.gethostname()}:{os.getpid()}",

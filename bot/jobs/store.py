@@ -1,4 +1,5 @@
-"""Redis store for jobs, stage results, artifact files, progress lines and cancel flags.
+"""Redis store for jobs, stage results, artifact files, progress lines and cancel flags; the logs
+runners ship go to the job's log store (bot.jobs.logs: local disk by default, or S3-compatible).
 
 Every transition is compare-and-set (WATCH/MULTI): the transition function sees the job as stored
 and the write fails and retries if anyone changed it meanwhile. "One active job per issue" is a key
@@ -14,6 +15,7 @@ from typing import Any
 
 import redis
 
+from bot.jobs.logs import LogStore
 from bot.jobs.machine import NoChange
 from bot.jobs.model import Job
 from runners.contracts import StageResult, utcnow
@@ -46,8 +48,15 @@ class ActiveJobExists(Exception):
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, logs: LogStore | None = None) -> None:
         self.r: Any = client  # decode_responses=True: str in, str out
+        self._logs = logs
+
+    @property
+    def logs(self) -> LogStore:
+        if self._logs is None:
+            raise RuntimeError("this JobStore has no log store (bot.jobs.logs.from_settings)")
+        return self._logs
 
     # -- jobs ---------------------------------------------------------------------------------
     def create(self, job: Job) -> Job:
@@ -159,25 +168,20 @@ class JobStore:
         return dict(self.r.hgetall(f"{_job_key(job_id)}:files"))
 
     def save_logs(self, job_id: str, stage: str, logs: dict[str, str]) -> None:
-        """A stage's shipped logs (name -> gzip+base64, runners.host.logs), replacing that stage's."""
-        key = f"{_job_key(job_id)}:logs"
-        old = [f for f in self.r.hkeys(key) if f.startswith(f"{stage}/")]
-        pipe = self.r.pipeline()
-        if old:
-            pipe.hdel(key, *old)
-        if logs:
-            pipe.hset(key, mapping={f"{stage}/{name}": blob for name, blob in logs.items()})
-        pipe.execute()
+        """A stage's shipped logs (name -> gzip+base64, runners.host.logs), replacing that stage's.
+        Raises bot.jobs.logs.LogStoreError when the store is away (the inbox retries the event)."""
+        self.logs.save(job_id, stage, logs)
 
     def log_names(self, job_id: str) -> list[str]:
         """`<stage>/<file>` of every stored log of the job."""
-        return sorted(self.r.hkeys(f"{_job_key(job_id)}:logs"))
+        return self.logs.names(job_id)
 
     def log_text(self, job_id: str, name: str) -> str | None:
-        from runners.host.logs import decode
+        """The log's text; ValueError when the stored bytes are not a bounded gzip text."""
+        from runners.host.logs import inflate
 
-        blob = self.r.hget(f"{_job_key(job_id)}:logs", name)
-        return decode(blob) if blob else None
+        raw = self.logs.read(job_id, name)
+        return inflate(raw) if raw is not None else None
 
     def save_reports(self, job_id: str, reports: dict[str, str]) -> None:
         """Report files (`*.md` directly under Workspace.artifacts, e.g. report.zh.md) by file name."""

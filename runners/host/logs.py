@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import re
 from pathlib import Path
 
@@ -40,9 +41,16 @@ def encode(text: str) -> str:
 
 def decode(blob: str, limit: int = MAX_LOG_BYTES + 1024) -> str:
     """Inverse of `encode`, refusing anything that inflates past `limit` bytes (a zip bomb)."""
-    raw = base64.b64decode(blob.encode("ascii"), validate=True)
-    with gzip.GzipFile(fileobj=__import__("io").BytesIO(raw)) as fh:
-        data = fh.read(limit + 1)
+    return inflate(base64.b64decode(blob.encode("ascii"), validate=True), limit)
+
+
+def inflate(raw: bytes, limit: int = MAX_LOG_BYTES + 1024) -> str:
+    """The text of gzip bytes, refusing anything that inflates past `limit` bytes (a zip bomb)."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as fh:
+            data = fh.read(limit + 1)
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"log is not gzip: {exc}") from None
     if len(data) > limit:
         raise ValueError(f"log inflates past {limit} bytes")
     return data.decode("utf-8", errors="replace")

@@ -27,6 +27,7 @@ def deps(app_settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     from bot.celery_app import CeleryQueue, make_celery
     from bot.github import GitHubClient
     from bot.intents import Deps
+    from bot.jobs.logs import from_settings
     from bot.jobs.store import JobStore
     from bot.redis_conn import client
 
@@ -34,7 +35,7 @@ def deps(app_settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     d = Deps(
         settings=app_settings,
         redis=r,
-        store=JobStore(r),
+        store=JobStore(r, from_settings(app_settings)),
         github=GitHubClient(app_settings, r),
         queue=CeleryQueue(make_celery(app_settings), app_settings),
     )
