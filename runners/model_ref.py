@@ -4,6 +4,12 @@ Parsing and validation are pure; `local_checkout` / `resolve` are the single pla
 becomes a path: they refuse anything that escapes the models root (symlinks included), and they
 treat the org as part of a hub model's identity (a flat `<root>/<name>` is used for `org/name`
 only when its provenance says it holds `org/name`).
+
+The hub is part of the identity too: Hugging Face is the default; a modelscope.cn URL or an
+explicit `modelscope:<org>/<name>` names the ModelScope repo (`hf:` / `huggingface:` say Hugging
+Face explicitly). `ModelRef.display` keeps the prefix, so the job's `model` option round-trips.
+ModelScope's `Qwen/Qwen3-8B` is not taken to be Hugging Face's: a local checkout serves a
+reference only when its provenance names that hub (see provenance_matches).
 """
 
 from __future__ import annotations
@@ -20,8 +26,14 @@ _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 HUB_ID_RE = re.compile(rf"^(?P<org>{_PART})/(?P<name>{_PART})$")
 _URL_RE = re.compile(
     rf"^https?://(?:www\.)?(?P<host>huggingface\.co|hf\.co|modelscope\.cn)/(?:models/)?"
-    rf"(?P<org>{_PART})/(?P<name>{_PART})(?:/(?:tree|blob|resolve)/[A-Za-z0-9._/-]*)?/?$"
+    rf"(?P<org>{_PART})/(?P<name>{_PART})"
+    r"(?:/(?:tree|blob|resolve|file/view)/[A-Za-z0-9._/-]*|/(?:summary|files))?/?$"
 )
+#: `modelscope:org/name`, `hf:org/name`: the hub named explicitly
+_SOURCE_PREFIX = re.compile(r"^(?P<src>modelscope|huggingface|hf):(?=[A-Za-z0-9])", re.I)
+Source = Literal["huggingface", "modelscope"]
+HUGGINGFACE: Source = "huggingface"
+MODELSCOPE: Source = "modelscope"
 _PATH_RE = re.compile(rf"^/models/(?P<name>{_PART})/?$")
 _FORBIDDEN = re.compile(r"\.\.|--|[;&|`$<>\\\"'*?!(){}\[\]\s]")
 # Things that look like org/name but are not models.
@@ -39,9 +51,14 @@ class ModelRef:
     hub_id: str | None
     #: directory name under the models root
     name: str
+    #: the hub a `hub` reference is read from (always HUGGINGFACE for /models paths)
+    source: Source = HUGGINGFACE
 
     @property
     def display(self) -> str:
+        """What the job stores as its `model`: parse_model_ref(display) gives this ref back."""
+        if self.hub_id and self.source == MODELSCOPE:
+            return f"modelscope:{self.hub_id}"
         return self.hub_id or f"/models/{self.name}"
 
     @property
@@ -51,8 +68,9 @@ class ModelRef:
 
 
 USAGE = (
-    "Name the model on its own line as `model: <org>/<name>` (a Hugging Face or ModelScope id, "
-    "e.g. `model: Qwen/Qwen3-8B`), a hub URL, or a path `/models/<name>`."
+    "Name the model on its own line as `model: <org>/<name>` (a Hugging Face id, e.g. "
+    "`model: Qwen/Qwen3-8B`; `model: modelscope:<org>/<name>` for ModelScope), a hub URL, or a "
+    "path `/models/<name>`."
 )
 
 
@@ -65,7 +83,15 @@ def parse_model_ref(text: str) -> ModelRef:
         raise ModelRefError(f"Model reference is longer than {MAX_REF_LEN} characters. {USAGE}")
     shown = s[:80]
     if m := _URL_RE.match(s):
-        return _hub(m.group("org"), m.group("name"), shown)
+        source: Source = MODELSCOPE if "modelscope" in m.group("host") else HUGGINGFACE
+        return _hub(m.group("org"), m.group("name"), shown, source)
+    if p := _SOURCE_PREFIX.match(s):
+        source = MODELSCOPE if p.group("src").lower() == "modelscope" else HUGGINGFACE
+        rest = s[p.end() :]
+        if _FORBIDDEN.search(rest) or not (m := HUB_ID_RE.match(rest)):
+            form = f"{p.group('src')}:<org>/<name>"
+            raise ModelRefError(f"`{shown}` is not a hub id of the form {form}. {USAGE}")
+        return _hub(m.group("org"), m.group("name"), shown, source)
     if s.startswith(("http://", "https://")):
         raise ModelRefError(f"`{shown}` is not a huggingface.co or modelscope.cn model URL. {USAGE}")
     if _FORBIDDEN.search(s):
@@ -82,10 +108,10 @@ def parse_model_ref(text: str) -> ModelRef:
     raise ModelRefError(f"`{shown}` is not a model id of the form <org>/<name>. {USAGE}")
 
 
-def _hub(org: str, name: str, shown: str) -> ModelRef:
+def _hub(org: str, name: str, shown: str, source: Source = HUGGINGFACE) -> ModelRef:
     if ".." in org or ".." in name or "--" in org or "--" in name:
         raise ModelRefError(f"`{shown}` contains '..' or '--'. {USAGE}")
-    return ModelRef("hub", f"{org}/{name}", name)
+    return ModelRef("hub", f"{org}/{name}", name, source)
 
 
 _FIELD_RE = re.compile(
@@ -93,16 +119,19 @@ _FIELD_RE = re.compile(
 )
 _URL_IN_TEXT = re.compile(r"https?://(?:www\.)?(?:huggingface\.co|hf\.co|modelscope\.cn)/[^\s)>\]`'\"]+")
 _PATH_IN_TEXT = re.compile(r"(?<![\w/])/models/[^\s)>\]`'\"]+")
+_PREFIXED_IN_TEXT = re.compile(rf"(?<![\w/.:-])(?:modelscope|huggingface|hf):{_PART}/{_PART}(?![\w/])", re.I)
 _BACKTICKED = re.compile(r"`([^`\n]{3,200})`")
-_BARE = re.compile(rf"(?<![\w/.-])({_PART}/{_PART})(?![\w/])")
+_BARE = re.compile(rf"(?<![\w/.:-])({_PART}/{_PART})(?![\w/])")
 
 
 def find_model_ref(title: str, body: str | None) -> ModelRef:
     """Find the model an issue asks for.
 
-    Order of trust: an explicit `model:` line, a hub URL, a `/models/` path, a backticked id,
-    then a bare `org/name` in the title or body. An explicit but invalid value is an error
-    (we do not fall back to guessing when the author said something we refuse).
+    Order of trust: an explicit `model:` line, a hub URL, a `/models/` path, a hub-prefixed id
+    (`modelscope:org/name`), a backticked id, then a bare `org/name` in the title or body (never
+    the `org/name` of a prefixed one: that would silently change its hub). An explicit but
+    invalid value is an error (we do not fall back to guessing when the author said something
+    we refuse).
     """
     body = body or ""
     lines = [ln for ln in outside_code_and_quotes(body)]
@@ -110,7 +139,7 @@ def find_model_ref(title: str, body: str | None) -> ModelRef:
         if m := _FIELD_RE.match(ln):
             return parse_model_ref(m.group("v"))
     text = "\n".join([title, *lines])
-    for pattern in (_URL_IN_TEXT, _PATH_IN_TEXT):
+    for pattern in (_URL_IN_TEXT, _PATH_IN_TEXT, _PREFIXED_IN_TEXT):
         if m := pattern.search(text):
             return parse_model_ref(m.group(0).rstrip(".,;:"))
     for m in _BACKTICKED.finditer(text):
@@ -151,7 +180,9 @@ def outside_code_and_quotes(body: str) -> list[str]:
 
 
 #: A file in a flat `<root>/<name>` checkout that says which hub repo (and revision) it holds:
-#: JSON `{"repo_id": "Qwen/Qwen3-8B", "revision": "<40-hex sha>"}` (revision optional).
+#: JSON `{"repo_id": "Qwen/Qwen3-8B", "revision": "<40-hex sha>", "source": "huggingface"}`
+#: (revision optional; source "huggingface" (the default when absent), "modelscope", or a list of
+#: both when the operator knows the two hubs' repos hold the same files).
 PROVENANCE_FILE = ".adapt-bot-source"
 #: What `hf download --local-dir` leaves next to each file: `<commit sha>\n<etag>\n<time>`.
 _HF_LOCAL_META = Path(".cache") / "huggingface" / "download" / "config.json.metadata"
@@ -167,6 +198,8 @@ class Provenance:
     basis: str
     repo_id: str | None = None
     revision: str | None = None
+    #: the hubs this checkout stands for
+    sources: tuple[str, ...] = (HUGGINGFACE,)
 
 
 def read_provenance(directory: Path) -> Provenance | None:
@@ -181,15 +214,25 @@ def read_provenance(directory: Path) -> Provenance | None:
     if not isinstance(doc, dict) or not isinstance(doc.get("repo_id"), str):
         return None
     rev = doc.get("revision")
-    return Provenance("marker", doc["repo_id"], rev if isinstance(rev, str) and _SHA_RE.match(rev) else None)
+    raw_src = doc.get("source", HUGGINGFACE)
+    listed = [raw_src] if isinstance(raw_src, str) else raw_src if isinstance(raw_src, list) else []
+    sources = tuple(str(x).lower() for x in listed if str(x).lower() in (HUGGINGFACE, MODELSCOPE))
+    if not sources:
+        return None  # a source we do not know: the marker cannot vouch for either hub
+    return Provenance(
+        "marker", doc["repo_id"], rev if isinstance(rev, str) and _SHA_RE.match(rev) else None, sources
+    )
 
 
-def write_provenance(directory: Path, repo_id: str, revision: str | None = None) -> Path:
-    """Mark a flat checkout as holding `repo_id` (operators, and tests)."""
+def write_provenance(
+    directory: Path, repo_id: str, revision: str | None = None, source: str | list[str] = HUGGINGFACE
+) -> Path:
+    """Mark a flat checkout as holding `repo_id` from `source` (operators, and tests)."""
     import json
 
     path = directory / PROVENANCE_FILE
-    path.write_text(json.dumps({"repo_id": repo_id, "revision": revision}) + "\n", encoding="utf-8")
+    doc = {"repo_id": repo_id, "revision": revision, "source": source}
+    path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
     return path
 
 
@@ -202,12 +245,14 @@ def _hf_local_dir_revision(directory: Path) -> str | None:
 
 
 def provenance_matches(directory: Path, ref: ModelRef, revision: str | None = None) -> Provenance | None:
-    """Does the flat `<root>/<name>` directory hold `ref`'s repo? The org is part of the identity.
+    """Does the flat `<root>/<name>` directory hold `ref`'s repo? The org and the hub are part of
+    the identity.
 
-    A marker must name the same `org/name` (hub ids compare case-insensitively, as the hub does)
-    and, when both a pinned revision and a marked one are known, the same commit. Without a
-    marker, the hub's own `--local-dir` metadata naming the pinned commit is accepted: a 40-hex
-    commit of that repo cannot belong to another one by accident. Anything else is not a match.
+    A marker must name the same `org/name` (hub ids compare case-insensitively, as the hub does),
+    list `ref.source` among its sources and, when both a pinned revision and a marked one are
+    known, the same commit. Without a marker, Hugging Face's own `--local-dir` metadata naming the
+    pinned commit is accepted for a Hugging Face reference: a 40-hex commit of that repo cannot
+    belong to another one by accident. Anything else is not a match.
     """
     if ref.hub_id is None:
         return Provenance("layout")
@@ -215,10 +260,12 @@ def provenance_matches(directory: Path, ref: ModelRef, revision: str | None = No
     if mark is not None:
         if mark.repo_id is None or mark.repo_id.casefold() != ref.hub_id.casefold():
             return None
+        if ref.source not in mark.sources:
+            return None
         if revision and mark.revision and mark.revision != revision:
             return None
         return mark
-    if revision and _hf_local_dir_revision(directory) == revision:
+    if ref.source == HUGGINGFACE and revision and _hf_local_dir_revision(directory) == revision:
         return Provenance("revision", ref.hub_id, revision)
     return None
 
@@ -243,6 +290,9 @@ def local_checkout(ref: ModelRef, models_root: Path, revision: str | None = None
     - `org/name`: `<root>/<org>/<name>` (the layout carries the org), else the flat `<root>/<name>`
       only when its provenance names `org/name` (see provenance_matches). So
       `attacker-org/Qwen3-8B` never resolves to a `/models/Qwen3-8B` that holds `Qwen/Qwen3-8B`.
+      The layout alone stands for Hugging Face (what it always meant); a ModelScope reference
+      uses either directory only when its marker lists "modelscope", and a marker in the nested
+      directory that does not list the reference's hub rules it out for that hub.
     Refuses (ModelRefError) any candidate that leads out of the root through a symlink.
     """
     root = models_root.resolve()
@@ -253,7 +303,13 @@ def local_checkout(ref: ModelRef, models_root: Path, revision: str | None = None
         return LocalCheckout(_inside(root, flat, ref), Provenance("layout"))
     nested = root / ref.hub_id
     if nested.exists():
-        return LocalCheckout(_inside(root, nested, ref), Provenance("layout", ref.hub_id, None))
+        real = _inside(root, nested, ref)
+        mark = read_provenance(real) if real.is_dir() else None
+        if mark is not None and mark.repo_id is not None and mark.repo_id.casefold() == ref.hub_id.casefold():
+            if ref.source in mark.sources:
+                return LocalCheckout(real, mark)
+        elif ref.source == HUGGINGFACE:
+            return LocalCheckout(real, Provenance("layout", ref.hub_id, None))
     flat = root / ref.name
     if flat.exists():
         real = _inside(root, flat, ref)
@@ -271,7 +327,14 @@ def flat_mismatch(ref: ModelRef, models_root: Path) -> str | None:
         return None
     mark = read_provenance(flat)
     held = f"it holds {mark.repo_id}" if mark and mark.repo_id else f"it has no {PROVENANCE_FILE} marker"
-    return f"{flat} exists but is not used for {ref.hub_id}: {held}"
+    if (
+        mark
+        and mark.repo_id
+        and mark.repo_id.casefold() == ref.hub_id.casefold()
+        and ref.source not in mark.sources
+    ):
+        held = f"its {PROVENANCE_FILE} marker says it came from {', '.join(mark.sources)}, not {ref.source}"
+    return f"{flat} exists but is not used for {ref.display}: {held}"
 
 
 def resolve(ref: ModelRef, models_root: Path, revision: str | None = None) -> Path:
