@@ -3,8 +3,8 @@
 vLLM, vllm-ascend, torch, torch-npu and transformers are read from the package metadata of the
 profile's vLLM environment (its python, `-I`, argv list, nothing imported: `importlib.metadata`
 only), CANN from the toolkit's install info when present, the model revision from the job's
-pinned revision or the checkout's provenance marker, and the image digest from
-`ADAPT_BOT_IMAGE_DIGEST` when the deployment sets it. Unknown values are None, never guessed.
+pinned revision or the checkout's provenance marker, and the image facts from what the
+deployment gives the process (`image_facts`). Unknown values are None, never guessed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ _CANN_INFO = (
 
 
 _CANN_KEYS = ("version", "toolkit_installed_version", "runtime_installed_version")
+#: an OCI content digest, the only algorithm registries hand out today
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -68,6 +72,35 @@ def cann_version() -> str | None:
     return None
 
 
+def _digest_of(ref: str | None) -> str | None:
+    """The digest a reference pins (`name[:tag]@sha256:...`); a tag alone pins nothing."""
+    if not ref or "@" not in ref:
+        return None
+    digest = ref.rsplit("@", 1)[1]
+    return digest if _DIGEST.fullmatch(digest) else None
+
+
+def image_facts(env: Mapping[str, str] = os.environ) -> dict[str, str | None]:
+    """What the deployment says this process runs in; a container cannot learn its own digest.
+
+    - `image`: the reference the pod was started from (deploy/k8s/runner-*.yaml copies the
+      container's `image:` into ADAPT_BOT_IMAGE), `image_digest` the digest it pins, or an
+      explicit ADAPT_BOT_IMAGE_DIGEST when the reference pins none (a tag is mutable: no digest);
+    - `base_image`: what the image was built FROM, `adapt_bot_revision`: the source revision it
+      was built from (deploy/Dockerfile.runner / Dockerfile.cpu-runner bake both in as ENV).
+    Empty or malformed values are None.
+    """
+    image = env.get("ADAPT_BOT_IMAGE") or None
+    explicit = env.get("ADAPT_BOT_IMAGE_DIGEST") or None
+    digest = _digest_of(image) or (explicit if explicit and _DIGEST.fullmatch(explicit) else None)
+    return {
+        "image": image,
+        "image_digest": digest,
+        "base_image": env.get("ADAPT_BOT_BASE_IMAGE") or None,
+        "adapt_bot_revision": env.get("ADAPT_BOT_REVISION") or None,
+    }
+
+
 def model_revision(ctx: Any) -> str | None:
     rev = getattr(ctx.options, "revision", None)
     if rev:
@@ -93,7 +126,7 @@ def job_versions(ctx: Any) -> dict[str, Any]:
         python = None
     out: dict[str, Any] = dict(package_versions(str(python) if python else None))
     out["cann"] = cann_version()
-    out["image_digest"] = os.environ.get("ADAPT_BOT_IMAGE_DIGEST") or None
+    out.update(image_facts())
     out["model_revision"] = model_revision(ctx)
     out["profile"] = getattr(ctx.profile, "name", None)
     return out

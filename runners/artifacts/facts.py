@@ -627,7 +627,8 @@ def _full_size(result: StageResult | None) -> tuple[tuple[str, str, str], ...]:
 #: whose recorded versions the documents cite: the run that proved the published serve flags first
 VERSION_SOURCES = ("real-gate", "accuracy", "capacity", "features", "dummy-gate", "analyze")
 VERSION_KEYS = (
-    "vllm", "vllm-ascend", "torch", "torch-npu", "transformers", "cann", "image_digest", "model_revision",
+    "vllm", "vllm-ascend", "torch", "torch-npu", "transformers", "cann", "image_digest", "base_image",
+    "adapt_bot_revision", "model_revision",
 )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ RUNNER_ENV = {
     "ADAPT_BOT_TARGET_REPO",
     "ADAPT_BOT_VLLM_ROOT",
     "ADAPT_BOT_VLLM_ASCEND_ROOT",
+    "ADAPT_BOT_IMAGE",  # the image it runs, recorded in every stage result (runners/versions.py)
 }
 
 
