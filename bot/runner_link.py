@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.jobs import machine
+from bot.jobs.logs import LogStoreError
 from bot.jobs.machine import NoChange
 from bot.jobs.model import Job
 from bot.jobs.store import JobStore
@@ -275,6 +276,9 @@ class Inbox:
         while not self._stop.is_set():
             try:
                 self.poll_once()
+            except LogStoreError as exc:  # the result waits (pending) until its logs can be stored
+                log.warning("%s; the stage result stays pending and is applied when it answers", exc)
+                self._stop.wait(5.0)
             except Exception:  # Redis away: the entries stay pending and are handled later
                 log.warning("runner inbox poll failed; will retry", exc_info=True)
                 self._stop.wait(1.0)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,7 @@ def test_the_setting_says_what_to_write_instead(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("models", "runner_settings")
 def test_logs_of_a_real_stage_reach_s3_and_the_jobs_page_through_an_outage(
-    s3_server: S3Server, app_settings: Any, deps: Any
+    s3_server: S3Server, app_settings: Any, deps: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The analyze stage runs (runner body), the inbox stores its logs in S3, the web app serves
     them. With the store down the inbox keeps the event pending: no result without its logs, and
@@ -111,6 +113,17 @@ def test_logs_of_a_real_stage_reach_s3_and_the_jobs_page_through_an_outage(
     assert message.startswith("cannot write logs to s3://adapt-bot-logs/jobs/")
     assert SECRET_KEY not in message and ACCESS_KEY not in message
     assert deps.store.get_result(job.id, "analyze") is None  # not recorded without its logs
+    # the control worker's inbox thread says so in its log, once per retry, without a traceback
+    with caplog.at_level(logging.WARNING, logger="bot.runner_link"):
+        box.start()
+        deadline = time.monotonic() + 10
+        while "stays pending" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        box.stop()
+    (record,) = [r for r in caplog.records if "stays pending" in r.getMessage()][:1]
+    assert record.exc_info is None and "s3://adapt-bot-logs/jobs/" in record.getMessage()
+    assert SECRET_KEY not in caplog.text
+    assert deps.store.get_result(job.id, "analyze") is None
 
     s3_server.start()  # moto keeps nothing across a restart; an operator's store keeps its bucket
     s3_server.client().create_bucket(Bucket=BUCKET)
