@@ -367,15 +367,23 @@ CARD_BYTES = 256 * 1024
 
 
 def card_references(
-    hub_id: str, revision: str, *, endpoint: str | None, token: str | bool | None, timeout: float
+    hub_id: str,
+    revision: str,
+    *,
+    endpoint: str | None,
+    token: str | bool | None,
+    timeout: float,
+    source: str = "huggingface",
 ) -> dict[str, dict[str, float]]:
     """The model card's published scores (runners.accuracy.model_card) at the pinned revision.
     One bounded range read; no card, a hub error or a card we cannot read is {} (a reference only
     ever adds a flag, so it never holds up a job)."""
     from runners.accuracy.model_card import parse_model_card
     from runners.analysis.hub import HubError, HubReader
+    from runners.analysis.modelscope_hub import ModelScopeReader
 
-    reader = HubReader(hub_id, endpoint=endpoint, token=token, timeout=timeout, max_retries=0)
+    kind = ModelScopeReader if source == "modelscope" else HubReader
+    reader = kind(hub_id, endpoint=endpoint, token=token, timeout=timeout, max_retries=0)
     try:
         body, _ = reader.get(reader.url("README.md", revision), (0, CARD_BYTES - 1))
     except HubError:
@@ -394,16 +402,23 @@ def run_preflight(
     timeout: float = 10.0,
     registries: Any = None,
     plan: JobPlan | None = None,
+    source: str = "huggingface",
 ) -> PreflightOutcome:
-    """Read `hub_id` from the hub (runners.analysis.hub) and render the pre-flight comment.
+    """Read `hub_id` from the hub (runners.analysis.hub; `source="modelscope"`:
+    runners.analysis.modelscope_hub, whose endpoint and token are the SDK's own settings, so the
+    HF `endpoint` / `token` given here are not used) and render the pre-flight comment.
 
     Never raises for the hub or the checkpoint: a gated / missing repo, an outage or an
     unanalysable config becomes a comment saying so, with `stops` / `retryable` set."""
     from runners.analysis import AnalysisError
     from runners.analysis.hub import HubError, hub_preflight
+    from runners.analysis.modelscope_hub import modelscope_preflight
 
+    preflight: Any = hub_preflight
+    if source == "modelscope":
+        preflight, endpoint, token = modelscope_preflight, None, None
     try:
-        result = hub_preflight(
+        result = preflight(
             hub_id,
             revision=revision,
             endpoint=endpoint,
@@ -433,7 +448,9 @@ def run_preflight(
         return PreflightOutcome(body, None, True, False, None, exc.code)
     budget = budget_verdict(result, plan) if plan is not None else None
     card = (
-        card_references(hub_id, result.revision, endpoint=endpoint, token=token, timeout=timeout)
+        card_references(
+            hub_id, result.revision, endpoint=endpoint, token=token, timeout=timeout, source=source
+        )
         if result.revision
         else {}
     )
