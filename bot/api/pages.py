@@ -12,6 +12,7 @@ Log names are `<stage>/<file>` as stored by `JobStore.save_logs`; an evidence it
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from bot.api.access import access
 from bot.api.jobs import readable_job
 from bot.comments import fmt_duration, headline, verdict_for
+from bot.jobs.logs import LogStoreError
 from bot.jobs.model import Job
 from bot.jobs.store import JobStore
 from runners.artifacts.facts import collect, shell_join
@@ -33,6 +35,7 @@ from runners.host.logs import LOG_NAME
 from runners.render import clip, render
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 #: pages must not load anything from elsewhere, nor run scripts (runner text is shown on them)
@@ -158,9 +161,14 @@ def job_view(
 
 
 def _load(store: JobStore, job: Job) -> dict[str, Any]:
-    return job_view(
-        job, store.results(job.id), store.log_names(job.id), store.reports(job.id), store.progress(job.id, 10)
-    )
+    try:
+        names, unavailable = store.log_names(job.id), False
+    except LogStoreError as exc:  # the page still shows the job; the logs are kept, not lost
+        log.warning("job page %s: %s", job.id, exc)
+        names, unavailable = [], True
+    view = job_view(job, store.results(job.id), names, store.reports(job.id), store.progress(job.id, 10))
+    view["logs_unavailable"] = unavailable
+    return view
 
 
 def _store(request: Request) -> JobStore:
@@ -224,6 +232,9 @@ async def log_page(request: Request, job_id: str, stage: str, file: str, raw: in
             text = await run_in_threadpool(_store(request).log_text, job.id, name)
         except ValueError:  # not a log we wrote (corrupt, or inflates past the bound)
             text = None
+        except LogStoreError as exc:
+            log.warning("log page %s %s: %s", job.id, name, exc)
+            return error_page(request, 503, render("pages/logs_unavailable.txt.j2").strip())
     if text is None:
         return error_page(request, 404, "no such log")
     if raw:

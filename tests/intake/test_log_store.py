@@ -160,3 +160,32 @@ def test_a_stored_blob_that_is_not_bounded_gzip_is_not_served(deps: Any, tmp_pat
     store.save_logs(JOB, "analyze", {"analyze.log": base64.b64encode(bomb).decode()})
     with pytest.raises(ValueError, match="inflates past"):
         store.log_text(JOB, "analyze/analyze.log")
+
+
+def test_pages_say_the_logs_are_kept_while_the_store_is_down(
+    s3_server: S3Server, app_settings: Any, deps: Any
+) -> None:
+    from bot.app import create_app
+    from bot.jobs.store import JobStore
+    from tests.standin.server import ThreadedServer
+
+    settings = app_settings.model_copy(update={"log_store": "s3://adapt-bot-logs/jobs"})
+    deps.store = JobStore(deps.redis, S3Logs(BUCKET, "jobs"))
+    job = started_job(deps)
+    job = deps.store.update(job.id, lambda j: j.model_copy(update={"repo_private": False}))
+    deps.store.save_logs(job.id, "analyze", {"analyze.log": encode("line one\n")})
+    server = ThreadedServer(create_app(settings, queue=deps.queue, publish_outbox=False)).start()
+    try:
+        up = httpx.get(f"{server.url}/jobs/{job.id}")
+        assert up.status_code == 200 and f'href="/jobs/{job.id}/logs/analyze/analyze.log"' in up.text
+        s3_server.stop()
+        page = httpx.get(f"{server.url}/jobs/{job.id}", timeout=60)
+        log_page = httpx.get(f"{server.url}/jobs/{job.id}/logs/analyze/analyze.log", timeout=60)
+    finally:
+        server.stop()
+    # the job page still shows the job, and says why the log links are missing
+    assert page.status_code == 200 and "The log store is not answering right now" in page.text
+    assert "/logs/analyze/analyze.log" not in page.text
+    assert log_page.status_code == 503 and "The logs are kept" in log_page.text
+    for text in (page.text, log_page.text):
+        assert "s3://" not in text and SECRET_KEY not in text and s3_server.url not in text
