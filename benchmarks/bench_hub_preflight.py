@@ -19,11 +19,18 @@ readers, index parsed after the pool) and through today's (`--workers`, default
 DEFAULT_WORKERS), alternated `--reps` times (median, min-max: the machine is shared), and
 asserts that both give the identical result (every field, the pinned revision included).
 
+`--pool` measures huggingface_hub's shared client side by side: its default pool (20 keep-alive
+connections, what hub.py used before `size_hub_pool`) and the pool sized to the readers, alternated
+`--reps` times, each from a fresh client (cold: the first pre-flight of a process) and then once
+more on the same client (warm); figures: TCP connections the stand-in accepted (hub / CDN) and
+wall time, with `--connect-rtts` RTTs (default 2: TCP + TLS 1.3) added by the stand-in to each new
+connection, which is what a new connection costs on the real hub (loopback alone makes it free).
+
 `--nodelay` serves with TCP_NODELAY: the stand-in (http.server) writes the response head and
 body in two sends, so Nagle holds the body until the client's delayed ACK (~40 ms) on every
 request, on top of `--rtt`; a real hub/CDN does not stall like that.
 
-Run:  .venv/bin/python benchmarks/bench_hub_preflight.py [--compare] [--reps 5] [--nodelay]
+Run:  .venv/bin/python benchmarks/bench_hub_preflight.py [--compare | --pool] [--reps 5] [--nodelay]
       [--rtt 0.05] [--workers N] [--shards 163]
 """
 
@@ -79,15 +86,18 @@ class RemoteHub:
         )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
-
-    def control(self, path: str) -> Any:
         import httpx
 
-        r = httpx.get(self.url + path, timeout=30)
+        # one kept-alive connection for the control calls, so they do not add to the counts
+        self.client = httpx.Client(timeout=30)
+
+    def control(self, path: str) -> Any:
+        r = self.client.get(self.url + path)
         r.raise_for_status()
         return r.json() if r.content else None
 
     def stop(self) -> None:
+        self.client.close()
         self.proc.terminate()
         self.proc.wait(10)
 
@@ -111,7 +121,9 @@ def main() -> int:
     parser.add_argument("--no-cdn", action="store_true", help="serve shards from the hub host itself")
     parser.add_argument("--compare", action="store_true", help="the hub.py of --before-rev vs today's")
     parser.add_argument("--before-rev", default=BEFORE_REV, help="git revision of the 'before' hub.py")
-    parser.add_argument("--reps", type=int, default=5, help="alternated runs per side with --compare")
+    parser.add_argument("--pool", action="store_true", help="default vs sized connection pool")
+    parser.add_argument("--connect-rtts", type=float, default=2.0, help="--pool: RTTs per new connection")
+    parser.add_argument("--reps", type=int, default=5, help="alternated runs per side (--compare, --pool)")
     parser.add_argument("--nodelay", action="store_true", help="stand-in with TCP_NODELAY (no Nagle)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-hub-"))
@@ -130,6 +142,8 @@ def main() -> int:
         hub.control(f"/_standin/latency?s={args.rtt}")
         if args.compare:
             return compare(hub, facts, local, regs, args, tmp)
+        if args.pool:
+            return pool_compare(hub, facts, local, regs, args)
         rows = []
         splits = {}
         for label, strategy in (
@@ -253,6 +267,62 @@ def compare(hub: RemoteHub, facts: dict[str, Any], local: Any, regs: Registries,
     after = sides[1][0]
     ok = seen[after][1] / hb <= 1.5 and statistics.median(walls[after]) <= 2.0
     return 0 if ok else 1
+
+
+def pool_compare(hub: RemoteHub, facts: dict[str, Any], local: Any, regs: Registries, args: Any) -> int:
+    """Connections the stand-in accepted per pre-flight: huggingface_hub's default pool vs the sized
+    one, each from a fresh shared client (cold) and once more on it (warm), alternated."""
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import _http as hf_http
+
+    import runners.analysis.hub as hub_module
+
+    sized = hub_module.size_hub_pool
+    sides = (
+        ("huggingface_hub default (20 keep-alive)", lambda workers: None),
+        (f"sized ({args.workers} readers x {hub_module.ORIGINS_PER_READER} hosts)", sized),
+    )
+    hub.control(f"/_standin/latency?s={args.rtt}&connect={args.rtt * args.connect_rtts}")
+    runs: dict[str, dict[str, list[tuple[int, int, float]]]] = {
+        label: {"cold": [], "warm": []} for label, _ in sides
+    }
+    for _ in range(args.reps):
+        for label, sizing in sides:
+            set_client_factory(hf_http.default_client_factory)  # a fresh client, default pool
+            hub_module.size_hub_pool = sizing  # type: ignore[assignment]
+            try:
+                for phase in ("cold", "warm"):
+                    hub.control("/_standin/connections?reset=1")
+                    res, wall, _n, _sent, _shard = run(
+                        hub,
+                        lambda: hub_preflight(
+                            REPO_ID, endpoint=hub.url, registries=regs, workers=args.workers
+                        ),
+                    )
+                    assert comparable(res) == comparable(local), "hub result differs from the local analysis"
+                    got = hub.control("/_standin/connections?reset=1")
+                    runs[label][phase].append((got.get("hub", 0), got.get("cdn", 0), wall))
+            finally:
+                hub_module.size_hub_pool = sized  # type: ignore[assignment]
+    set_client_factory(hf_http.default_client_factory)
+    print(
+        f"repo: {facts['shards']} shards ({3 * facts['shards']} header requests: resolve, CDN 0-7, CDN "
+        f"8-(7+N)); injected RTT {args.rtt * 1000:.0f} ms per request, {args.connect_rtts:g} RTTs per new "
+        f"connection; {args.workers} readers; {args.reps} alternated "
+        "runs per side; connections = TCP connections the stand-in accepted (median, min-max)\n"
+    )
+    print(f"{'pool':<42}{'run':<6}{'hub conns':>14}{'CDN conns':>14}{'wall median':>13}")
+    for label, _ in sides:
+        for phase in ("cold", "warm"):
+            rows = runs[label][phase]
+            cols = []
+            for k in (0, 1):
+                vals = [r[k] for r in rows]
+                cols.append(f"{statistics.median(vals):.0f} ({min(vals)}-{max(vals)})")
+            wall = statistics.median(r[2] for r in rows)
+            print(f"{label:<42}{phase:<6}{cols[0]:>14}{cols[1]:>14}{wall:>13.2f}")
+    worst = max(max(r[0], r[1]) for phase in runs[sides[1][0]].values() for r in phase)
+    return 0 if worst <= args.workers else 1
 
 
 if __name__ == "__main__":

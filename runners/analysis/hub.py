@@ -11,6 +11,13 @@ login behave exactly as they do for `huggingface_hub` itself):
   trip, more bytes), like `get_safetensors_metadata`; benchmarks/bench_hub_preflight.py
   measures both.
 
+huggingface_hub sends every request through one shared `httpx2.Client` per process, built by its
+client factory; the default keeps 20 idle connections (httpx2's limits), so with 64 readers each
+reader past 20 would open a new connection (a new TLS handshake on the real hub) for nearly every
+request. `size_hub_pool` replaces that default factory, through huggingface_hub's own
+`set_client_factory`, by one that builds the same client (same hooks, redirects, timeout, env
+proxies and CA settings) with a pool of one connection per reader and origin.
+
 Parsing is the local analysis's own (runners.analysis.checkpoint.scan_checkpoint through a
 `CheckpointSource`, `header_length`, `parse_header`, `parse_json`, `build_result`): same fields,
 same problems, same messages. Failures of the hub itself are `HubError`s (code, message,
@@ -21,7 +28,9 @@ the status alone; the token never appears in a message.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,6 +48,8 @@ from runners.analysis.safetensors_headers import HeaderError, ShardHeader, heade
 #: 32, 3 at 64 (benchmarks/bench_hub_preflight.py --compare: ~0.3 s less at 50 ms RTT). Past 64 the
 #: client's CPU (GIL: HTTP + header JSON) is the limit, not the waves; still bounded.
 DEFAULT_WORKERS = 64
+#: origins a reader keeps a connection to: the hub (resolve -> 302) and the CDN it redirects to
+ORIGINS_PER_READER = 2
 #: first read of the speculative strategy (what get_safetensors_metadata reads)
 SPECULATIVE_BYTES = 100_000
 DEFAULT_TIMEOUT_S = 10.0
@@ -140,6 +151,70 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
     parts = urlsplit(url)
     return parts.scheme, parts.hostname or "", parts.port
+
+
+class SizedClientFactory:
+    """huggingface_hub's default client with room for `keepalive` idle connections.
+
+    The client is built by `base` (huggingface_hub's default factory) and rebuilt from its public
+    settings with a larger pool: event hooks (offline mode, request ids), redirects, timeout and
+    `trust_env` (HTTP(S)_PROXY / NO_PROXY / SSL_CERT_FILE from the environment, as httpx2 reads
+    them) stay exactly huggingface_hub's.
+    """
+
+    def __init__(self, base: Callable[[], Any], keepalive: int) -> None:
+        self.base = base
+        self.keepalive = keepalive
+
+    def __call__(self) -> Any:
+        import httpx2
+
+        template = self.base()
+        try:
+            return httpx2.Client(
+                event_hooks=template.event_hooks,
+                follow_redirects=template.follow_redirects,
+                timeout=template.timeout,
+                trust_env=template.trust_env,
+                headers=template.headers,
+                limits=httpx2.Limits(
+                    max_connections=max(self.keepalive, 100), max_keepalive_connections=self.keepalive
+                ),
+            )
+        finally:
+            template.close()
+
+
+_POOL_LOCK = threading.Lock()
+
+
+def size_hub_pool(workers: int) -> int | None:
+    """Make huggingface_hub's shared client keep a connection per reader and origin; the pool size
+    in effect, or None when the process has its own client factory (left alone: it is theirs).
+
+    Process-wide on purpose: huggingface_hub has one client per process by design, and a second
+    client of our own would bypass a factory an operator set and huggingface_hub's retry helper.
+    The only change is a larger keep-alive ceiling (idle connections still expire after 5 s), so
+    other users of huggingface_hub in the process are not changed otherwise. Installing a factory
+    closes the current client once (huggingface_hub rebuilds it on the next request); a larger
+    `workers` later grows it, a smaller one keeps it.
+    """
+    from huggingface_hub.utils import _http as hf_http  # the module of set_client_factory's state
+
+    want = max(1, workers) * ORIGINS_PER_READER
+    with _POOL_LOCK:
+        current: Any = getattr(hf_http, "_GLOBAL_CLIENT_FACTORY", None)
+        default: Any = getattr(hf_http, "default_client_factory", None)
+        if isinstance(current, SizedClientFactory):
+            if current.keepalive >= want:
+                return current.keepalive
+            base = current.base
+        elif current is not None and current is default:
+            base = current
+        else:
+            return None
+        hf_http.set_client_factory(SizedClientFactory(base, want))
+        return want
 
 
 @dataclass
@@ -307,6 +382,7 @@ def hub_preflight(
     answer, AnalysisError when there is nothing to analyse (no config.json, config not JSON).
     """
     started = time.perf_counter()
+    size_hub_pool(workers)
     reader = HubReader(repo_id, endpoint=endpoint, token=token, timeout=timeout)
     if stats is not None:
         reader.stats = stats

@@ -119,11 +119,15 @@ class HubState:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.latency_s = 0.0
+        #: added once per new connection (what TCP + TLS handshakes cost a client on the real hub)
+        self.connect_latency_s = 0.0
         self.faults: list[Fault] = []
         self.cuts: list[Cut] = []
         self.log: list[LogEntry] = []
         self.lock = threading.Lock()
         self.cdn_url: str | None = None
+        #: TCP connections accepted per host ("hub" | "cdn"): how well a client reuses its pool
+        self.connections: dict[str, int] = {}
 
     def key(self, repo_id: str) -> str:
         return repo_id.casefold()
@@ -161,6 +165,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:  # once per accepted connection
+        super().setup()
+        with self.state.lock:
+            self.state.connections[self.host_kind] = self.state.connections.get(self.host_kind, 0) + 1
+        if self.state.connect_latency_s:
+            time.sleep(self.state.connect_latency_s)
 
     # --- plumbing -----------------------------------------------------------------------------
     def _token(self) -> str | None:
@@ -319,20 +330,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _control(self) -> None:
         """Test control when the stand-in runs in its own process (`python -m tests.standin.hub`):
-        `/_standin/log[?reset=1]` (the request log as JSON), `/_standin/latency?s=0.05`."""
+        `/_standin/log[?reset=1]` (the request log as JSON), `/_standin/latency?s=0.05[&connect=0.1]`
+        (per request [and per new connection]), `/_standin/connections[?reset=1]` (connections
+        accepted per host)."""
         url = urlsplit(self.path)
         q = parse_qs(url.query)
-        if url.path == "/_standin/log":
+        if url.path in ("/_standin/log", "/_standin/connections"):
+            log = url.path == "/_standin/log"
             with self.state.lock:
-                body = json.dumps([e.__dict__ for e in self.state.log]).encode()
+                body = json.dumps(
+                    [e.__dict__ for e in self.state.log] if log else self.state.connections
+                ).encode()
                 if q.get("reset") == ["1"]:
-                    self.state.log.clear()
+                    (self.state.log if log else self.state.connections).clear()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
         elif url.path == "/_standin/latency":
             self.state.latency_s = float(q.get("s", ["0"])[0])
+            self.state.connect_latency_s = float(q.get("connect", ["0"])[0])
             self.send_response(204)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -540,6 +557,12 @@ class HubStandin:
     def reset_log(self) -> None:
         with self.state.lock:
             self.state.log.clear()
+            self.state.connections.clear()
+
+    def connections(self) -> dict[str, int]:
+        """TCP connections accepted per host ("hub", "cdn") since the last reset_log()."""
+        with self.state.lock:
+            return dict(self.state.connections)
 
     def requests(self, where: Callable[[LogEntry], bool] | None = None) -> list[LogEntry]:
         with self.state.lock:
