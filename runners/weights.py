@@ -373,13 +373,26 @@ def ensure_weights(
     """The checkpoint directory a job runs on: a matching local checkout, else the cache download.
 
     A `/models/<name>` reference never downloads (it names a local directory); a hub id whose
-    local directory is missing or belongs to another org downloads `revision`.
+    local directory is missing or belongs to another org (or hub) downloads `revision`; a
+    ModelScope reference from ModelScope (runners.weights_modelscope, with the SDK's own endpoint
+    and token settings: `endpoint` / `token` here are Hugging Face's).
     """
     found = local_checkout(ref, models_root, revision)
     if found is not None and found.path.is_dir():
         return Weights(found.path, "local", ref.hub_id, revision or found.provenance.revision)
     if ref.hub_id is None:
         raise ModelRefError(f"{ref.display} is not on this runner: no directory {models_root / ref.name}")
+    if ref.source == "modelscope":
+        from runners import weights_modelscope
+
+        return weights_modelscope.download(
+            ref.hub_id,
+            revision,
+            cache=cache,
+            expected_bytes=expected_bytes,
+            progress=progress,
+            progress_interval_s=progress_interval_s,
+        )
     return download(
         ref.hub_id,
         revision,

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from tests.standin.hub import LFS_SUFFIXES, HubStandin, LogEntry, Repo, _Handler
+from tests.standin.hub import LFS_SUFFIXES, HubStandin, LogEntry, Repo, _Handler, _Server
 
 HASH_LIMIT = 256 * 1024 * 1024
+CDN_HOST = "127.0.0.2"
 #: CommittedDate of a repo's newest commit, and of the older one README.md carries
 NEWEST_DATE = 1_780_000_000
 OLDER_DATE = 1_770_000_000
@@ -219,8 +220,12 @@ class ModelScopeStandin(HubStandin):
     the MODELSCOPE_ENDPOINT. add_repo / fail / cut / requests / set_latency as the HF stand-in."""
 
     def __init__(self, *, cdn: bool = False) -> None:
-        super().__init__(cdn=cdn)
-        # the same servers and state, answering as ModelScope
+        super().__init__(cdn=False)
+        # the same server and state, answering as ModelScope
         self._servers[0].RequestHandlerClass = type("Handler", (_MsHandler,), {"state": self.state})
         if cdn:
-            self._servers[1].RequestHandlerClass = type("CdnHandler", (_MsCdnHandler,), {"state": self.state})
+            # the OSS host on another loopback address: another host name, as in production, so
+            # cookie scoping (by host, not port) is exercised for real
+            handler = type("CdnHandler", (_MsCdnHandler,), {"state": self.state})
+            self._servers.append(_Server((CDN_HOST, 0), handler))
+            self.state.cdn_url = f"http://{CDN_HOST}:{self._servers[1].server_address[1]}"
