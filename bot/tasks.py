@@ -216,12 +216,14 @@ def preflight(job_id: str) -> str:
     job = d.store.get(job_id)
     if job is None or job.state != "running:analyze" or job.attempts.get("analyze") != 1:
         return "stale"
-    hub_id = parse_model_ref(job.options.model).hub_id
+    ref = parse_model_ref(job.options.model)
+    hub_id = ref.hub_id
     assert hub_id is not None
     gh = _gh(d, job)
     plan = budget_plan(d, gh, job)
     outcome = run_preflight(
         hub_id,
+        source=ref.source,  # ModelScope: its SDK's own settings (MODELSCOPE_ENDPOINT, ..._API_TOKEN)
         revision=job.options.revision,
         vllm_root=d.settings.vllm_root,
         vllm_ascend_root=d.settings.vllm_ascend_root,

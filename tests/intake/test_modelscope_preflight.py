@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,10 @@ from runners.analysis.registry import Registries
 from tests.analysis import conftest as analysis_fixtures
 from tests.analysis.ckpt import FP8, dense_layer, raw_shard, write_config, write_index, write_shard
 from tests.analysis.conftest import HF_CONFIGS
+from tests.intake.conftest import stage_requests
+from tests.intake.test_flow import label
+from tests.intake.test_preflight import preflight_comments
+from tests.plugins.standin import REPO
 from tests.standin.modelscope import ModelScopeStandin, older_sha
 
 # the analysis tests' session fixtures (real vLLM registry + a vllm-ascend tree), used here too
@@ -265,3 +269,60 @@ def test_the_control_plane_comment_from_modelscope(
     gone = run_preflight("org/Nope", source="modelscope", registries=real_registries)
     assert gone.stops and gone.error_code == "not-found" and "ModelScope" in gone.body
     assert json.dumps(gone.error_code)
+
+
+@pytest.fixture
+def ms_intake(ms: ModelScopeStandin, monkeypatch: pytest.MonkeyPatch, deps: Any) -> ModelScopeStandin:
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", ms.url)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # Hugging Face must not be asked
+    deps.settings = deps.settings.model_copy(update={"hub_preflight": True})
+    return ms
+
+
+def test_a_modelscope_issue_gets_its_preflight_from_modelscope(
+    post: Callable[..., Any],
+    github_standin: Any,
+    deps: Any,
+    drain: Callable[[], list[Any]],
+    ms_intake: ModelScopeStandin,
+    tmp_path: Path,
+) -> None:
+    """A labelled issue naming a modelscope.cn URL: the pre-flight comment within seconds, from
+    ModelScope; the job keeps the hub in its model and pins ModelScope's commit."""
+    gh = github_standin
+    d = tmp_path / "ckpt"
+    tiny_sharded(d)
+    repo = ms_intake.add_repo("tiny-org/Tiny-MS", d)
+    body = "Please support https://www.modelscope.cn/models/tiny-org/Tiny-MS/summary"
+    n = int(gh.add_issue(REPO, "[New model] Tiny-MS", body)["number"])
+    label(post, gh, n)
+    outcomes = drain()
+    assert "passed" in outcomes, outcomes
+    (comment,) = preflight_comments(gh, n)
+    assert "Qwen3ForCausalLM" in comment and "tiny-org/Tiny-MS" in comment
+    job = deps.store.active_for(REPO, n)
+    assert job.options.model == "modelscope:tiny-org/Tiny-MS"
+    assert job.options.revision == repo.sha
+    assert stage_requests(deps.redis) == [(job.id, "analyze", 1)]
+    assert ms_intake.body_bytes() < 64 * 1024  # headers only
+
+
+def test_a_gated_modelscope_model_fails_with_the_token_message(
+    post: Callable[..., Any],
+    github_standin: Any,
+    deps: Any,
+    drain: Callable[[], list[Any]],
+    ms_intake: ModelScopeStandin,
+    tmp_path: Path,
+) -> None:
+    gh = github_standin
+    d = tmp_path / "ckpt"
+    tiny_sharded(d)
+    ms_intake.add_repo("tiny-org/Gated-MS", d, gated=True, granted={GRANTED})
+    n = int(gh.add_issue(REPO, "[New model] Gated", "model: modelscope:tiny-org/Gated-MS")["number"])
+    label(post, gh, n)
+    outcomes = drain()
+    assert any(str(o).startswith("failed: hub-gated") for o in outcomes), outcomes
+    (comment,) = preflight_comments(gh, n)
+    assert "MODELSCOPE_API_TOKEN" in comment and GRANTED not in comment
+    assert deps.store.latest_for(REPO, n).state == "failed:analyze" and stage_requests(deps.redis) == []
