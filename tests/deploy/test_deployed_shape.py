@@ -40,6 +40,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -263,11 +264,12 @@ def test_compose_processes_take_a_labelled_issue_to_a_pr(
         rel = secret["file"].removeprefix("./secrets/")
         shutil.copyfile(made[rel], d.secrets / secret_name)
 
-    # -- the cpu runner's volumes and bind mount, with the same content --------------------------
-    for mount in services["cpu-runner"]["volumes"]:
+    # -- every service's volumes (one directory per mount point: web and the control worker share
+    # the job-logs volume) and the runner's bind mount, with the same content ---------------------
+    for mount in [v for name in SERVICES for v in services[name].get("volumes", [])]:
         _source, target = mount.split(":")[:2]
         d.volumes[target] = tmp_path / "mounts" / target.strip("/").replace("/", "_")
-        d.volumes[target].mkdir(parents=True)
+        d.volumes[target].mkdir(parents=True, exist_ok=True)
     shutil.copytree(tiny_model("llama"), d.host_path(f"/models/{MODEL}"))
     target_repo = make_sample_repo(tmp_path / "checkout", "mkdocs")
     target_mount = d.volumes.pop("/srv/vllm-ascend")
@@ -332,3 +334,17 @@ def test_compose_processes_take_a_labelled_issue_to_a_pr(
     assert f"tutorials/models/{MODEL}.md" in files["mkdocs.yml"]
     (status,) = ours(gh, n, STATUS)
     assert f"#{pr['number']}" in status["body"] or f"/pull/{pr['number']}" in status["body"]
+
+    # -- the logs the runner shipped: written by the control worker into the job-logs volume, served
+    # by the web process (two processes, one store), one click from the final comment --------------
+    (job_id,) = set(re.findall(r"/jobs/([0-9A-Za-z-]+)#logs", report["body"]))
+    job_page = httpx.get(f"{web}/jobs/{job_id}", timeout=10)
+    assert job_page.status_code == 200, job_page.text[:500]
+    links = sorted(set(re.findall(rf'href="/jobs/{job_id}/logs/([a-z-]+/[A-Za-z0-9._-]+)"', job_page.text)))
+    assert "real-gate/real-gate.log" in links, links
+    log_root = d.host_path(services["web"]["environment"]["ADAPT_BOT_LOG_STORE"])
+    stored = sorted(str(p.relative_to(log_root / job_id)) for p in (log_root / job_id).glob("*/*.gz"))
+    assert "real-gate/real-gate.log.gz" in stored, stored
+    for name in links:
+        page = httpx.get(f"{web}/jobs/{job_id}/logs/{name}", params={"raw": 1}, timeout=10)
+        assert page.status_code == 200 and page.text.strip(), (name, page.status_code)
