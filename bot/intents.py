@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import redis
 
 from bot import comments, permissions, quotas, repo_config, runner_link
-from bot.commands import BY_NAME
+from bot.commands import BY_NAME, CHECK_ACTION_BY_ID, PREFIX
 from bot.config import Settings
 from bot.events import Intent
 from bot.github import (
@@ -38,6 +38,7 @@ from runners.accuracy.references import merge_card, parse_references
 from runners.contracts import STAGES, Candidate, JobOptions, StageRequest
 from runners.model_ref import USAGE as MODEL_USAGE
 from runners.model_ref import ModelRefError, find_model_ref
+from runners.render import render
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,8 @@ def apply_intent(intent: Intent, deps: Deps) -> str:
         actors = [intent.sender, intent.editor]  # an edit acts as its author; the editor must pass too
         no = permissions.refusal(gh, intent.repo, actors, cfg.permission, deps.redis, ttl)
         if no is not None:
+            if intent.via == "check_run" and intent.issue is None:
+                return _refuse_press(intent, deps, gh, no)
             kind = "label-permission" if intent.via == "label" else "permission"
             _reply(gh, intent, kind, needed=no.needed, level=no.level, detail=cfg.label, who=no.user)
             _react(gh, intent, "confused")
@@ -258,6 +261,39 @@ def apply_intent(intent: Intent, deps: Deps) -> str:
 
     handler = {"start": _start, "status": _status, "cancel": _cancel, "rerun": _rerun}[intent.kind]
     return handler(intent, deps, gh, loaded)
+
+
+def _refuse_press(intent: Intent, deps: Deps, gh: InstallationClient, no: permissions.Refusal) -> str:
+    """A button pressed without the permission its command needs, on a run no PR lists (the base
+    branch head, before the job has a PR): `_reply` has no issue there, so the refusal goes to the
+    issue of the job the run belongs to (its id, this repository only). The run is left alone: its
+    output and buttons stay the job's, for whoever may press them. With no job behind the run, a
+    Cancel is answered on the run as for anyone (bot.checks.answer_press): nothing is there to
+    protect, and nothing else will ever answer."""
+    from bot.checks import JOB_CHECK, answer_press
+
+    job = _find_job(deps, intent)
+    if job is None:
+        if intent.kind == "cancel":
+            answer_press(gh, intent.repo or "", intent.detail, job_id=intent.job_id, sender=intent.sender)
+            return f"refused: {no} (no job: answered on the check run)"
+        return f"refused: {no} (no job behind the check run: nowhere to answer)"
+    ident = "cancel" if intent.kind == "cancel" else f"rerun-{intent.stage}"
+    action = CHECK_ACTION_BY_ID.get(ident)
+    body = render(
+        "comments/press_permission.md.j2",
+        user=intent.sender,
+        button=comments.code_span(action.label if action else ident, 40),
+        check=JOB_CHECK,
+        job=comments.code_span(job.id, 80),
+        needed=no.needed,
+        level=no.level,
+        command=" ".join(p for p in (intent.kind, intent.stage) if p),
+        prefix=PREFIX,
+    )
+    key = comments.reply_key(intent.dedupe_key, "press-permission")
+    comments.publish_reply(gh, job.repo, job.issue, comments.fit(body), key)
+    return f"refused: {no} (answered on #{job.issue})"
 
 
 def _command_name(intent: Intent) -> str:
