@@ -213,7 +213,7 @@ def _room_for_probes(ctx: StageContext) -> None:
     from runners.contracts import FEATURES
     from runners.gates.gate import model_facts
     from runners.serve import per_job_devices
-    from runners.stages.features import decide_static
+    from runners.stages.features import data_parallel, decide_static
 
     prof = ctx.profile
     applic = model_facts(ctx).get("features") or {}
@@ -224,7 +224,7 @@ def _room_for_probes(ctx: StageContext) -> None:
             feature, applic.get(feature), spec, prof, tp=ctx.options.tp or 1, requested=ctx.options.features
         )
         if spec is not None and not hasattr(decision, "status"):
-            needs.append(spec.devices or per_job_devices(ctx, prof))
+            needs.append(spec.devices or per_job_devices(ctx, prof) * data_parallel(decision))
     if needs:
         shared_start.make_room(
             ctx.job_id, len(prof.devices.pool), max(needs), "the feature probes need the devices it holds"

@@ -122,6 +122,22 @@ def decide_static(
     return switch
 
 
+def data_parallel(switch: FeatureSwitch) -> int:
+    """How many copies of the job's TP group a switch starts: vLLM runs DP x TP ranks, one device
+    each, so a switch with `--data-parallel-size N` (upstream sequence parallelism needs DP>1)
+    leases N times the job's devices. Pure."""
+    args = switch.args
+    for i, arg in enumerate(args):
+        if arg == "--data-parallel-size" and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--data-parallel-size="):
+            value = arg.partition("=")[2]
+        else:
+            continue
+        return int(value) if value.isdigit() and int(value) > 0 else 1
+    return 1
+
+
 @dataclass(frozen=True)
 class RunningVersions:
     """The versions the features are decided for, and where they came from."""
@@ -344,7 +360,7 @@ def run(ctx: StageContext) -> StageResult:
             matrix[feature] = decision
             continue
         assert spec is not None
-        devices = spec.devices or per_job_devices(ctx, prof)
+        devices = spec.devices or per_job_devices(ctx, prof) * data_parallel(decision)
         probe = Probe(feature, spec, decision, devices=devices, model=probe_model(ctx, prof, devices))
         if spec.default_on:
             reused = _from_previous_log(ctx, probe)
