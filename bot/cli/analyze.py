@@ -65,7 +65,7 @@ def resolve_model(text: str, models_root: Path | None) -> Path | str:
     if found is not None and found.path.is_dir():
         return found.path
     if ref.hub_id:
-        return ref.hub_id
+        return ref.display  # `org/name`, or `modelscope:org/name`: the hub is part of the identity
     raise FileNotFoundError(
         f"{ref.display} is not downloaded: no directory {root}/{ref.name}"
         " (use --models-root DIR or pass the checkout directory)"
@@ -90,10 +90,14 @@ def main(args: argparse.Namespace) -> int:
     try:
         if isinstance(model_dir, str):
             from runners.analysis.hub import HubError, hub_preflight
+            from runners.analysis.modelscope_hub import modelscope_preflight
+            from runners.model_ref import parse_model_ref
 
+            ref = parse_model_ref(model_dir)
+            preflight = modelscope_preflight if ref.source == "modelscope" else hub_preflight
             try:
-                result = hub_preflight(
-                    model_dir,
+                result = preflight(
+                    str(ref.hub_id),
                     vllm_root=args.vllm,
                     vllm_ascend_root=args.vllm_ascend,
                     vllm_python=args.vllm_python,

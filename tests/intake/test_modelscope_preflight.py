@@ -10,7 +10,9 @@ and the token never reaches the OSS/CDN host. Errors are ModelScope's, one clear
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from runners.analysis.registry import Registries
 from tests.analysis import conftest as analysis_fixtures
 from tests.analysis.ckpt import FP8, dense_layer, raw_shard, write_config, write_index, write_shard
 from tests.analysis.conftest import HF_CONFIGS
+from tests.analysis.conftest import REPO as CHECKOUT
 from tests.intake.conftest import stage_requests
 from tests.intake.test_flow import label
 from tests.intake.test_preflight import preflight_comments
@@ -37,6 +40,7 @@ vllm_registry_file = analysis_fixtures.vllm_registry_file
 ascend_tree = analysis_fixtures.ascend_tree
 real_registries = analysis_fixtures.real_registries
 
+ADAPT_BOT = CHECKOUT / ".venv" / "bin" / "adapt-bot"
 GRANTED = "ms-granted-test-token-0123456789"  # a test value the stand-in grants
 
 
@@ -326,3 +330,37 @@ def test_a_gated_modelscope_model_fails_with_the_token_message(
     (comment,) = preflight_comments(gh, n)
     assert "MODELSCOPE_API_TOKEN" in comment and GRANTED not in comment
     assert deps.store.latest_for(REPO, n).state == "failed:analyze" and stage_requests(deps.redis) == []
+
+
+def test_the_cli_analyses_a_modelscope_model_from_modelscope(
+    ms: ModelScopeStandin, vllm_python: Path, tmp_path: Path
+) -> None:
+    """`adapt-bot analyze modelscope:org/name --json`: read from ModelScope, not from Hugging
+    Face's repo of the same name, and not from a /models checkout that is Hugging Face's."""
+    d = tmp_path / "src" / "Tiny-Cli"
+    tiny_sharded(d)
+    repo = ms.add_repo("org/Tiny-Cli", d)
+    root = tmp_path / "models"
+    shutil.copytree(d, root / "Tiny-Cli")
+    (root / "Tiny-Cli" / ".adapt-bot-source").write_text('{"repo_id": "org/Tiny-Cli"}')  # HF's
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODELSCOPE_"))}
+    env = {
+        **base,
+        "MODELSCOPE_ENDPOINT": ms.url,
+        "MODELSCOPE_CACHE": str(tmp_path / "ms-home"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "ADAPT_BOT_CPU_VLLM": str(vllm_python),
+    }
+    out = subprocess.run(
+        [str(ADAPT_BOT), "analyze", "modelscope:org/Tiny-Cli", "--json", "--models-root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["revision"] == repo.sha and doc["hub_id"] == "org/Tiny-Cli"
+    assert ms.requests(lambda e: e.path == "/api/v1/models/org/Tiny-Cli/repo/files")
