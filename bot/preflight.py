@@ -376,14 +376,14 @@ def card_references(
     source: str = "huggingface",
 ) -> dict[str, dict[str, float]]:
     """The model card's published scores (runners.accuracy.model_card) at the pinned revision.
-    One bounded range read; no card, a hub error or a card we cannot read is {} (a reference only
-    ever adds a flag, so it never holds up a job)."""
+    One bounded range read (retried once); no card, a hub error or a card we cannot read is {}
+    (a reference only ever adds a flag, so it never holds up a job)."""
     from runners.accuracy.model_card import parse_model_card
     from runners.analysis.hub import HubError, HubReader
     from runners.analysis.modelscope_hub import ModelScopeReader
 
     kind = ModelScopeReader if source == "modelscope" else HubReader
-    reader = kind(hub_id, endpoint=endpoint, token=token, timeout=timeout, max_retries=0)
+    reader = kind(hub_id, endpoint=endpoint, token=token, timeout=timeout, max_retries=1)
     try:
         body, _ = reader.get(reader.url("README.md", revision), (0, CARD_BYTES - 1))
     except HubError:

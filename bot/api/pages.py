@@ -167,8 +167,7 @@ def _load(store: JobStore, job: Job) -> dict[str, Any]:
         log.warning("job page %s: %s", job.id, exc)
         names, unavailable = [], True
     view = job_view(job, store.results(job.id), names, store.reports(job.id), store.progress(job.id, 10))
-    view["logs_unavailable"] = unavailable
-    return view
+    return {**view, "logs_unavailable": unavailable}
 
 
 def _store(request: Request) -> JobStore:
