@@ -387,13 +387,46 @@ def hub_preflight(
     if stats is not None:
         reader.stats = stats
     listing = reader.listing(revision)
-    names = listing.top_level
-    name_set = set(names)
     where = f"{repo_id}@{listing.sha[:12]}"
     if "config.json" not in listing.sizes:
         raise AnalysisError(
             "config-missing", f"{where} has no config.json: not a Hugging Face checkpoint repo"
         )
+    return analyse_listing(
+        reader,
+        listing,
+        repo_id,
+        hub_id=listing.repo_id,
+        started=started,
+        workers=workers,
+        strategy=strategy,
+        registries=registries,
+        vllm_root=vllm_root,
+        vllm_ascend_root=vllm_ascend_root,
+        vllm_python=vllm_python,
+    )
+
+
+def analyse_listing(
+    reader: Any,
+    listing: RepoListing,
+    repo_id: str,
+    *,
+    hub_id: str | None = None,
+    started: float,
+    workers: int = DEFAULT_WORKERS,
+    strategy: str = "exact",
+    registries: Registries | None = None,
+    vllm_root: Path | None = None,
+    vllm_ascend_root: Path | None = None,
+    vllm_python: Path | None = None,
+) -> AnalysisResult:
+    """The pre-flight after the listing, for either hub's reader (HubReader, ModelScopeReader):
+    the JSON files and the shard headers read in parallel, then the local analysis's own scan and
+    result, pinned to the listing's commit (`hub_id`: the repo as the hub names it, default
+    `repo_id`). `started` is when the pre-flight began (its stats)."""
+    names = listing.top_level
+    name_set = set(names)
     source = HubSource(reader, listing)
     jsons = ["config.json", *[n for n in SIDE_JSON if n in name_set]]
     jsons += [n for n in names if n.endswith(".safetensors.index.json")]
@@ -424,4 +457,4 @@ def hub_preflight(
     result = build_result(Path(repo_id), ConfigView(raw_cfg), scan, registries)
     reader.stats.wall_s = time.perf_counter() - started
     reader.stats.parse_s = reader.stats.wall_s - reader.stats.fetch_s
-    return result.model_copy(update={"revision": listing.sha, "hub_id": listing.repo_id})
+    return result.model_copy(update={"revision": listing.sha, "hub_id": hub_id or repo_id})

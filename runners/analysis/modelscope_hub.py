@@ -30,27 +30,24 @@ from __future__ import annotations
 
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from runners.analysis import AnalysisError, build_result
-from runners.analysis.checkpoint import SIDE_JSON, scan_checkpoint
-from runners.analysis.config import ConfigView, JsonFileError, check_json_size, parse_json
+from runners.analysis import AnalysisError
 from runners.analysis.hub import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_WORKERS,
     HubError,
     HubReader,
-    HubSource,
     HubStats,
     RepoListing,
     _origin,
+    analyse_listing,
 )
 from runners.analysis.model import AnalysisResult
-from runners.analysis.registry import Registries, RegistryError, load_registries
+from runners.analysis.registry import Registries
 
 TOKEN_ENV = "MODELSCOPE_API_TOKEN"  # noqa: S105 - the variable's name, not a token
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -287,39 +284,20 @@ def modelscope_preflight(
     if stats is not None:
         reader.stats = stats
     listing = reader.listing(revision)
-    names = listing.top_level
-    name_set = set(names)
     if "config.json" not in listing.sizes:
         raise AnalysisError(
             "config-missing",
             f"modelscope:{repo_id}@{listing.sha[:12]} has no config.json: not a Hugging Face-format "
             "checkpoint",
         )
-    source = HubSource(reader, listing)
-    jsons = ["config.json", *[n for n in SIDE_JSON if n in name_set]]
-    jsons += [n for n in names if n.endswith(".safetensors.index.json")]
-    shards = sorted(n for n in names if n.endswith(".safetensors"))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(source.fetch_json, n) for n in jsons]
-        futures += [pool.submit(source.fetch_header, s) for s in shards]
-        for f in futures:
-            f.result()
-    reader.stats.fetch_s = time.perf_counter() - started
-    try:
-        check_json_size("config.json", listing.sizes["config.json"])
-        raw_cfg = parse_json("config.json", source.jsons["config.json"])
-    except JsonFileError as exc:
-        code = "config-not-json" if exc.code == "not-json" else "config-invalid"
-        raise AnalysisError(code, f"cannot analyse: {exc.message}") from None
-    if not isinstance(raw_cfg, dict):
-        raise AnalysisError("config-invalid", "cannot analyse: config.json is JSON but not an object")
-    if registries is None:
-        try:
-            registries = load_registries(vllm_root, vllm_ascend_root, vllm_python)
-        except RegistryError as exc:
-            raise AnalysisError("bad-registry-root", str(exc)) from None
-    scan = scan_checkpoint(Path(repo_id), names, source=source)
-    result = build_result(Path(repo_id), ConfigView(raw_cfg), scan, registries)
-    reader.stats.wall_s = time.perf_counter() - started
-    reader.stats.parse_s = reader.stats.wall_s - reader.stats.fetch_s
-    return result.model_copy(update={"revision": listing.sha, "hub_id": repo_id})
+    return analyse_listing(
+        reader,
+        listing,
+        repo_id,
+        started=started,
+        workers=workers,
+        registries=registries,
+        vllm_root=vllm_root,
+        vllm_ascend_root=vllm_ascend_root,
+        vllm_python=vllm_python,
+    )
