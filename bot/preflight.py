@@ -16,11 +16,14 @@ its dummy gate, the first stage that holds devices, is about to be sent: bot.int
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from runners.analysis.model import AnalysisResult, Problem
 from runners.render import render
+
+log = logging.getLogger(__name__)
 
 #: The capacity baseline every job measures: max_model_len × max_num_seqs.
 BASELINE_LEN = 131_072
@@ -69,10 +72,23 @@ class PreflightView:
     max_position_embeddings: int | None
     model_limit_note: str | None
     hardware: list[HardwareFit] = field(default_factory=list)
+    #: the hub it was read from (runners.model_ref.Source)
+    source: str = "huggingface"
 
     @property
     def stops(self) -> bool:
         return bool(self.blocking)
+
+    @property
+    def hub_name(self) -> str:
+        from runners.model_ref import HUB_NAMES
+
+        return HUB_NAMES.get(self.source, self.source)
+
+    @property
+    def shown(self) -> str:
+        """The model as the job names it (`modelscope:` kept, so it is never taken for HF's)."""
+        return f"modelscope:{self.model}" if self.source == "modelscope" else self.model
 
 
 def _model_limit(result: AnalysisResult) -> int | None:
@@ -203,7 +219,7 @@ def _fit(result: AnalysisResult, hardware: str, features: int) -> HardwareFit:
     )
 
 
-def preflight_view(result: AnalysisResult) -> PreflightView:
+def preflight_view(result: AnalysisResult, source: str = "huggingface") -> PreflightView:
     applies = [(n, f.reason) for n, f in result.features.items() if f.status == "applicable"]
     rest = [(n, f"{f.status}: {f.reason}") for n, f in result.features.items() if f.status != "applicable"]
     limit = _model_limit(result)
@@ -230,6 +246,7 @@ def preflight_view(result: AnalysisResult) -> PreflightView:
         max_position_embeddings=limit,
         model_limit_note=note,
         hardware=[_fit(result, hw, len(applies)) for hw in HARDWARE_PROFILES],
+        source=source,
     )
 
 
@@ -327,10 +344,13 @@ def stops_job(result: AnalysisResult) -> bool:
     return bool(result.blocking_problems)
 
 
-def render_preflight(result: AnalysisResult, budget: BudgetVerdict | None = None) -> str:
+def render_preflight(
+    result: AnalysisResult, budget: BudgetVerdict | None = None, *, source: str = "huggingface"
+) -> str:
     """The pre-flight comment (Markdown) for `result`; pure. `budget`: this job's estimate on its
-    own profile against the repository's budget (`estimate_for`)."""
-    view = preflight_view(result)
+    own profile against the repository's budget (`estimate_for`); `source`: the hub it was read
+    from, named in the comment."""
+    view = preflight_view(result, source)
     return render(
         "comments/preflight.md.j2",
         v=view,
@@ -386,7 +406,11 @@ def card_references(
     reader = kind(hub_id, endpoint=endpoint, token=token, timeout=timeout, max_retries=1)
     try:
         body, _ = reader.get(reader.url("README.md", revision), (0, CARD_BYTES - 1))
-    except HubError:
+    except HubError as exc:
+        if exc.code != "entry-not-found":  # no card is normal; anything else, an operator may ask
+            log.info(
+                "model card of %s@%s not read (%s): no published scores", hub_id, revision[:12], exc.code
+            )
         return {}
     return parse_model_card(body[:CARD_BYTES])
 
@@ -455,7 +479,7 @@ def run_preflight(
         else {}
     )
     return PreflightOutcome(
-        render_preflight(result, budget),
+        render_preflight(result, budget, source=source),
         result.revision,
         stops_job(result),
         False,

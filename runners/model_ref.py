@@ -34,6 +34,8 @@ _SOURCE_PREFIX = re.compile(r"^(?P<src>modelscope|huggingface|hf):(?=[A-Za-z0-9]
 Source = Literal["huggingface", "modelscope"]
 HUGGINGFACE: Source = "huggingface"
 MODELSCOPE: Source = "modelscope"
+#: how comments and pages name each hub
+HUB_NAMES: dict[str, str] = {HUGGINGFACE: "Hugging Face", MODELSCOPE: "ModelScope"}
 _PATH_RE = re.compile(rf"^/models/(?P<name>{_PART})/?$")
 _FORBIDDEN = re.compile(r"\.\.|--|[;&|`$<>\\\"'*?!(){}\[\]\s]")
 # Things that look like org/name but are not models.

@@ -145,3 +145,20 @@ def vllm_python() -> Path:
             pytrace=False,
         )
     return path
+
+
+#: SDK settings that read or write the operator's home: a stored `modelscope login` would give
+#: every "no token" test a token, and one run's files would be the next run's state.
+HOME_STATE_ENV = ("MODELSCOPE_HOME", "MODELSCOPE_CACHE")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_sdk_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The ModelScope SDK's config and cache dirs in this run's tmp, for the whole session (and
+    the subprocesses it starts), and no token from the operator's environment."""
+    home = tmp_path_factory.mktemp("sdk-home")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in HOME_STATE_ENV:
+            mp.setenv(name, str(home / name.lower()))
+        mp.delenv("MODELSCOPE_API_TOKEN", raising=False)
+        yield

@@ -32,6 +32,7 @@ def test_comment_from_a_hub_preflight(hub: HubStandin, real_registries: Registri
     body = render_preflight(result)
     assert "### Pre-flight: `org/Tiny-Qwen3` @ `" + repo.sha[:12] + "`" in body
     assert "Nothing blocks the job" in body and not stops_job(result)
+    assert f"| read from | Hugging Face at commit `{repo.sha[:12]}`: config, index" in body
     assert "`Qwen3ForCausalLM`" in body and "**registered**" in body
     # 2 (K and V) x layers x KV heads x head_dim x 2 bytes (float16 config), TP 1
     cfg = json.loads((d / "config.json").read_text())
@@ -81,6 +82,7 @@ def test_untrusted_text_is_inert(real_registries: Registries, tmp_path: Path) ->
     (d / "config.json").write_text(json.dumps(cfg))
     body = render_preflight(analyze(d, registries=real_registries))
     assert "<script>" not in body and "@everyone" not in body
+    assert "| read from |" not in body  # a local checkout: no hub is claimed
 
 
 def test_run_preflight_gives_one_comment_for_every_outcome(

@@ -268,8 +268,10 @@ def test_the_control_plane_comment_from_modelscope(
         "org/Card", source="modelscope", endpoint="http://127.0.0.1:9", registries=real_registries
     )
     assert out.revision == repo.sha and not out.retryable and out.result is not None
-    assert "org/Card" in out.body
-    assert ms.requests(lambda e: e.range == f"bytes=0-{256 * 1024 - 1}")  # the card: one bounded read
+    assert f"### Pre-flight: `modelscope:org/Card` @ `{repo.sha[:12]}`" in out.body
+    assert f"| read from | ModelScope at commit `{repo.sha[:12]}`" in out.body
+    card = ms.requests(lambda e: e.range == f"bytes=0-{256 * 1024 - 1}")  # one bounded read
+    assert [e.status for e in card] == [206], [(e.path, e.range, e.status) for e in ms.requests()]
     gone = run_preflight("org/Nope", source="modelscope", registries=real_registries)
     assert gone.stops and gone.error_code == "not-found" and "ModelScope" in gone.body
     assert json.dumps(gone.error_code)
