@@ -24,8 +24,11 @@ MAX_REF_LEN = 200
 # not starting or ending with '-' or '.', no '--' or '..'.
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 HUB_ID_RE = re.compile(rf"^(?P<org>{_PART})/(?P<name>{_PART})$")
+#: the hub sites whose model URLs name a repo (modelscope.ai: ModelScope's international site, the
+#: same repo ids; which site is read is the operator's MODELSCOPE_ENDPOINT / _DOMAIN)
+_HOSTS = r"huggingface\.co|hf\.co|modelscope\.cn|modelscope\.ai"
 _URL_RE = re.compile(
-    rf"^https?://(?:www\.)?(?P<host>huggingface\.co|hf\.co|modelscope\.cn)/(?:models/)?"
+    rf"^https?://(?:www\.)?(?P<host>{_HOSTS})/(?:models/)?"
     rf"(?P<org>{_PART})/(?P<name>{_PART})"
     r"(?:/(?:tree|blob|resolve|file/view)/[A-Za-z0-9._/-]*|/(?:summary|files))?/?$"
 )
@@ -95,7 +98,9 @@ def parse_model_ref(text: str) -> ModelRef:
             raise ModelRefError(f"`{shown}` is not a hub id of the form {form}. {USAGE}")
         return _hub(m.group("org"), m.group("name"), shown, source)
     if s.startswith(("http://", "https://")):
-        raise ModelRefError(f"`{shown}` is not a huggingface.co or modelscope.cn model URL. {USAGE}")
+        raise ModelRefError(
+            f"`{shown}` is not a huggingface.co, modelscope.cn or modelscope.ai model URL. {USAGE}"
+        )
     if _FORBIDDEN.search(s):
         raise ModelRefError(
             f"`{shown}` contains characters a model id cannot have ('..', '--', spaces or shell "
@@ -119,7 +124,7 @@ def _hub(org: str, name: str, shown: str, source: Source = HUGGINGFACE) -> Model
 _FIELD_RE = re.compile(
     r"^\s*(?:[-*]\s*)?\**(?:model(?:[ _-]?(?:id|name|path))?)\**\s*[:：]\s*(?P<v>\S.*?)\s*$", re.I
 )
-_URL_IN_TEXT = re.compile(r"https?://(?:www\.)?(?:huggingface\.co|hf\.co|modelscope\.cn)/[^\s)>\]`'\"]+")
+_URL_IN_TEXT = re.compile(rf"https?://(?:www\.)?(?:{_HOSTS})/[^\s)>\]`'\"]+")
 _PATH_IN_TEXT = re.compile(r"(?<![\w/])/models/[^\s)>\]`'\"]+")
 _PREFIXED_IN_TEXT = re.compile(rf"(?<![\w/.:-])(?:modelscope|huggingface|hf):{_PART}/{_PART}(?![\w/])", re.I)
 _BACKTICKED = re.compile(r"`([^`\n]{3,200})`")

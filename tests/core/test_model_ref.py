@@ -46,7 +46,7 @@ def test_parse_accepts(text: str, hub_id: str | None, name: str) -> None:
         ("org/na`me`", "characters"),
         ("/etc/passwd", "/models/<name>"),
         ("/models/../etc", "characters"),
-        ("https://evil.example/Qwen/Qwen3", "not a huggingface.co or modelscope.cn"),
+        ("https://evil.example/Qwen/Qwen3", "not a huggingface.co, modelscope.cn or modelscope.ai"),
         ("just-a-name", "not a model id"),
         ("", "No model given"),
         ("a/" + "b" * 300, "longer than"),

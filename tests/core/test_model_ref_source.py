@@ -33,6 +33,8 @@ from runners.model_ref import (
         ("https://modelscope.cn/models/ZhipuAI/GLM-4.5", "modelscope", "ZhipuAI/GLM-4.5"),
         ("https://www.modelscope.cn/models/Qwen/Qwen3-8B/summary", "modelscope", "Qwen/Qwen3-8B"),
         ("https://www.modelscope.cn/models/Qwen/Qwen3-8B/files", "modelscope", "Qwen/Qwen3-8B"),
+        ("https://www.modelscope.ai/models/Qwen/Qwen3-8B", "modelscope", "Qwen/Qwen3-8B"),
+        ("https://modelscope.ai/models/ZhipuAI/GLM-4.5/summary", "modelscope", "ZhipuAI/GLM-4.5"),
         (
             "https://modelscope.cn/models/Qwen/Qwen3-8B/file/view/master/config.json",
             "modelscope",
@@ -50,7 +52,15 @@ def test_the_hub_is_read_from_the_reference_and_round_trips(text: str, source: s
 
 @pytest.mark.parametrize(
     "text",
-    ["modelscope:a/b/c", "modelscope:../etc/passwd", "modelscope:org/na;me", "hf:org", "modelscope:/m/x"],
+    [
+        "modelscope:a/b/c",
+        "modelscope:../etc/passwd",
+        "modelscope:org/na;me",
+        "hf:org",
+        "modelscope:/m/x",
+        "https://modelscope.ai.evil.example/models/a/b",
+        "https://evilmodelscope.ai/models/a/b",
+    ],
 )
 def test_a_bad_prefixed_id_is_refused(text: str) -> None:
     with pytest.raises(ModelRefError):
@@ -68,6 +78,7 @@ def test_a_path_reference_has_no_hub() -> None:
         ("model: modelscope:Qwen/Qwen3-8B", "modelscope:Qwen/Qwen3-8B"),
         ("Please adapt modelscope:Qwen/Qwen3-8B, it is popular", "modelscope:Qwen/Qwen3-8B"),
         ("see https://www.modelscope.cn/models/Qwen/Qwen3-8B/summary", "modelscope:Qwen/Qwen3-8B"),
+        ("from https://www.modelscope.ai/models/Qwen/Qwen3-8B.", "modelscope:Qwen/Qwen3-8B"),
         ("Please adapt `modelscope:Qwen/Qwen3-8B`", "modelscope:Qwen/Qwen3-8B"),
         ("Please adapt Qwen/Qwen3-8B", "Qwen/Qwen3-8B"),
     ],

@@ -191,12 +191,12 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body) if content_length is None else content_length))
+        # logged before the body goes out: a client returns once it has the body, and a test that
+        # reads the log right then must find this request in it
+        self._log(status, len(body) if not head_only else 0)
         self.end_headers()
-        sent = 0
         if not head_only and body:
             self.wfile.write(body)
-            sent = len(body)
-        self._log(status, sent)
 
     def _log(self, status: int, sent: int) -> None:
         self.state.record(
@@ -244,6 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(length))
+        self._log(status, length if cut is None else min(length, max(cut.after, 0)))  # before the body
         self.end_headers()
         sent = 0
         with open(path, "rb", buffering=0) as fh:
@@ -263,12 +264,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
-                    self._log(status, sent)
                     return
                 self.wfile.write(chunk)
                 sent += len(chunk)
                 remaining -= len(chunk)
-        self._log(status, sent)
 
     # --- access -------------------------------------------------------------------------------
     def _repo_for(self, repo_id: str) -> Repo | None:
