@@ -308,32 +308,12 @@ def download(
         if s.lfs is not None and s.rfilename in wanted and s.lfs.sha256
     }
     total = max(sum(wanted.values()), expected_bytes or 0)
-    short = f"{repo_id}@{sha[:12]}"
-    waiting = f"{short}: another job is downloading this revision; waiting for it"
-    with revision_lock(cache, repo_id, sha, on_wait=lambda: say(waiting)):
-        if (hit := cached(cache, repo_id, sha)) is not None:
-            return Weights(hit, "cache", repo_id, sha)
-        folder = _repo_folder(cache, repo_id)
-        present = _blob_bytes(folder)
-        check_disk_space(cache, max(0, total - present), free_bytes=free_bytes)
-        say(f"{short}: downloading {len(wanted)} files, {total / 1e9:.2f} GB into {cache}")
-        stop = threading.Event()
+    folder = _repo_folder(cache, repo_id)
 
-        def report() -> None:
-            last = -1
-            while not stop.wait(progress_interval_s):
-                now = _blob_bytes(folder)
-                if now != last and total:
-                    pct = min(100, 100 * now // total)
-                    say(f"{short}: {now / 1e9:.2f} of {total / 1e9:.2f} GB ({pct} %)")
-                    last = now
-
-        watcher = threading.Thread(target=report, name="weights-progress", daemon=True)
-        watcher.start()
-        started = time.monotonic()
+    def fetch() -> Path:
         try:
             _prefetch_lfs(repo_id, sha, lfs, folder, endpoint=endpoint, token=token)
-            path = Path(
+            return Path(
                 snapshot_download(
                     repo_id,
                     revision=sha,
@@ -345,15 +325,77 @@ def download(
             )
         except Exception as exc:
             raise _map(exc, repo_id, sha) from None
+
+    return fill_revision(
+        cache,
+        repo_id,
+        sha,
+        key=repo_id,
+        shown=repo_id,
+        files=len(wanted),
+        total=total,
+        on_disk=lambda: _blob_bytes(folder),
+        fetch=fetch,
+        say=say,
+        progress_interval_s=progress_interval_s,
+        free_bytes=free_bytes,
+    )
+
+
+def fill_revision(
+    cache: Path,
+    repo_id: str,
+    sha: str,
+    *,
+    key: str,
+    shown: str,
+    files: int,
+    total: int,
+    on_disk: Callable[[], int],
+    fetch: Callable[[], Path],
+    say: Callable[[str], None],
+    progress_interval_s: float,
+    free_bytes: int | None = None,
+    marker: dict[str, str] | None = None,
+) -> Weights:
+    """Either hub's download under the guarantees both keep: one download per revision (the
+    lock on `key`, the cache re-checked once held), the missing bytes checked against the disk
+    first, progress from `on_disk()` every `progress_interval_s`, and the completion marker
+    written only after `fetch()` (which raises WeightsError) returned the snapshot."""
+    short = f"{shown}@{sha[:12]}"
+    waiting = f"{short}: another job is downloading this revision; waiting for it"
+    with revision_lock(cache, key, sha, on_wait=lambda: say(waiting)):
+        if (hit := cached(cache, key, sha)) is not None:
+            return Weights(hit, "cache", repo_id, sha)
+        present = on_disk()
+        check_disk_space(cache, max(0, total - present), free_bytes=free_bytes)
+        say(f"{short}: downloading {files} files, {total / 1e9:.2f} GB into {cache}")
+        stop = threading.Event()
+
+        def report() -> None:
+            last = -1
+            while not stop.wait(progress_interval_s):
+                now = on_disk()
+                if now != last and total:
+                    pct = min(100, 100 * now // total)
+                    say(f"{short}: {now / 1e9:.2f} of {total / 1e9:.2f} GB ({pct} %)")
+                    last = now
+
+        watcher = threading.Thread(target=report, name="weights-progress", daemon=True)
+        watcher.start()
+        started = time.monotonic()
+        try:
+            path = fetch()
         finally:
             stop.set()
             watcher.join(5)
-        got = max(0, _blob_bytes(folder) - present)
-        marker = _complete_marker(cache, repo_id, sha)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"path": str(path), "repo_id": repo_id, "revision": sha, "bytes": total}))
-        tmp.replace(marker)
+        got = max(0, on_disk() - present)
+        done = _complete_marker(cache, key, sha)
+        done.parent.mkdir(parents=True, exist_ok=True)
+        tmp = done.with_suffix(".tmp")
+        doc = {"path": str(path), "repo_id": repo_id, **(marker or {}), "revision": sha, "bytes": total}
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(done)
         say(f"{short}: downloaded {got / 1e9:.2f} GB in {time.monotonic() - started:.0f} s")
         return Weights(path, "download", repo_id, sha, got)
 

@@ -24,11 +24,8 @@ login), not the Hugging Face ones.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,12 +33,10 @@ from runners.weights import (
     JOB_PATTERNS,
     Weights,
     WeightsError,
-    _complete_marker,
     _wanted,
     cached,
-    check_disk_space,
+    fill_revision,
     model_cache_dir,
-    revision_lock,
 )
 
 #: the SDK's cache_dir inside the shared model cache
@@ -125,32 +120,11 @@ def download(
     wanted = _wanted(listing.sizes, patterns)
     files = [f for f in reader.files if f.get("Path") in wanted]
     total = max(sum(wanted.values()), expected_bytes or 0)
-    short = f"modelscope:{repo_id}@{sha[:12]}"
-    waiting = f"{short}: another job is downloading this revision; waiting for it"
-    with revision_lock(cache, key, sha, on_wait=lambda: say(waiting)):
-        if (hit := cached(cache, key, sha)) is not None:
-            return Weights(hit, "cache", repo_id, sha)
-        folder = snapshot_dir(cache, repo_id, sha)
-        present = _bytes_on_disk(folder)
-        check_disk_space(cache, max(0, total - present), free_bytes=free_bytes)
-        say(f"{short}: downloading {len(files)} files, {total / 1e9:.2f} GB into {cache}")
-        stop = threading.Event()
+    folder = snapshot_dir(cache, repo_id, sha)
 
-        def report() -> None:
-            last = -1
-            while not stop.wait(progress_interval_s):
-                now = _bytes_on_disk(folder)
-                if now != last and total:
-                    say(
-                        f"{short}: {now / 1e9:.2f} of {total / 1e9:.2f} GB ({min(100, 100 * now // total)} %)"
-                    )
-                    last = now
-
-        watcher = threading.Thread(target=report, name="weights-progress", daemon=True)
-        watcher.start()
-        started = time.monotonic()
+    def fetch() -> Path:
         try:
-            path = Path(
+            return Path(
                 reader.api().download_repo(
                     repo_id,
                     "model",
@@ -163,15 +137,19 @@ def download(
             )
         except Exception as exc:
             raise _map(exc, repo_id, sha, token=bool(reader.token)) from None
-        finally:
-            stop.set()
-            watcher.join(5)
-        got = max(0, _bytes_on_disk(path) - present)
-        marker = _complete_marker(cache, key, sha)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_suffix(".tmp")
-        doc = {"path": str(path), "repo_id": repo_id, "source": "modelscope", "revision": sha, "bytes": total}
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(marker)
-        say(f"{short}: downloaded {got / 1e9:.2f} GB in {time.monotonic() - started:.0f} s")
-        return Weights(path, "download", repo_id, sha, got)
+
+    return fill_revision(
+        cache,
+        repo_id,
+        sha,
+        key=key,
+        shown=f"modelscope:{repo_id}",
+        files=len(files),
+        total=total,
+        on_disk=lambda: _bytes_on_disk(folder),
+        fetch=fetch,
+        say=say,
+        progress_interval_s=progress_interval_s,
+        free_bytes=free_bytes,
+        marker={"source": "modelscope"},
+    )
