@@ -40,6 +40,7 @@ from bot.delivery import (
     repo_parts,
     status_of,
 )
+from bot.jobs.machine import rerun_blocker
 from bot.jobs.model import Job
 from runners.contracts import STAGES, StageResult
 from runners.render import render
@@ -88,13 +89,14 @@ def conclusion_for(job: Job, verdict: Verdict | None) -> str:
 
 
 def actions_for(job: Job) -> tuple[CheckAction, ...]:
+    """Cancel while the job runs; afterwards the reruns it would accept (bot.jobs.machine's rule:
+    not archived, the stages before passed), the stage it ended at first."""
     if job.active:
         return (CANCEL,)
-    if job.archived:  # the PR's life is over: reruns are refused, so no buttons
-        return ()
+    able = [a for a in _RERUNS if a.stage is not None and rerun_blocker(job, a.stage) is None]
     ended = _ended_at(job) if job.phase != "succeeded" else None
-    first = [a for a in _RERUNS if a.stage == ended]
-    return tuple([*first, *(a for a in _RERUNS if a not in first)])[:3]
+    first = [a for a in able if a.stage == ended]
+    return tuple([*first, *(a for a in able if a not in first)])[:3]
 
 
 def job_check_spec(

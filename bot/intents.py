@@ -189,6 +189,14 @@ def _react(gh: InstallationClient, intent: Intent, content: str) -> None:
             log.warning("reaction %s on comment %s failed", content, intent.comment_id, exc_info=True)
 
 
+def _answer_on_jobs_issue(intent: Intent, job: Job) -> Intent:
+    """A button on a run no PR lists (the base branch head) has no issue to answer on: its
+    replies go to the issue of the job the run belongs to."""
+    if intent.via == "check_run" and intent.issue is None:
+        return intent.model_copy(update={"issue": job.issue, "is_pull_request": False})
+    return intent
+
+
 def _find_job(deps: Deps, intent: Intent) -> Job | None:
     assert intent.repo is not None
     if intent.job_id:
@@ -488,8 +496,7 @@ def _cancel(intent: Intent, deps: Deps, gh: InstallationClient, _loaded: Any) ->
             return "no job (answered on the check run)"
         _reply(gh, intent, "no-job", detail="pull request" if intent.is_pull_request else None)
         return "no job"
-    if intent.via == "check_run" and intent.issue is None:
-        intent = intent.model_copy(update={"issue": job.issue, "is_pull_request": False})
+    intent = _answer_on_jobs_issue(intent, job)
     deps.store.set_cancel(job)  # signal first: the running stage polls this flag
     try:
         job = deps.store.update(job.id, machine.request_cancel)
@@ -511,6 +518,7 @@ def _rerun(intent: Intent, deps: Deps, gh: InstallationClient, loaded: Any) -> s
     if job is None:
         _reply(gh, intent, "no-job", detail="pull request" if intent.is_pull_request else None)
         return "no job"
+    intent = _answer_on_jobs_issue(intent, job)
     # retry-safe: a retry of an intent that already moved the job (a transient GitHub error after
     # the transition) finishes the steps after it instead of refusing its own rerun
     applied_key = f"adapt:rerun-applied:{intent.dedupe_key}"

@@ -142,24 +142,32 @@ def request_cancel(job: Job, now: dt.datetime | None = None) -> Job:
     return _touch(job, now)
 
 
-def rerun(job: Job, stage: str, now: dt.datetime | None = None, pushed_head: str | None = None) -> Job:
-    """Run `stage` again and everything after it, keeping earlier results. `pushed_head`: the PR
-    head a person pushed, which this rerun re-gates (delivery then reports on it, commits nothing)."""
+def rerun_blocker(job: Job, stage: str) -> str | None:
+    """Why `stage` cannot be run again now, or None: the rule `rerun` enforces, and the one the
+    check run's Rerun buttons follow (a button that would be refused is not offered)."""
     if stage not in STAGES:
-        raise TransitionError(f"unknown stage {stage!r}")
+        return f"unknown stage {stage!r}"
     if job.archived:
-        raise TransitionError(
+        return (
             f"job {job.id} is archived (its pull request was {'merged' if job.pr_merged else 'closed'}); "
             "start a new job on the issue"
         )
     if job.phase == "running":
-        raise TransitionError(f"{job.stage} is still running; `/adapt cancel` first or wait for it")
+        return f"{job.stage} is still running; `/adapt cancel` first or wait for it"
     earlier = STAGES[: STAGES.index(stage)]
     missing = [
         s for s in earlier if job.stages.get(s) is None or job.stages[s].status not in ("passed", "skipped")
     ]
     if missing:
-        raise TransitionError(f"{stage} needs {missing[0]} to have passed first; `/adapt rerun {missing[0]}`")
+        return f"{stage} needs {missing[0]} to have passed first; `/adapt rerun {missing[0]}`"
+    return None
+
+
+def rerun(job: Job, stage: str, now: dt.datetime | None = None, pushed_head: str | None = None) -> Job:
+    """Run `stage` again and everything after it, keeping earlier results. `pushed_head`: the PR
+    head a person pushed, which this rerun re-gates (delivery then reports on it, commits nothing)."""
+    if (why := rerun_blocker(job, stage)) is not None:
+        raise TransitionError(why)
     job = job.model_copy(deep=True)
     for s in STAGES[STAGES.index(stage) :]:
         job.stages.pop(s, None)

@@ -16,20 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.artifacts.test_delivery_github import checkout_files
-from tests.intake.test_flow import label, new_issue, replies
-from tests.intake.test_job_check import buttons, job_runs
-from tests.plugins.standin import INSTALLATION, REPO
+from tests.intake.test_flow import replies
+from tests.intake.test_job_check import base_head_press, buttons, job_runs, labelled_job, orphan_run
+from tests.plugins.standin import REPO
 from tests.standin import payloads
 from tests.standin.git_api import check_runs_of, seed_commit
 
 GONE = "20250101-0123456789"  # a job id of the right shape that the store does not hold
-
-
-def press_on_base_head(gh: Any, run: dict[str, Any], job_id: str | None) -> dict[str, Any]:
-    """The real payload of a Cancel press on a run no PR lists (GitHub sends `pull_requests: []`)."""
-    p = payloads.check_run_action(gh, REPO, 0, "cancel", job_id)
-    p["check_run"].update(id=run["id"], head_sha=run["head_sha"], status=run["status"], pull_requests=[])
-    return p
 
 
 def test_cancel_on_the_base_head_run_answers_on_the_issue_then_says_it_ended(
@@ -40,16 +33,12 @@ def test_cancel_on_the_base_head_run_answers_on_the_issue_then_says_it_ended(
     mkdocs_repo: Path,
 ) -> None:
     gh = github_standin
-    seed_commit(gh, REPO, checkout_files(mkdocs_repo))
-    n = new_issue(gh)
-    label(post, gh, n)
-    drain()
-    job = deps.store.active_for(REPO, n)
+    n, job, _base = labelled_job(post, gh, deps, drain, mkdocs_repo)
     (run,) = job_runs(gh, job.id)
     assert buttons(run) == ["cancel"]
     before = len(replies(gh, n))
 
-    r = post("check_run", press_on_base_head(gh, run, job.id))
+    r = post("check_run", base_head_press(gh, run, job.id))
     assert r.json()["intents"] == ["cancel"]
     assert drain() == [f"cancel {job.id}: cancelled"]
     assert deps.store.get(job.id).state == "cancelled"
@@ -59,7 +48,7 @@ def test_cancel_on_the_base_head_run_answers_on_the_issue_then_says_it_ended(
     assert run["status"] == "completed" and run["conclusion"] == "cancelled"
 
     # pressed again once the job has ended (a new press: a new run id in its dedupe key)
-    again = press_on_base_head(gh, {**run, "id": gh.next_id()}, job.id)
+    again = base_head_press(gh, {**run, "id": gh.next_id()}, job.id)
     post("check_run", again)
     (outcome,) = drain()
     assert outcome.startswith("refused: job") and "already ended (cancelled)" in outcome
@@ -75,25 +64,12 @@ def test_cancel_on_a_run_whose_job_is_gone_answers_on_the_run(
     mkdocs_repo: Path,
     app_settings: Any,
 ) -> None:
-    from bot.github import GitHubClient
-
     gh = github_standin
     sha = seed_commit(gh, REPO, checkout_files(mkdocs_repo))
-    inst = GitHubClient(app_settings).installation(INSTALLATION)
-    owner, name = REPO.split("/")
-    data = {
-        "name": "adapt-bot / job",
-        "head_sha": sha,
-        "status": "in_progress",
-        "external_id": GONE,
-        "output": {"title": "Running analyze (1 of 8)", "summary": "…"},
-        "actions": [{"label": "Cancel", "description": "Cancel this job", "identifier": "cancel"}],
-    }
-    inst.gh.rest.checks.create(owner, name, data=data)
-    (run,) = [r for r in check_runs_of(gh, REPO) if r["external_id"] == GONE]
+    run = orphan_run(gh, app_settings, sha, GONE)
     calls = len(gh.requests_to("PATCH", f"/repos/{REPO}/check-runs/{run['id']}"))
 
-    r = post("check_run", press_on_base_head(gh, run, GONE))
+    r = post("check_run", base_head_press(gh, run, GONE))
     assert r.json()["intents"] == ["cancel"]
     assert drain() == ["no job (answered on the check run)"]
     (run,) = [r for r in check_runs_of(gh, REPO) if r["external_id"] == GONE]

@@ -29,9 +29,17 @@ def test_queued_running_and_cancelling() -> None:
     assert job_check_spec(stopping, None).title == "Cancelling: analyze is stopping"
 
 
+def passed(*stages: str) -> dict[str, StageSummary]:
+    return {s: StageSummary(status="passed") for s in stages}
+
+
+BEFORE_ACCURACY = ("analyze", "dummy-gate", "features", "real-gate", "capacity")
+
+
 def test_finished_jobs_conclusions_and_buttons() -> None:
     failed = job(
-        state="failed:accuracy", stages={"accuracy": StageSummary(status="failed", reason="timeout")}
+        state="failed:accuracy",
+        stages={**passed(*BEFORE_ACCURACY), "accuracy": StageSummary(status="failed", reason="timeout")},
     )
     assert conclusion_for(failed, None) == "failure"
     assert ids(actions_for(failed)) == ["rerun-accuracy", "rerun-real-gate", "rerun-dummy-gate"]
@@ -42,7 +50,7 @@ def test_finished_jobs_conclusions_and_buttons() -> None:
     )
     assert conclusion_for(cancelled, None) == "cancelled"
     assert job_check_spec(cancelled, None).title == "Cancelled at dummy-gate"
-    done = job(state="succeeded")
+    done = job(state="succeeded", stages=passed(*BEFORE_ACCURACY, "accuracy", "artifacts", "deliver"))
     for level, expected in (
         ("validated", "success"),
         ("serves-not-validated", "neutral"),
@@ -52,6 +60,28 @@ def test_finished_jobs_conclusions_and_buttons() -> None:
     assert conclusion_for(done, None) == "neutral"
     assert ids(actions_for(done)) == ["rerun-real-gate", "rerun-dummy-gate", "rerun-accuracy"]
     assert actions_for(done.model_copy(update={"archived": True})) == ()  # reruns are refused then
+
+
+def test_only_the_reruns_the_job_would_accept_are_offered() -> None:
+    """A button that would be refused is not a button: a rerun needs the stages before it passed
+    (bot.jobs.machine.rerun_blocker), so a job cancelled at analyze offers none, and one that failed
+    its real gate offers the real gate and the dummy gate, not accuracy."""
+    at_analyze = job(state="cancelled", stages={"analyze": StageSummary(status="failed", reason="cancelled")})
+    assert actions_for(at_analyze) == ()
+    assert job_check_spec(at_analyze, None).actions == ()
+    real = job(
+        state="failed:real-gate",
+        stages={
+            **passed("analyze", "dummy-gate", "features"),
+            "real-gate": StageSummary(status="failed", reason="mismatch"),
+        },
+    )
+    assert ids(actions_for(real)) == ["rerun-real-gate", "rerun-dummy-gate"]
+    for a in actions_for(real):
+        assert a.stage is not None and machine.rerun_blocker(real, a.stage) is None
+    assert machine.rerun_blocker(real, "accuracy") == (
+        "accuracy needs real-gate to have passed first; `/adapt rerun real-gate`"
+    )
 
 
 def test_the_run_left_behind_on_an_old_commit() -> None:

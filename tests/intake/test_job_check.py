@@ -25,7 +25,7 @@ from runners.links import job_url
 from tests.artifacts import builders as b
 from tests.artifacts.test_delivery_github import checkout_files
 from tests.intake.test_flow import label, new_issue
-from tests.plugins.standin import REPO
+from tests.plugins.standin import INSTALLATION, REPO
 from tests.standin import payloads
 from tests.standin.git_api import check_runs_of, pulls_of, seed_commit
 
@@ -41,6 +41,47 @@ def job_runs(gh: Any, job_id: str) -> list[dict[str, Any]]:
 
 def buttons(run: dict[str, Any]) -> list[str]:
     return [a["identifier"] for a in run.get("actions") or []]
+
+
+def labelled_job(
+    post: Callable[..., Any], gh: Any, deps: Any, drain: Callable[[], list[Any]], repo: Path, body: str = ""
+) -> tuple[int, Any, str]:
+    """The target repo seeded from the `repo` checkout, a new issue labelled and its first intent
+    applied: (issue number, the job it started, the base branch head)."""
+    base_sha = seed_commit(gh, REPO, checkout_files(repo))
+    n = new_issue(gh, body) if body else new_issue(gh)
+    label(post, gh, n)
+    drain()
+    return n, deps.store.active_for(REPO, n), base_sha
+
+
+def base_head_press(
+    gh: Any, run: dict[str, Any], job_id: str | None, sender: str = "maintainer", button: str = "cancel"
+) -> dict[str, Any]:
+    """The real payload of a press on a run no PR lists (GitHub sends `pull_requests: []`)."""
+    p = payloads.check_run_action(gh, REPO, 0, button, job_id, sender=sender)
+    p["check_run"].update(id=run["id"], head_sha=run["head_sha"], status=run["status"], pull_requests=[])
+    return p
+
+
+def orphan_run(gh: Any, app_settings: Any, head_sha: str, job_id: str) -> dict[str, Any]:
+    """A job check run, in progress with a Cancel button, whose job id the store does not hold
+    (created through the App's own client, as the bot made it before the job was gone)."""
+    from bot.github import GitHubClient
+
+    inst = GitHubClient(app_settings).installation(INSTALLATION)
+    owner, name = REPO.split("/")
+    data = {
+        "name": JOB_CHECK,
+        "head_sha": head_sha,
+        "status": "in_progress",
+        "external_id": job_id,
+        "output": {"title": "Running analyze (1 of 8)", "summary": "…"},
+        "actions": [{"label": "Cancel", "description": "Cancel this job", "identifier": "cancel"}],
+    }
+    inst.gh.rest.checks.create(owner, name, data=data)
+    (run,) = [r for r in check_runs_of(gh, REPO) if r["external_id"] == job_id]
+    return run
 
 
 def finish(deps: Any, job_id: str, result: StageResult) -> Any:
@@ -89,11 +130,9 @@ def test_check_run_from_the_first_stage_and_the_draft_pr_until_validated(
     tmp_path: Path,
 ) -> None:
     gh = github_standin
-    base_sha = seed_commit(gh, REPO, checkout_files(mkdocs_repo))
-    n = new_issue(gh, f"Please support it.\n\nmodel: {MODEL}")
-    label(post, gh, n)
-    drain()
-    job = deps.store.active_for(REPO, n)
+    n, job, base_sha = labelled_job(
+        post, gh, deps, drain, mkdocs_repo, f"Please support it.\n\nmodel: {MODEL}"
+    )
 
     # from the first stage on: on the base branch head, in progress, Cancel
     (run,) = job_runs(gh, job.id)
@@ -161,11 +200,7 @@ def test_the_cancel_button_on_the_job_check_run_cancels_it(
     mkdocs_repo: Path,
 ) -> None:
     gh = github_standin
-    seed_commit(gh, REPO, checkout_files(mkdocs_repo))
-    n = new_issue(gh)
-    label(post, gh, n)
-    drain()
-    job = deps.store.active_for(REPO, n)
+    _n, job, _base = labelled_job(post, gh, deps, drain, mkdocs_repo)
     # a runner picked analyze up (what bot.runner_link does with its `started` event)
     deps.store.update(job.id, lambda j: machine.mark_started(j, "analyze", 1))
     bot.tasks.stage_started(job.id, "analyze", 1)
@@ -186,7 +221,8 @@ def test_the_cancel_button_on_the_job_check_run_cancels_it(
     assert deps.store.get(job.id).state == "cancelled"
     (run,) = job_runs(gh, job.id)
     assert run["status"] == "completed" and run["conclusion"] == "cancelled"
-    assert run["output"]["title"] == "Cancelled at analyze" and "rerun-real-gate" in buttons(run)
+    # nothing before analyze passed, so no Rerun button would be accepted: none is offered
+    assert run["output"]["title"] == "Cancelled at analyze" and buttons(run) == []
 
 
 def test_no_base_branch_no_check_run_and_the_job_still_runs(
@@ -209,11 +245,7 @@ def test_a_job_that_fails_after_the_draft_leaves_it_a_draft_with_the_verdict(
     mkdocs_repo: Path,
 ) -> None:
     gh = github_standin
-    seed_commit(gh, REPO, checkout_files(mkdocs_repo))
-    n = new_issue(gh, f"Please support it.\n\nmodel: {MODEL}")
-    label(post, gh, n)
-    drain()
-    job = deps.store.active_for(REPO, n)
+    _n, job, _base = labelled_job(post, gh, deps, drain, mkdocs_repo, f"Please support it.\n\nmodel: {MODEL}")
     results = b.full_results(MODEL)
     for stage in ("analyze", "dummy-gate", "features", "real-gate", "capacity"):
         finish(deps, job.id, results[stage])
