@@ -77,11 +77,15 @@ def test_the_preflight_opens_at_most_a_connection_per_reader_and_host(hub: HubSt
 
 @pytest.mark.usefixtures("default_client")
 def test_huggingface_hubs_default_pool_opens_more(hub: HubStandin, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The check above is able to fail: the same pre-flight on the 20 keep-alive connections of the
-    default client (what hub.py did before) is over the bound."""
+    """The check above is able to fail: the same two pre-flights on the 20 keep-alive connections
+    of the default client (what hub.py did before) break its warm bound: the second run, which
+    ours serves from its pool, opens new connections for every reader past 20. (The cold count
+    depends on how many readers overlap on a loaded machine: 55 on one CI run, 110 in the
+    benchmark, so it is not the control.)"""
     monkeypatch.setattr(hub_module, "size_hub_pool", lambda workers: None)
-    got = _preflight(hub)
-    assert max(got.values()) > WORKERS, got
+    cold = _preflight(hub)
+    warm = _preflight(hub)
+    assert sum(warm.values()) > WORKERS // 4, (cold, warm)
 
 
 @pytest.mark.usefixtures("default_client")
