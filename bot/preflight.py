@@ -88,7 +88,9 @@ class PreflightView:
     @property
     def shown(self) -> str:
         """The model as the job names it (`modelscope:` kept, so it is never taken for HF's)."""
-        return f"modelscope:{self.model}" if self.source == "modelscope" else self.model
+        from runners.model_ref import hub_display
+
+        return hub_display(self.model, self.source)
 
 
 def _model_limit(result: AnalysisResult) -> int | None:

@@ -39,6 +39,14 @@ HUGGINGFACE: Source = "huggingface"
 MODELSCOPE: Source = "modelscope"
 #: how comments and pages name each hub
 HUB_NAMES: dict[str, str] = {HUGGINGFACE: "Hugging Face", MODELSCOPE: "ModelScope"}
+
+
+def hub_display(hub_id: str, source: str) -> str:
+    """A hub repo as the bot names it: ModelScope's keep `modelscope:`, so they are never taken
+    for Hugging Face's repo of the same org/name (parse_model_ref reads it back)."""
+    return f"modelscope:{hub_id}" if source == MODELSCOPE else hub_id
+
+
 _PATH_RE = re.compile(rf"^/models/(?P<name>{_PART})/?$")
 _FORBIDDEN = re.compile(r"\.\.|--|[;&|`$<>\\\"'*?!(){}\[\]\s]")
 # Things that look like org/name but are not models.
@@ -62,9 +70,7 @@ class ModelRef:
     @property
     def display(self) -> str:
         """What the job stores as its `model`: parse_model_ref(display) gives this ref back."""
-        if self.hub_id and self.source == MODELSCOPE:
-            return f"modelscope:{self.hub_id}"
-        return self.hub_id or f"/models/{self.name}"
+        return hub_display(self.hub_id, self.source) if self.hub_id else f"/models/{self.name}"
 
     @property
     def slug(self) -> str:

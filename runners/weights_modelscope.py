@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from runners.model_ref import MODELSCOPE, hub_display
 from runners.weights import (
     JOB_PATTERNS,
     Weights,
@@ -116,7 +117,8 @@ def download(
         raise WeightsError(exc.code, exc.message, retryable=exc.retryable) from None
     if sha is None:
         sha = listing.sha
-        say(f"modelscope:{repo_id}: revision {revision or 'master'} is {sha[:12]} (pinned for this job)")
+        shown = hub_display(repo_id, MODELSCOPE)
+        say(f"{shown}: revision {revision or 'master'} is {sha[:12]} (pinned for this job)")
     wanted = _wanted(listing.sizes, patterns)
     files = [f for f in reader.files if f.get("Path") in wanted]
     total = max(sum(wanted.values()), expected_bytes or 0)
@@ -143,7 +145,7 @@ def download(
         repo_id,
         sha,
         key=key,
-        shown=f"modelscope:{repo_id}",
+        shown=hub_display(repo_id, MODELSCOPE),
         files=len(files),
         total=total,
         on_disk=lambda: _bytes_on_disk(folder),
